@@ -1,0 +1,60 @@
+# lostd - plain GNU make. `make` builds build/lostd, `make test` runs every
+# test, `make SAN=address|thread ...` builds the same into build-$(SAN)/.
+
+PKGS    := openblas jansson libmicrohttpd libjpeg spng expat libcurl
+CC      ?= cc
+SAN     ?=
+BUILD   := build$(if $(SAN),-$(SAN))
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -MMD -MP -pthread
+CFLAGS  += $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm -pthread
+
+ifeq ($(SAN),address)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(SAN),thread)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
+
+CORE_SRC   := $(wildcard core/*.c)
+LOST_SRC   := $(wildcard lost/*.c)
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(LOST_SRC) $(SERVER_SRC))
+MAIN_OBJ   := $(BUILD)/server/main.o
+TEST_SRC   := $(wildcard tests/test_*.c)
+TEST_BIN   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+.PHONY: all test run bench clean
+all: $(BUILD)/lostd
+
+$(BUILD)/lostd: $(LIB_OBJ) $(MAIN_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit, golden and end-to-end tests; ends with "N passed, N failed".
+test: $(BUILD)/lostd $(TEST_BIN)
+	@BUILD=$(BUILD) bash tests/run.sh
+
+# The daemon on 127.0.0.1:8080 with its default model.
+run: $(BUILD)/lostd
+	./$(BUILD)/lostd serve --host 127.0.0.1 --port 8080
+
+bench: $(BUILD)/lostd
+	@BUILD=$(BUILD) bash tests/bench.sh
+
+clean:
+	rm -rf build build-address build-thread
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

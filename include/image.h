@@ -1,0 +1,69 @@
+/* image.h - decoding untrusted image bytes and LOST preprocessing.
+ * Stage: bytes -> struct image (u8 RGB) -> normalised, padded tensor.
+ * Decoders check the declared dimensions against the limits *before*
+ * allocating pixels, treat corrupt data as an error (never a warning), and
+ * take all pixel memory from the given arena. Grey, grey+alpha, RGBA, CMYK
+ * and 16-bit inputs all become 8-bit RGB. Thread-safe with one arena per
+ * thread. Never prints. */
+#ifndef LOSTD_IMAGE_H
+#define LOSTD_IMAGE_H
+
+#include <stddef.h>
+
+struct arena;
+struct err;
+
+#define IMAGE_MAX_SIDE 16384             /* hard cap on either side, pixels */
+#define IMAGE_DEFAULT_MAX_PIXELS 40000000L /* default cap on width*height */
+
+/* Decoded pixels: [h, w, 3] row-major, RGB, 8 bits. */
+struct image {
+    int w, h;
+    unsigned char *px;
+};
+
+enum image_format { IMAGE_FORMAT_UNKNOWN = 0, IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG };
+
+/* Detects the format from the first bytes (magic numbers). */
+enum image_format image_sniff(const unsigned char *buf, size_t n);
+
+/* Decodes a JPEG / PNG / either (sniffed). Pixels come from a; nothing else
+ * is allocated that outlives the call. max_pixels <= 0 means
+ * IMAGE_DEFAULT_MAX_PIXELS. Errors: ERR_INPUT (corrupt, truncated, empty),
+ * ERR_TOOBIG (declared w*h over max_pixels or a side over IMAGE_MAX_SIDE,
+ * or the arena is exhausted), ERR_UNSUPPORTED (not JPEG or PNG).
+ * apply_exif: when nonzero, a JPEG's EXIF orientation is applied so the
+ * result is upright as a person sees it. */
+int image_decode_jpeg(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
+                      struct arena *a, struct image *out, struct err *e);
+int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
+                     struct arena *a, struct image *out, struct err *e);
+int image_decode(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
+                 struct arena *a, struct image *out, struct err *e);
+
+/* Reads a whole file into arena memory (at most max_bytes, 0 = 256 MiB) and
+ * decodes it with image_decode. ERR_IO / ERR_NOTFOUND when it cannot be read. */
+int image_load_file(const char *path, long max_pixels, int apply_exif,
+                    struct arena *a, struct image *out, struct err *e);
+
+/* Nearest-free area-averaging downscale so that max(w, h) <= max_side
+ * (aspect kept, sides rounded, at least 1). Returns the input unchanged
+ * (out = *in) when it already fits. Pixels from a. */
+int image_downscale(const struct image *in, int max_side, struct arena *a,
+                    struct image *out, struct err *e);
+
+/* Normalisation constants of a backbone family. */
+struct image_norm {
+    float mean[3], std[3];
+};
+extern const struct image_norm IMAGE_NORM_IMAGENET;
+extern const struct image_norm IMAGE_NORM_CLIP;
+
+/* LOST preprocessing (specs/lost.md section 1): x = (u8 / 255 - mean) / std in
+ * float32, then zero padding at the bottom and right up to multiples of
+ * patch. Output: *out = [3, *ph, *pw] channel-first, from a. Errors:
+ * ERR_INPUT (patch < 1), ERR_TOOBIG (arena exhausted). */
+int image_to_tensor(const struct image *img, int patch, const struct image_norm *norm,
+                    struct arena *a, float **out, int *ph, int *pw, struct err *e);
+
+#endif

@@ -1,0 +1,33 @@
+/* cli.h - private to server/: the lostd subcommands and the small argument
+ * helpers they share. Each command is int cli_<name>(argc, argv) with argv[0]
+ * the command name; it returns the process exit status (0 ok, 1 failure,
+ * 2 usage error) and prints its own errors to stderr as "lostd <cmd>: msg". */
+#ifndef LOSTD_CLI_H
+#define LOSTD_CLI_H
+
+int cli_features(int argc, char **argv);
+int cli_model(int argc, char **argv);
+int cli_lost(int argc, char **argv);
+int cli_discover(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+
+/* Parsing helpers: return 0 on success, -1 (after printing
+ * "lostd <cmd>: ..." to stderr) on a malformed value. */
+int cli_parse_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *cmd, const char *flag, const char *s, double *out);
+/* "AxB" with both positive, e.g. --grid 28x36 or --size 392x504. */
+int cli_parse_pair(const char *cmd, const char *flag, const char *s, int *a, int *b);
+
+/* Prints "lostd <cmd>: <fmt...>\n" to stderr and returns status. */
+int cli_fail(int status, const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Nonzero when stderr is a terminal (progress bars only then). */
+int cli_isatty_stderr(void);
+
+/* Monotonic clock in milliseconds. */
+double cli_now_ms(void);
+
+#endif
