@@ -10,11 +10,11 @@ static int check_failed_;
 static int check_case_failed_;
 static const char *check_name_ = "";
 
-#define CHECK_CASE(name, body)                                          \
+#define CHECK_CASE(name, ...)                                            \
     do {                                                                \
         check_case_failed_ = 0;                                         \
         check_name_ = (name);                                           \
-        body;                                                           \
+        __VA_ARGS__;                                                         \
         if (check_case_failed_) {                                       \
             check_failed_++;                                            \
         } else {                                                        \

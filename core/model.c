@@ -1,0 +1,555 @@
+/* model.c - from a safetensors file to a validated, read-only backbone.
+ * Recognises the DINOv2 family in its three namings (official, Hugging Face
+ * transformers, timm), infers the configuration from tensor names and
+ * shapes, and checks every tensor it will use against that configuration
+ * before the model is handed out. Never prints. */
+#include "model.h"
+#include "err.h"
+#include "model_impl.h"
+#include "safetensors.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+
+const char *model_family_name(enum model_family f)
+{
+    switch (f) {
+    case MODEL_FAMILY_DINOV2: return "dinov2";
+    case MODEL_FAMILY_DINO: return "dino";
+    case MODEL_FAMILY_DEIT3: return "deit3";
+    case MODEL_FAMILY_OPENCLIP: return "openclip";
+    }
+    return "unknown";
+}
+
+const char *model_naming_name(enum model_naming n)
+{
+    switch (n) {
+    case MODEL_NAMING_OFFICIAL: return "official";
+    case MODEL_NAMING_HF: return "hf";
+    case MODEL_NAMING_TIMM: return "timm";
+    case MODEL_NAMING_OPENCLIP: return "open_clip";
+    }
+    return "unknown";
+}
+
+const char *model_ffn_name(enum model_ffn f) { return f == MODEL_FFN_SWIGLU ? "swiglu" : "mlp"; }
+
+const char *model_feature_name(enum model_feature f)
+{
+    return f == MODEL_FEATURE_Q ? "q" : f == MODEL_FEATURE_V ? "v" : "k";
+}
+
+int model_feature_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (!strcmp(s, "k") || !strcmp(s, "key") || !strcmp(s, "keys"))
+        return MODEL_FEATURE_K;
+    if (!strcmp(s, "q") || !strcmp(s, "query") || !strcmp(s, "queries"))
+        return MODEL_FEATURE_Q;
+    if (!strcmp(s, "v") || !strcmp(s, "value") || !strcmp(s, "values"))
+        return MODEL_FEATURE_V;
+    return -1;
+}
+
+const struct model_config *model_config(const struct model *m) { return &m->cfg; }
+size_t model_n_params(const struct model *m) { return m->n_params; }
+
+void model_free(struct model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    free(m->blocks);
+    safetensors_free(m->st);
+    free(m);
+}
+
+/* ---- loading context: one error latch, so a long list of look-ups reads
+ * straight and stops at the first problem. */
+struct loader {
+    struct model *m;
+    const struct safetensors *st;
+    const char *prefix;     /* "" or e.g. "dinov2." for HF classification repos */
+    struct err *e;
+    int rc;
+};
+
+static float *own(struct loader *L, size_t n)
+{
+    struct model *m = L->m;
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        void **p = realloc(m->owned, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    float *buf = malloc(n ? n * sizeof(float) : 1);
+    if (buf)
+        m->owned[m->n_owned++] = buf;
+    return buf;
+}
+
+static const struct safetensors_tensor *find(struct loader *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static const struct safetensors_tensor *find(struct loader *L, const char *fmt, ...)
+{
+    char name[256];
+    int n = snprintf(name, sizeof name, "%s", L->prefix);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name + n, sizeof name - n, fmt, ap);
+    va_end(ap);
+    return safetensors_find(L->st, name);
+}
+
+/* Shape after dropping leading 1s, as text, for messages. */
+static void shape_str(const struct safetensors_tensor *t, char *buf, size_t n)
+{
+    size_t k = 0;
+    k += snprintf(buf + k, n - k, "[");
+    for (int i = 0; i < t->ndim && k < n; i++)
+        k += snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, "]");
+}
+
+/* Checks t against the expected dims (leading size-1 dims of t ignored) and
+ * returns float32 data: the mapped bytes when aligned F32, else a converted
+ * copy. NULL (with L->rc set) on any mismatch. */
+static const float *data_of(struct loader *L, const struct safetensors_tensor *t,
+                            const char *what, int nd, const int64_t *dims)
+{
+    if (L->rc)
+        return NULL;
+    if (!t) {
+        L->rc = err_set(L->e, ERR_MODEL, "checkpoint has no tensor for %s", what);
+        return NULL;
+    }
+    int skip = 0;
+    while (t->ndim - skip > nd && t->shape[skip] == 1)
+        skip++;
+    int ok = t->ndim - skip == nd;
+    for (int i = 0; ok && i < nd; i++)
+        ok = t->shape[skip + i] == dims[i];
+    if (!ok) {
+        char got[128], want[128];
+        size_t k = 0;
+        shape_str(t, got, sizeof got);
+        k += snprintf(want + k, sizeof want - k, "[");
+        for (int i = 0; i < nd; i++)
+            k += snprintf(want + k, sizeof want - k, "%s%lld", i ? ", " : "",
+                          (long long)dims[i]);
+        snprintf(want + k, sizeof want - k, "]");
+        L->rc = err_set(L->e, ERR_MODEL, "tensor '%s' has shape %s, expected %s", t->name,
+                        got, want);
+        return NULL;
+    }
+    if (t->dtype == SAFETENSORS_F32 && ((uintptr_t)t->data & 3) == 0) {
+        L->m->n_params += (size_t)t->numel;
+        return t->data;
+    }
+    float *buf = own(L, (size_t)t->numel);
+    if (!buf) {
+        L->rc = err_set(L->e, ERR_NOMEM, "out of memory converting '%s'", t->name);
+        return NULL;
+    }
+    if ((L->rc = safetensors_read_f32(t, buf, 0, t->numel, L->e)))
+        return NULL;
+    L->m->n_params += (size_t)t->numel;
+    return buf;
+}
+
+static const float *get1(struct loader *L, const struct safetensors_tensor *t,
+                         const char *what, int64_t a)
+{
+    int64_t d[1] = {a};
+    return data_of(L, t, what, 1, d);
+}
+
+static const float *get2(struct loader *L, const struct safetensors_tensor *t,
+                         const char *what, int64_t a, int64_t b)
+{
+    int64_t d[2] = {a, b};
+    return data_of(L, t, what, 2, d);
+}
+
+/* Concatenates rows of three [D, D] (or [D]) tensors into one buffer: the
+ * Hugging Face split of the fused qkv projection, put back as q | k | v. */
+static const float *concat3(struct loader *L, const struct safetensors_tensor *t[3],
+                            const char *what, int64_t rows, int64_t cols)
+{
+    if (L->rc)
+        return NULL;
+    int64_t n = rows * (cols ? cols : 1);
+    float *buf = own(L, (size_t)(3 * n));
+    if (!buf) {
+        L->rc = err_set(L->e, ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        const float *p = cols ? get2(L, t[i], what, rows, cols) : get1(L, t[i], what, rows);
+        if (!p)
+            return NULL;
+        memcpy(buf + i * n, p, (size_t)n * sizeof *buf);
+    }
+    return buf;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+static int isqrt_exact(int64_t v)
+{
+    if (v < 1)
+        return -1;
+    int64_t r = (int64_t)floor(sqrt((double)v) + 0.5);
+    return r * r == v ? (int)r : -1;
+}
+
+/* Reads config.json beside the weights, when it is a DINOv2 config.
+ * Fills heads / eps when present. Missing file is not an error. */
+static int read_side_config(const char *path, int dim, int *heads, float *eps, struct err *e)
+{
+    char cfg[4096];
+    const char *slash = strrchr(path, '/');
+    int dl = slash ? (int)(slash - path) : 0;
+    if (snprintf(cfg, sizeof cfg, "%.*s%sconfig.json", dl, path, slash ? "/" : "") >=
+        (int)sizeof cfg)
+        return 0;
+    FILE *f = fopen(cfg, "rb");
+    if (!f)
+        return 0;
+    json_error_t je;
+    json_t *root = json_loadf(f, 0, &je);
+    fclose(f);
+    if (!root)
+        return err_set(e, ERR_MODEL, "%s: %s (line %d)", cfg, je.text, je.line);
+    int rc = 0;
+    json_t *hs = json_object_get(root, "hidden_size");
+    json_t *nh = json_object_get(root, "num_attention_heads");
+    json_t *le = json_object_get(root, "layer_norm_eps");
+    /* A config.json for another model may sit in the same folder: use it
+     * only when its width matches the weights. */
+    if (json_is_integer(hs) && json_integer_value(hs) == dim) {
+        if (json_is_integer(nh)) {
+            json_int_t v = json_integer_value(nh);
+            if (v < 1 || v > dim || dim % v)
+                rc = err_set(e, ERR_MODEL, "%s: num_attention_heads %lld does not divide "
+                             "hidden_size %d", cfg, (long long)v, dim);
+            else
+                *heads = (int)v;
+        }
+        if (json_is_number(le) && json_number_value(le) > 0 && json_number_value(le) < 1)
+            *eps = (float)json_number_value(le);
+    }
+    json_decref(root);
+    return rc;
+}
+
+/* Detects the naming and the HF key prefix. */
+static int detect_naming(const struct safetensors *st, enum model_naming *naming,
+                         const char **prefix, struct err *e)
+{
+    static const char *hf_prefixes[] = {"", "dinov2.", "dinov2_with_registers."};
+    for (size_t i = 0; i < sizeof hf_prefixes / sizeof hf_prefixes[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%sembeddings.patch_embeddings.projection.weight",
+                 hf_prefixes[i]);
+        if (safetensors_find(st, name)) {
+            *naming = MODEL_NAMING_HF;
+            *prefix = hf_prefixes[i];
+            return 0;
+        }
+    }
+    *prefix = "";
+    if (safetensors_find(st, "patch_embed.proj.weight")) {
+        /* timm drops mask_token and calls the registers reg_token. */
+        if (safetensors_find(st, "reg_token") || !safetensors_find(st, "mask_token"))
+            *naming = MODEL_NAMING_TIMM;
+        else
+            *naming = MODEL_NAMING_OFFICIAL;
+        return 0;
+    }
+    /* Say what we found, to help with unsupported files. */
+    if (safetensors_find(st, "visual.conv1.weight"))
+        return err_set(e, ERR_MODEL, "an OpenCLIP checkpoint (visual.conv1.weight): this "
+                       "family is not supported yet");
+    const struct safetensors_tensor *t0 = safetensors_at(st, 0);
+    return err_set(e, ERR_MODEL, "not a supported ViT checkpoint: no patch embedding "
+                   "(looked for patch_embed.proj.weight and "
+                   "embeddings.patch_embeddings.projection.weight; %d tensors, first '%s')",
+                   safetensors_count(st), t0 ? t0->name : "-");
+}
+
+struct names {
+    /* printf formats taking the block index where relevant */
+    const char *cls, *reg, *pos, *patch_w, *patch_b, *norm_w, *norm_b;
+    const char *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ls1, *ls2;
+    const char *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    const char *sw1_w, *sw1_b, *sw2_w, *sw2_b; /* SwiGLU in/out */
+};
+
+static const struct names names_official = {
+    "cls_token", "register_tokens", "pos_embed", "patch_embed.proj.weight",
+    "patch_embed.proj.bias", "norm.weight", "norm.bias",
+    "blocks.%d.norm1.weight", "blocks.%d.norm1.bias", "blocks.%d.attn.qkv.weight",
+    "blocks.%d.attn.qkv.bias", "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias",
+    "blocks.%d.ls1.gamma", "blocks.%d.ls2.gamma", "blocks.%d.norm2.weight",
+    "blocks.%d.norm2.bias", "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias",
+    "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
+    "blocks.%d.mlp.w12.weight", "blocks.%d.mlp.w12.bias", "blocks.%d.mlp.w3.weight",
+    "blocks.%d.mlp.w3.bias",
+};
+
+static const struct names names_timm = {
+    "cls_token", "reg_token", "pos_embed", "patch_embed.proj.weight",
+    "patch_embed.proj.bias", "norm.weight", "norm.bias",
+    "blocks.%d.norm1.weight", "blocks.%d.norm1.bias", "blocks.%d.attn.qkv.weight",
+    "blocks.%d.attn.qkv.bias", "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias",
+    "blocks.%d.ls1.gamma", "blocks.%d.ls2.gamma", "blocks.%d.norm2.weight",
+    "blocks.%d.norm2.bias", "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias",
+    "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
+    "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias", "blocks.%d.mlp.fc2.weight",
+    "blocks.%d.mlp.fc2.bias",
+};
+
+static const struct names names_hf = {
+    "embeddings.cls_token", "embeddings.register_tokens", "embeddings.position_embeddings",
+    "embeddings.patch_embeddings.projection.weight",
+    "embeddings.patch_embeddings.projection.bias", "layernorm.weight", "layernorm.bias",
+    "encoder.layer.%d.norm1.weight", "encoder.layer.%d.norm1.bias",
+    NULL, NULL, /* q/k/v split, see load_blocks */
+    "encoder.layer.%d.attention.output.dense.weight",
+    "encoder.layer.%d.attention.output.dense.bias",
+    "encoder.layer.%d.layer_scale1.lambda1", "encoder.layer.%d.layer_scale2.lambda1",
+    "encoder.layer.%d.norm2.weight", "encoder.layer.%d.norm2.bias",
+    "encoder.layer.%d.mlp.fc1.weight", "encoder.layer.%d.mlp.fc1.bias",
+    "encoder.layer.%d.mlp.fc2.weight", "encoder.layer.%d.mlp.fc2.bias",
+    "encoder.layer.%d.mlp.weights_in.weight", "encoder.layer.%d.mlp.weights_in.bias",
+    "encoder.layer.%d.mlp.weights_out.weight", "encoder.layer.%d.mlp.weights_out.bias",
+};
+
+static int load_blocks(struct loader *L, const struct names *N)
+{
+    struct model *m = L->m;
+    const struct model_config *c = &m->cfg;
+    int64_t D = c->dim, F = c->ffn_hidden;
+    int64_t F1 = c->ffn == MODEL_FFN_SWIGLU ? 2 * F : F;
+    for (int i = 0; i < c->depth && !L->rc; i++) {
+        struct model_block *b = &m->blocks[i];
+        char what[64];
+        snprintf(what, sizeof what, "block %d", i);
+        b->ln1_w = get1(L, find(L, N->ln1_w, i), what, D);
+        b->ln1_b = get1(L, find(L, N->ln1_b, i), what, D);
+        if (c->naming == MODEL_NAMING_HF) {
+            static const char *parts[3] = {"query", "key", "value"};
+            const struct safetensors_tensor *w[3], *bb[3];
+            for (int k = 0; k < 3; k++) {
+                w[k] = find(L, "encoder.layer.%d.attention.attention.%s.weight", i, parts[k]);
+                bb[k] = find(L, "encoder.layer.%d.attention.attention.%s.bias", i, parts[k]);
+            }
+            b->qkv_w = concat3(L, w, "attention query/key/value weight", D, D);
+            b->qkv_b = concat3(L, bb, "attention query/key/value bias", D, 0);
+        } else {
+            b->qkv_w = get2(L, find(L, N->qkv_w, i), what, 3 * D, D);
+            b->qkv_b = get1(L, find(L, N->qkv_b, i), what, 3 * D);
+        }
+        b->proj_w = get2(L, find(L, N->proj_w, i), what, D, D);
+        b->proj_b = get1(L, find(L, N->proj_b, i), what, D);
+        if (c->layerscale) {
+            b->ls1 = get1(L, find(L, N->ls1, i), what, D);
+            b->ls2 = get1(L, find(L, N->ls2, i), what, D);
+        }
+        b->ln2_w = get1(L, find(L, N->ln2_w, i), what, D);
+        b->ln2_b = get1(L, find(L, N->ln2_b, i), what, D);
+        int sw = c->ffn == MODEL_FFN_SWIGLU;
+        b->fc1_w = get2(L, find(L, sw ? N->sw1_w : N->fc1_w, i), what, F1, D);
+        b->fc1_b = get1(L, find(L, sw ? N->sw1_b : N->fc1_b, i), what, F1);
+        b->fc2_w = get2(L, find(L, sw ? N->sw2_w : N->fc2_w, i), what, D, F);
+        b->fc2_b = get1(L, find(L, sw ? N->sw2_b : N->fc2_b, i), what, D);
+    }
+    return L->rc;
+}
+
+static int infer_config(struct loader *L, const struct names *N, const char *path,
+                        const struct model_opts *opts)
+{
+    struct model_config *c = &L->m->cfg;
+    struct err *e = L->e;
+    const struct safetensors_tensor *pw = find(L, "%s", N->patch_w);
+    if (pw->ndim != 4 || pw->shape[1] != 3 || pw->shape[2] != pw->shape[3] ||
+        pw->shape[0] < 1 || pw->shape[2] < 1 || pw->shape[0] > 65536 || pw->shape[2] > 64) {
+        char s[128];
+        shape_str(pw, s, sizeof s);
+        return err_set(e, ERR_MODEL, "tensor '%s' has shape %s, expected [dim, 3, P, P]",
+                       pw->name, s);
+    }
+    c->dim = (int)pw->shape[0];
+    c->patch = (int)pw->shape[2];
+    c->depth = 0;
+    while (c->depth < 1000 && find(L, N->ln1_w, c->depth))
+        c->depth++;
+    if (c->depth == 0)
+        return err_set(e, ERR_MODEL, "no transformer blocks found (expected '%s%s')",
+                       L->prefix, "blocks.0.norm1.weight");
+    /* Registers. */
+    const struct safetensors_tensor *rt = find(L, "%s", N->reg);
+    c->n_reg = 0;
+    if (rt) {
+        if (rt->ndim < 2 || rt->shape[rt->ndim - 1] != c->dim || rt->numel / c->dim > 256) {
+            char s[128];
+            shape_str(rt, s, sizeof s);
+            return err_set(e, ERR_MODEL, "tensor '%s' has shape %s, expected [1, R, %d]",
+                           rt->name, s, c->dim);
+        }
+        c->n_reg = (int)(rt->numel / c->dim);
+    }
+    /* Position table: 1 + M*M rows with a CLS slot, or M*M without. */
+    const struct safetensors_tensor *pt = find(L, "%s", N->pos);
+    if (!pt)
+        return err_set(e, ERR_MODEL, "checkpoint has no position embedding '%s%s'",
+                       L->prefix, N->pos);
+    int64_t rows = pt->ndim >= 2 ? pt->numel / (pt->shape[pt->ndim - 1] ? pt->shape[pt->ndim - 1] : 1) : 0;
+    if (pt->ndim < 2 || pt->shape[pt->ndim - 1] != c->dim)
+        rows = -1;
+    int M = rows > 1 ? isqrt_exact(rows - 1) : -1;
+    if (M > 0) {
+        c->pos_cls = 1;
+    } else if ((M = isqrt_exact(rows)) > 0) {
+        c->pos_cls = 0;
+    } else {
+        char s[128];
+        shape_str(pt, s, sizeof s);
+        return err_set(e, ERR_MODEL, "tensor '%s' has shape %s, expected [1, 1 + M*M, %d] "
+                       "or [1, M*M, %d]", pt->name, s, c->dim, c->dim);
+    }
+    c->pos_grid = M;
+    /* FFN kind and width. */
+    const struct safetensors_tensor *f1 = NULL, *f2 = NULL;
+    if (c->naming != MODEL_NAMING_TIMM && find(L, N->sw1_w, 0)) {
+        c->ffn = MODEL_FFN_SWIGLU;
+        f1 = find(L, N->sw1_w, 0);
+        f2 = find(L, N->sw2_w, 0);
+    } else {
+        f1 = find(L, N->fc1_w, 0);
+        f2 = find(L, N->fc2_w, 0);
+        c->ffn = MODEL_FFN_MLP;
+    }
+    if (!f1 || !f2 || f1->ndim != 2 || f2->ndim != 2 || f2->shape[0] != c->dim ||
+        f1->shape[1] != c->dim)
+        return err_set(e, ERR_MODEL, "block 0: no MLP found (expected '%s' [F, %d] and "
+                       "'%s' [%d, F])", "mlp.fc1.weight", c->dim, "mlp.fc2.weight", c->dim);
+    c->ffn_hidden = (int)f2->shape[1];
+    if (c->naming == MODEL_NAMING_TIMM && f1->shape[0] == 2 * f2->shape[1])
+        c->ffn = MODEL_FFN_SWIGLU; /* timm's SwiGLUPacked keeps fc1/fc2 names */
+    if (c->ffn == MODEL_FFN_SWIGLU && f1->shape[0] != 2 * f2->shape[1])
+        return err_set(e, ERR_MODEL, "tensor '%s' has %lld rows, expected 2 x %lld for "
+                       "SwiGLU", f1->name, (long long)f1->shape[0], (long long)f2->shape[1]);
+    c->layerscale = find(L, N->ls1, 0) != NULL;
+    if (!c->layerscale)
+        return err_set(e, ERR_MODEL, "block 0 has no LayerScale ('%s%s'): not a DINOv2 "
+                       "checkpoint (DINO v1 and others are not supported yet)", L->prefix,
+                       "blocks.0.ls1.gamma");
+    /* Heads: flag, config.json, metadata, else head dim 64. */
+    c->ln_eps = 1e-6f;
+    int heads = 0;
+    int rc = read_side_config(path, c->dim, &heads, &c->ln_eps, e);
+    if (rc)
+        return rc;
+    const char *mh = safetensors_meta(L->st, "num_heads");
+    if (!mh)
+        mh = safetensors_meta(L->st, "heads");
+    if (opts && opts->n_head > 0)
+        heads = opts->n_head;
+    else if (!heads && mh)
+        heads = atoi(mh);
+    if (!heads)
+        heads = c->dim / 64 > 0 ? c->dim / 64 : 1;
+    if (heads < 1 || c->dim % heads)
+        return err_set(e, ERR_MODEL, "%d heads do not divide the width %d", heads, c->dim);
+    c->n_head = heads;
+    c->head_dim = c->dim / heads;
+    c->family = MODEL_FAMILY_DINOV2;
+    c->act = MODEL_ACT_GELU;
+    c->ln_pre = 0;
+    /* Official rule: register models resample with antialiasing to the exact
+     * size; the plain ones keep the 0.1 offset (vit.md 2.3). */
+    c->interp = c->n_reg > 0 ? MODEL_INTERP_AA_SIZE : MODEL_INTERP_OFFSET;
+    c->interp_offset = c->n_reg > 0 ? 0.0 : 0.1;
+    memcpy(c->mean, imagenet_mean, sizeof c->mean);
+    memcpy(c->std, imagenet_std, sizeof c->std);
+    c->lost_feature = MODEL_FEATURE_K;
+    const char *size = c->dim == 384 ? "s" : c->dim == 768 ? "b" : c->dim == 1024 ? "l"
+                     : c->dim == 1536 ? "g" : NULL;
+    if (size && c->patch == 14)
+        snprintf(c->arch, sizeof c->arch, "dinov2_vit%s14%s", size, c->n_reg ? "_reg" : "");
+    else
+        snprintf(c->arch, sizeof c->arch, "dinov2_d%d_l%d_p%d%s", c->dim, c->depth,
+                 c->patch, c->n_reg ? "_reg" : "");
+    return 0;
+}
+
+int model_load(const char *path, const struct model_opts *opts, struct model **out,
+               struct err *e)
+{
+    *out = NULL;
+    struct model *m = calloc(1, sizeof *m);
+    if (!m)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    int rc = safetensors_load(path, &m->st, e);
+    if (rc) {
+        model_free(m);
+        return rc;
+    }
+    struct loader L = {.m = m, .st = m->st, .e = e};
+    rc = detect_naming(m->st, &m->cfg.naming, &L.prefix, e);
+    const struct names *N = m->cfg.naming == MODEL_NAMING_HF     ? &names_hf
+                          : m->cfg.naming == MODEL_NAMING_TIMM ? &names_timm
+                                                               : &names_official;
+    if (!rc)
+        rc = infer_config(&L, N, path, opts);
+    if (!rc) {
+        struct model_config *c = &m->cfg;
+        int64_t D = c->dim, P = c->patch, M = c->pos_grid;
+        m->blocks = calloc(c->depth, sizeof *m->blocks);
+        if (!m->blocks)
+            rc = L.rc = err_set(e, ERR_NOMEM, "out of memory");
+        int64_t d4[4] = {D, 3, P, P}; /* read as [D, 3*P*P], row-major */
+        m->patch_w = data_of(&L, find(&L, "%s", N->patch_w), "patch embedding", 4, d4);
+        m->patch_b = get1(&L, find(&L, "%s", N->patch_b), "patch embedding bias", D);
+        m->cls = get1(&L, find(&L, "%s", N->cls), "CLS token", D);
+        if (c->n_reg)
+            m->reg = get2(&L, find(&L, "%s", N->reg), "register tokens", c->n_reg, D);
+        const float *pos = get2(&L, find(&L, "%s", N->pos), "position embedding",
+                                M * M + c->pos_cls, D);
+        if (pos) {
+            m->pos_cls = c->pos_cls ? pos : NULL;
+            m->pos_grid = pos + (c->pos_cls ? D : 0);
+        }
+        m->norm_w = get1(&L, find(&L, "%s", N->norm_w), "final norm", D);
+        m->norm_b = get1(&L, find(&L, "%s", N->norm_b), "final norm", D);
+        if (!L.rc)
+            load_blocks(&L, N);
+        rc = L.rc;
+    }
+    if (rc) {
+        model_free(m);
+        return err_prefix(e, "%s", path);
+    }
+    *out = m;
+    return 0;
+}

@@ -1,0 +1,455 @@
+/* vit.c - the DINOv2-style ViT forward (specs/vit.md section 2) with
+ * OpenBLAS sgemm for every matrix product. Takes a normalised, padded
+ * tensor and hands out the tapped block's q/k/v for the patch tokens and,
+ * when asked, all tokens after the final norm. Reads the model, writes only
+ * the workspace; never prints, never allocates after vit_work_init. */
+#include "vit.h"
+#include "err.h"
+#include "model_impl.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QBLOCK 128 /* query rows per attention tile: scores are [QBLOCK, T] */
+
+struct vit_work {
+    const struct model *m;
+    int max_patch, max_tok;
+    float *cols;    /* [max_patch, 3*P*P] im2col */
+    float *h;       /* [T, D] residual stream */
+    float *z;       /* [T, D] normed */
+    float *qkv;     /* [T, 3D] */
+    float *att;     /* [T, D] heads concatenated */
+    float *tmp;     /* [T, D] */
+    float *ffn;     /* [T, F1] */
+    float *scores;  /* [QBLOCK, T] */
+    float *q, *k, *v; /* [max_patch, D] outputs */
+    float *tokens;  /* [T, D] output */
+    float *pos;     /* [1 + max_patch, D] cached resampled table */
+    int pos_gh, pos_gw;
+    double *wts;    /* resampling scratch */
+    float *pos_tmp; /* [M, D]: one resampled column of the grid */
+    unsigned long bytes;
+};
+
+static float *alloc_f(struct vit_work *w, size_t n)
+{
+    /* calloc + touch: the pages are faulted in once here, not per forward. */
+    float *p = calloc(n ? n : 1, sizeof *p);
+    w->bytes += n * sizeof *p;
+    return p;
+}
+
+void vit_work_free(struct vit_work *w)
+{
+    if (!w)
+        return;
+    free(w->cols);
+    free(w->h);
+    free(w->z);
+    free(w->qkv);
+    free(w->att);
+    free(w->tmp);
+    free(w->ffn);
+    free(w->scores);
+    free(w->q);
+    free(w->k);
+    free(w->v);
+    free(w->tokens);
+    free(w->pos);
+    free(w->wts);
+    free(w->pos_tmp);
+    free(w);
+}
+
+int vit_work_max_patches(const struct vit_work *w) { return w->max_patch; }
+unsigned long vit_work_bytes(const struct vit_work *w) { return w->bytes; }
+
+int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
+                  struct err *e)
+{
+    *out = NULL;
+    const struct model_config *c = &m->cfg;
+    if (max_patches < 1 || max_patches > 1 << 20)
+        return err_set(e, ERR_INPUT, "workspace for %d patches: allowed 1..%d", max_patches,
+                       1 << 20);
+    struct vit_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    size_t D = c->dim, N = max_patches, T = 1 + c->n_reg + N, P = c->patch;
+    size_t F1 = (size_t)c->ffn_hidden * (c->ffn == MODEL_FFN_SWIGLU ? 2 : 1);
+    size_t M = c->pos_grid;
+    size_t side = N > M ? N : M; /* a grid side is at most N */
+    w->m = m;
+    w->max_patch = (int)N;
+    w->max_tok = (int)T;
+    w->cols = alloc_f(w, N * 3 * P * P);
+    w->h = alloc_f(w, T * D);
+    w->z = alloc_f(w, T * D);
+    w->qkv = alloc_f(w, T * 3 * D);
+    w->att = alloc_f(w, T * D);
+    w->tmp = alloc_f(w, T * D);
+    w->ffn = alloc_f(w, T * F1);
+    w->scores = alloc_f(w, (size_t)QBLOCK * T);
+    w->q = alloc_f(w, N * D);
+    w->k = alloc_f(w, N * D);
+    w->v = alloc_f(w, N * D);
+    w->tokens = alloc_f(w, T * D);
+    w->pos = alloc_f(w, (1 + N) * D);
+    w->pos_tmp = alloc_f(w, M * D);
+    w->wts = calloc(2 * side * M, sizeof *w->wts);
+    w->bytes += 2 * side * M * sizeof(double);
+    if (!w->cols || !w->h || !w->z || !w->qkv || !w->att || !w->tmp || !w->ffn ||
+        !w->scores || !w->q || !w->k || !w->v || !w->tokens || !w->pos || !w->pos_tmp ||
+        !w->wts) {
+        vit_work_free(w);
+        return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
+    }
+    *out = w;
+    return 0;
+}
+
+/* ---- position embedding resampling (vit.md 2.3) ------------------------- */
+
+static double cubic(double x, double a)
+{
+    x = fabs(x);
+    if (x <= 1.0)
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    if (x < 2.0)
+        return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+    return 0.0;
+}
+
+void vit_resample_weights(int n_in, int n_out, double s, int aa, double *wts)
+{
+    memset(wts, 0, sizeof *wts * (size_t)n_in * n_out);
+    for (int o = 0; o < n_out; o++) {
+        double *row = wts + (size_t)o * n_in;
+        if (aa) {
+            /* PIL-style convolution: the kernel is stretched by s when
+             * shrinking; the window is cut at the borders and renormalised. */
+            double support = s >= 1.0 ? 2.0 * s : 2.0, ss = s >= 1.0 ? s : 1.0;
+            double center = s * (o + 0.5);
+            int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+            if (lo < 0)
+                lo = 0;
+            if (hi > n_in)
+                hi = n_in;
+            double sum = 0.0;
+            for (int j = lo; j < hi; j++) {
+                row[j] = cubic((j - center + 0.5) / ss, -0.5);
+                sum += row[j];
+            }
+            if (sum != 0.0)
+                for (int j = lo; j < hi; j++)
+                    row[j] /= sum;
+        } else {
+            /* Four taps with A = -0.75, indices clamped to the edge. */
+            double src = s * (o + 0.5) - 0.5;
+            double f = floor(src), t = src - f;
+            int i0 = (int)f;
+            double wt[4] = {cubic(t + 1.0, -0.75), cubic(t, -0.75), cubic(1.0 - t, -0.75),
+                            cubic(2.0 - t, -0.75)};
+            for (int k = 0; k < 4; k++) {
+                int j = i0 - 1 + k;
+                j = j < 0 ? 0 : j > n_in - 1 ? n_in - 1 : j;
+                row[j] += wt[k];
+            }
+        }
+    }
+}
+
+/* Fills w->pos for a gh x gw grid: row 0 the CLS position (or zeros), then
+ * the stored M x M table resampled by the family's rule. Cached per size. */
+static void position_table(const struct model *m, struct vit_work *w, int gh, int gw)
+{
+    const struct model_config *c = &m->cfg;
+    if (w->pos_gh == gh && w->pos_gw == gw)
+        return;
+    int D = c->dim, M = c->pos_grid;
+    float *pos = w->pos;
+    if (m->pos_cls)
+        memcpy(pos, m->pos_cls, sizeof *pos * D);
+    else
+        memset(pos, 0, sizeof *pos * D);
+    float *dst = pos + D;
+    int skip = 0;
+    switch (c->interp) {
+    case MODEL_INTERP_OFFSET:
+    case MODEL_INTERP_AA_SIZE:
+        /* DINOv2: only a 518x518 input (Np == M*M and H == W) skips. */
+        skip = gh == M && gw == M;
+        break;
+    case MODEL_INTERP_AA_IF_DIFFERS:
+        skip = gh * gw == M * M;
+        break;
+    }
+    if (skip) {
+        /* stored [M*M, D] is already token-major */
+        memcpy(dst, m->pos_grid, sizeof *dst * (size_t)M * M * D);
+    } else {
+        int aa = c->interp != MODEL_INTERP_OFFSET;
+        double sh, sw;
+        if (aa) {
+            sh = (double)M / gh;
+            sw = (double)M / gw;
+        } else {
+            /* torch samples with the given factor, not the output size */
+            sh = 1.0 / ((gh + c->interp_offset) / M);
+            sw = 1.0 / ((gw + c->interp_offset) / M);
+        }
+        /* Separable: for each output column, the width sum first into
+         * col [M, D], then the height sum, as torch orders them. A pass whose
+         * size does not change is the identity for the antialiased kernel
+         * and is skipped, as torch does. */
+        double *ww = w->wts, *wh = w->wts + (size_t)gw * M;
+        int wpass = !(aa && gw == M), hpass = !(aa && gh == M);
+        if (wpass)
+            vit_resample_weights(M, gw, sw, aa, ww);
+        if (hpass)
+            vit_resample_weights(M, gh, sh, aa, wh);
+        float *col = w->pos_tmp;
+        for (int x = 0; x < gw; x++) {
+            for (int i = 0; i < M; i++) {
+                float *t = col + (size_t)i * D;
+                if (!wpass) {
+                    memcpy(t, m->pos_grid + ((size_t)i * M + x) * D, sizeof *t * D);
+                    continue;
+                }
+                const double *wr = ww + (size_t)x * M;
+                for (int d = 0; d < D; d++) {
+                    double acc = 0.0;
+                    for (int j = 0; j < M; j++)
+                        if (wr[j] != 0.0)
+                            acc += wr[j] * m->pos_grid[((size_t)i * M + j) * D + d];
+                    t[d] = (float)acc;
+                }
+            }
+            for (int o = 0; o < gh; o++) {
+                float *t = dst + ((size_t)o * gw + x) * D;
+                if (!hpass) {
+                    memcpy(t, col + (size_t)o * D, sizeof *t * D);
+                    continue;
+                }
+                const double *wr = wh + (size_t)o * M;
+                for (int d = 0; d < D; d++) {
+                    double acc = 0.0;
+                    for (int i = 0; i < M; i++)
+                        if (wr[i] != 0.0)
+                            acc += wr[i] * col[(size_t)i * D + d];
+                    t[d] = (float)acc;
+                }
+            }
+        }
+    }
+    w->pos_gh = gh;
+    w->pos_gw = gw;
+}
+
+/* ---- the blocks --------------------------------------------------------- */
+
+static void layer_norm(const float *x, float *y, int n, int d, const float *g, const float *b,
+                       float eps)
+{
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * d;
+        float *yr = y + (size_t)t * d;
+        double mu = 0.0, var = 0.0;
+        for (int i = 0; i < d; i++)
+            mu += xr[i];
+        mu /= d;
+        for (int i = 0; i < d; i++) {
+            double u = xr[i] - mu;
+            var += u * u;
+        }
+        var /= d;
+        float inv = (float)(1.0 / sqrt(var + eps)), fm = (float)mu;
+        for (int i = 0; i < d; i++)
+            yr[i] = (xr[i] - fm) * inv * g[i] + b[i];
+    }
+}
+
+/* y[n, out] = x[n, in] . W^T + b, W stored [out, in] (PyTorch Linear). */
+static void linear(const float *x, int n, int in, const float *W, const float *b, int out,
+                   float *y)
+{
+    if (b)
+        for (int t = 0; t < n; t++)
+            memcpy(y + (size_t)t * out, b, sizeof *y * out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, W, in,
+                b ? 1.0f : 0.0f, y, out);
+}
+
+static void attention(const struct model_config *c, struct vit_work *w, int T)
+{
+    int D = c->dim, hd = c->head_dim, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int n = 0; n < c->n_head; n++) {
+        const float *q = w->qkv + n * hd, *k = w->qkv + D + n * hd, *v = w->qkv + 2 * D + n * hd;
+        for (int r0 = 0; r0 < T; r0 += QBLOCK) {
+            int rows = T - r0 < QBLOCK ? T - r0 : QBLOCK;
+            float *S = w->scores;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, hd, scale,
+                        q + (size_t)r0 * ld, ld, k, ld, 0.0f, S, T);
+            for (int i = 0; i < rows; i++) {
+                float *s = S + (size_t)i * T, mx = s[0], sum = 0.0f;
+                for (int j = 1; j < T; j++)
+                    mx = s[j] > mx ? s[j] : mx;
+                for (int j = 0; j < T; j++) {
+                    s[j] = expf(s[j] - mx);
+                    sum += s[j];
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j < T; j++)
+                    s[j] *= inv;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, T, 1.0f, S, T, v,
+                        ld, 0.0f, w->att + (size_t)r0 * D + n * hd, D);
+        }
+    }
+}
+
+static void residual(float *h, const float *a, const float *gamma, int T, int D)
+{
+    for (int t = 0; t < T; t++) {
+        float *hr = h + (size_t)t * D;
+        const float *ar = a + (size_t)t * D;
+        if (gamma)
+            for (int i = 0; i < D; i++)
+                hr[i] += gamma[i] * ar[i];
+        else
+            for (int i = 0; i < D; i++)
+                hr[i] += ar[i];
+    }
+}
+
+static void ffn(const struct model_config *c, const struct model_block *b, struct vit_work *w,
+                int T)
+{
+    int D = c->dim, F = c->ffn_hidden;
+    if (c->ffn == MODEL_FFN_SWIGLU) {
+        linear(w->z, T, D, b->fc1_w, b->fc1_b, 2 * F, w->ffn);
+        /* hidden = silu(x1) * x2, written over x1 in place: row stride 2F */
+        for (int t = 0; t < T; t++) {
+            float *r = w->ffn + (size_t)t * 2 * F;
+            for (int i = 0; i < F; i++) {
+                float x1 = r[i];
+                r[i] = x1 / (1.0f + expf(-x1)) * r[F + i];
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, D, F, 1.0f, w->ffn, 2 * F,
+                    b->fc2_w, F, 0.0f, w->tmp, D);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < D; i++)
+                w->tmp[(size_t)t * D + i] += b->fc2_b[i];
+    } else {
+        linear(w->z, T, D, b->fc1_w, b->fc1_b, F, w->ffn);
+        size_t n = (size_t)T * F;
+        if (c->act == MODEL_ACT_QUICKGELU)
+            for (size_t i = 0; i < n; i++) {
+                float u = w->ffn[i];
+                w->ffn[i] = u / (1.0f + expf(-1.702f * u));
+            }
+        else
+            for (size_t i = 0; i < n; i++) {
+                float u = w->ffn[i];
+                w->ffn[i] = 0.5f * u * (1.0f + erff(u * (float)M_SQRT1_2));
+            }
+        linear(w->ffn, T, F, b->fc2_w, b->fc2_b, D, w->tmp);
+    }
+}
+
+static void copy_cols(const float *src, int ld, int col, int rows, int D, float *dst)
+{
+    for (int t = 0; t < rows; t++)
+        memcpy(dst + (size_t)t * D, src + (size_t)t * ld + col, sizeof *dst * D);
+}
+
+int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h, int w_px,
+                const struct vit_opts *opts, struct vit_out *out, struct err *e)
+{
+    const struct model_config *c = &m->cfg;
+    int P = c->patch, D = c->dim, R = c->n_reg;
+    memset(out, 0, sizeof *out);
+    if (h < P || w_px < P || h % P || w_px % P)
+        return err_set(e, ERR_INPUT, "input is %dx%d, sides must be positive multiples of "
+                       "the patch size %d", h, w_px, P);
+    int gh = h / P, gw = w_px / P;
+    if ((long)gh * gw > w->max_patch)
+        return err_set(e, ERR_TOOBIG, "input %dx%d has %ld patches, this workspace holds "
+                       "%d", h, w_px, (long)gh * gw, w->max_patch);
+    unsigned want = opts && opts->want ? opts->want : VIT_WANT_QKV;
+    int layer = opts ? opts->layer : -1;
+    if (layer < 0)
+        layer += c->depth;
+    if (layer < 0 || layer >= c->depth)
+        return err_set(e, ERR_INPUT, "layer %d out of range: the model has %d blocks "
+                       "(use 0..%d or -1..-%d)", opts ? opts->layer : -1, c->depth,
+                       c->depth - 1, c->depth);
+    int N = gh * gw, T = 1 + R + N;
+    /* 2.1 patch embedding as im2col . Wpe^T */
+    int K = 3 * P * P;
+    for (int r = 0; r < gh; r++)
+        for (int cc = 0; cc < gw; cc++) {
+            float *col = w->cols + ((size_t)r * gw + cc) * K;
+            for (int ch = 0; ch < 3; ch++)
+                for (int ky = 0; ky < P; ky++)
+                    memcpy(col + (ch * P + ky) * P,
+                           x + ((size_t)ch * h + (size_t)r * P + ky) * w_px + (size_t)cc * P,
+                           sizeof *col * P);
+        }
+    float *hp = w->h + (size_t)(1 + R) * D;
+    linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
+    /* 2.2 CLS + positions, then registers (no position) */
+    position_table(m, w, gh, gw);
+    for (int i = 0; i < D; i++)
+        w->h[i] = m->cls[i] + w->pos[i];
+    for (size_t i = 0; i < (size_t)N * D; i++)
+        hp[i] += w->pos[D + i];
+    if (R)
+        memcpy(w->h + D, m->reg, sizeof *w->h * (size_t)R * D);
+    if (c->ln_pre)
+        layer_norm(w->h, w->h, T, D, m->ln_pre_w, m->ln_pre_b, c->ln_eps);
+    /* 2.4 blocks; stop after the tapped qkv when nothing later is wanted */
+    int last = want & VIT_WANT_TOKENS ? c->depth - 1 : layer;
+    for (int l = 0; l <= last; l++) {
+        const struct model_block *b = &m->blocks[l];
+        layer_norm(w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
+        linear(w->z, T, D, b->qkv_w, b->qkv_b, 3 * D, w->qkv);
+        if (l == layer && (want & VIT_WANT_QKV)) {
+            const float *pq = w->qkv + (size_t)(1 + R) * 3 * D;
+            copy_cols(pq, 3 * D, 0, N, D, w->q);
+            copy_cols(pq, 3 * D, D, N, D, w->k);
+            copy_cols(pq, 3 * D, 2 * D, N, D, w->v);
+            if (!(want & VIT_WANT_TOKENS))
+                break;
+        }
+        attention(c, w, T);
+        linear(w->att, T, D, b->proj_w, b->proj_b, D, w->tmp);
+        residual(w->h, w->tmp, b->ls1, T, D);
+        layer_norm(w->h, w->z, T, D, b->ln2_w, b->ln2_b, c->ln_eps);
+        ffn(c, b, w, T);
+        residual(w->h, w->tmp, b->ls2, T, D);
+    }
+    if (want & VIT_WANT_TOKENS) {
+        layer_norm(w->h, w->tokens, T, D, m->norm_w, m->norm_b, c->ln_eps);
+        out->tokens = w->tokens;
+    }
+    out->grid_h = gh;
+    out->grid_w = gw;
+    out->n_patch = N;
+    out->n_reg = R;
+    out->n_tok = T;
+    out->dim = D;
+    out->layer = layer;
+    if (want & VIT_WANT_QKV) {
+        out->q = w->q;
+        out->k = w->k;
+        out->v = w->v;
+    }
+    out->pos_embed = w->pos;
+    return 0;
+}

@@ -1,0 +1,59 @@
+/* vit.h - the ViT forward pass on one image, on the CPU.
+ * Stage: normalised tensor [3, H, W] -> tokens [1 + R + N, D] and the
+ * q / k / v of one block for the N patch tokens. The model is shared and
+ * read-only; all per-call memory lives in a struct vit_work owned by one
+ * thread, sized once for a maximum number of patches. Never prints. */
+#ifndef LOSTD_VIT_H
+#define LOSTD_VIT_H
+
+struct err;
+struct model;
+
+struct vit_work;
+
+/* Workspace for inputs of up to max_patches patches. Returns 0, ERR_INPUT
+ * (max_patches < 1) or ERR_NOMEM / ERR_TOOBIG. Free with vit_work_free. */
+int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
+                  struct err *e);
+void vit_work_free(struct vit_work *w);
+int vit_work_max_patches(const struct vit_work *w);
+/* Bytes the workspace holds. */
+unsigned long vit_work_bytes(const struct vit_work *w);
+
+enum {
+    VIT_WANT_QKV = 1u << 0,    /* q, k, v of block `layer` */
+    VIT_WANT_TOKENS = 1u << 1  /* all blocks and the final norm */
+};
+
+struct vit_opts {
+    int layer;          /* block whose q/k/v is tapped; < 0 counts from the end (-1 = last) */
+    unsigned want;      /* VIT_WANT_* bits; 0 means VIT_WANT_QKV */
+};
+
+/* Results; pointers into the workspace, valid until the next vit_forward or
+ * vit_work_free on it. */
+struct vit_out {
+    int grid_h, grid_w;     /* patch grid: H / P, W / P */
+    int n_patch;            /* grid_h * grid_w */
+    int n_reg, n_tok, dim;  /* n_tok = 1 + n_reg + n_patch */
+    int layer;              /* the tapped block, 0-based */
+    const float *q, *k, *v; /* [n_patch, dim] each, patches row-major, heads concatenated */
+    const float *tokens;    /* [n_tok, dim] after the final norm: CLS, registers, patches;
+                               NULL without VIT_WANT_TOKENS */
+    const float *pos_embed; /* [1 + n_patch, dim]: the CLS position (zeros when the family
+                               has none), then the resampled patch positions */
+};
+
+/* x: [3, h, w] normalised, row-major; h and w multiples of the patch size.
+ * Returns 0, ERR_INPUT (bad size or layer), ERR_TOOBIG (more patches than
+ * the workspace holds). opts may be NULL (last block's q/k/v). */
+int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h, int w_px,
+                const struct vit_opts *opts, struct vit_out *out, struct err *e);
+
+/* Resampling weights of one axis, exposed for tests: fills wts [n_out, n_in]
+ * (dense, row per output) for the antialiased (aa = 1, PIL-style, a = -0.5)
+ * or plain (aa = 0, A = -0.75, edge clamped) bicubic, with sampling scale s
+ * (input pixels per output pixel). */
+void vit_resample_weights(int n_in, int n_out, double s, int aa, double *wts);
+
+#endif
