@@ -1,0 +1,417 @@
+/* test_vit.c - golden parity of the backbone with the official PyTorch
+ * DINOv2 on the fixture models (tests/fixtures/vit/<model>/<case>), in all
+ * three checkpoint namings; the resampling weights against torch's; and the
+ * checkpoint validation errors. Tolerance per array, as the fixtures state:
+ * max |c - ref| <= 1e-4 * (1 + max |ref|). */
+#include "check.h"
+#include "err.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tensor.h"
+#include "vit.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FIX "tests/fixtures"
+
+static double max_abs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fabs(a[i]) > m ? fabs(a[i]) : m;
+    return m;
+}
+
+/* Compares got with the .npy at dir/file; returns the error ratio
+ * err / (1e-4 * (1 + max|ref|)) (<= 1 passes), or -1 if unreadable. */
+static double compare(const char *dir, const char *file, const float *got, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    struct tensor t;
+    struct err e = {0};
+    if (tensor_load_npy(path, 0, &t, &e)) {
+        printf("  cannot read %s: %s\n", path, e.msg);
+        return -1;
+    }
+    if (tensor_numel(&t) != n) {
+        printf("  %s: %zu elements, computed %zu\n", file, tensor_numel(&t), n);
+        tensor_free(&t);
+        return -1;
+    }
+    double d = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = fabs((double)got[i] - t.data[i]);
+        d = x > d ? x : d;
+    }
+    double tol = 1e-4 * (1 + max_abs(t.data, n));
+    tensor_free(&t);
+    return d / tol;
+}
+
+static int load_input(const char *dir, struct tensor *x)
+{
+    char path[512];
+    struct err e = {0};
+    snprintf(path, sizeof path, "%s/input.npy", dir);
+    if (access(path, R_OK) == 0)
+        return tensor_load_npy(path, 0, x, &e);
+    snprintf(path, sizeof path, "%s/input_u8.npy", dir);
+    /* input_u8.npy holds uint8; read the raw bytes after the header */
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    unsigned char hdr[10];
+    if (fread(hdr, 1, 10, f) != 10) {
+        fclose(f);
+        return -1;
+    }
+    int hl = hdr[8] | hdr[9] << 8;
+    char *h = calloc(1, hl + 1);
+    if (fread(h, 1, hl, f) != (size_t)hl) {
+        free(h);
+        fclose(f);
+        return -1;
+    }
+    long s0, s1, s2;
+    char *sp = strstr(h, "'shape': (");
+    if (!strstr(h, "'|u1'") || !sp || sscanf(sp, "'shape': (%ld, %ld, %ld)", &s0, &s1, &s2) != 3) {
+        free(h);
+        fclose(f);
+        return -1;
+    }
+    free(h);
+    size_t n = (size_t)s0 * s1 * s2;
+    unsigned char *u = malloc(n);
+    x->data = malloc(n * sizeof(float));
+    if (fread(u, 1, n, f) != n) {
+        fclose(f);
+        free(u);
+        return -1;
+    }
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        x->data[i] = ((float)u[i] - 128.0f) / 32.0f; /* exact in float32 */
+    free(u);
+    x->ndim = 3;
+    x->shape[0] = s0;
+    x->shape[1] = s1;
+    x->shape[2] = s2;
+    return 0;
+}
+
+static void run_case(const char *model_name, const char *case_name, const char *naming)
+{
+    char dir[256], mpath[256], name[256];
+    snprintf(dir, sizeof dir, FIX "/vit/%s/%s", model_name, case_name);
+    snprintf(mpath, sizeof mpath, FIX "/models/%s%s.safetensors", model_name, naming);
+    snprintf(name, sizeof name, "vit %s%s %s", model_name, naming, case_name);
+    CHECK_CASE(name, {
+        struct err e = {0};
+        struct model *m = NULL;
+        struct vit_work *w = NULL;
+        struct tensor x = {0};
+        int rc = model_load(mpath, NULL, &m, &e);
+        CHECK(rc == 0, "model_load: %s", e.msg);
+        if (rc == 0) {
+            rc = load_input(dir, &x);
+            CHECK(rc == 0, "cannot read the input of %s", dir);
+        }
+        if (rc == 0) {
+            const struct model_config *c = model_config(m);
+            int H = (int)x.shape[1], W = (int)x.shape[2];
+            int N = (H / c->patch) * (W / c->patch);
+            rc = vit_work_init(m, N, &w, &e);
+            CHECK(rc == 0, "vit_work_init: %s", e.msg);
+            struct vit_opts o = {.layer = -1, .want = VIT_WANT_QKV | VIT_WANT_TOKENS};
+            struct vit_out out;
+            if (rc == 0)
+                rc = vit_forward(m, w, x.data, H, W, &o, &out, &e);
+            CHECK(rc == 0, "vit_forward: %s", e.msg);
+            if (rc == 0) {
+                size_t D = c->dim, Np = out.n_patch;
+                struct { const char *file; const float *p; size_t n; } arr[] = {
+                    {"pos_embed.npy", out.pos_embed, (1 + Np) * D},
+                    {"x_norm_clstoken.npy", out.tokens, D},
+                    {"x_norm_regtokens.npy", out.tokens + D, c->n_reg * D},
+                    {"x_norm_patchtokens.npy", out.tokens + (1 + c->n_reg) * D, Np * D},
+                    {"last_q.npy", out.q, Np * D},
+                    {"last_k.npy", out.k, Np * D},
+                    {"last_v.npy", out.v, Np * D},
+                };
+                for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
+                    if (!arr[i].n)
+                        continue;
+                    /* timm register models fold the CLS position into the CLS
+                     * token: their CLS position row is zero by design. */
+                    if (!strcmp(naming, "_timm") && c->n_reg && i == 0) {
+                        struct tensor ref;
+                        char rp[512];
+                        snprintf(rp, sizeof rp, "%s/%s", dir, arr[i].file);
+                        CHECK(tensor_load_npy(rp, 0, &ref, &e) == 0, "%s", e.msg);
+                        double dmax = 0;
+                        for (size_t j = D; j < (1 + Np) * D && ref.data; j++) {
+                            double dd = fabs((double)arr[i].p[j] - ref.data[j]);
+                            dmax = dd > dmax ? dd : dmax;
+                        }
+                        CHECK(dmax <= 1e-4 * (1 + max_abs(ref.data + D, Np * D)),
+                              "patch positions differ by %g", dmax);
+                        tensor_free(&ref);
+                        continue;
+                    }
+                    double r = compare(dir, arr[i].file, arr[i].p, arr[i].n);
+                    CHECK(r >= 0 && r <= 1.0, "%s: error %.3g x tolerance", arr[i].file, r);
+                }
+            }
+        }
+        tensor_free(&x);
+        vit_work_free(w);
+        model_free(m);
+    });
+}
+
+/* Reference weights from specs/vit.md (torch 1.13 output). */
+static void resample_weights(void)
+{
+    CHECK_CASE("resample weights match torch", {
+        double w[64 * 37];
+        struct { int out, aa; double s; int o, first, n; double ref[9]; } rows[] = {
+            {16, 1, 37.0 / 16, 0, 0, 6, {0.38718635, 0.4414507, 0.20925619, -0.0030565,
+                                        -0.03181696, -0.00301974}},
+            {16, 1, 37.0 / 16, 1, 0, 8, {-0.03114317, 0.04860236, 0.28733626, 0.4276807,
+                                        0.27206695, 0.03752285, -0.03158345, -0.01048234}},
+            {16, 1, 37.0 / 16, 8, 15, 9, {-0.00709342, -0.03186974, 0.01838402, 0.24359417,
+                                         0.428314, 0.3204806, 0.0740678, -0.02951323,
+                                         -0.01636432}},
+            {26, 1, 37.0 / 26, 0, 0, 4, {0.6954033, 0.35710302, -0.05192902, -0.00057726}},
+            {26, 1, 37.0 / 26, 13, 16, 6, {-0.00285062, -0.04533867, 0.39584205, 0.64022386,
+                                          0.0449844, -0.03286108}},
+            {16, 0, 37.0 / 16.1, 0, 0, 3, {0.3339548, 0.77692854, -0.110883}},
+            {16, 0, 37.0 / 16.1, 1, 1, 4, {-0.00198054, 0.04359323, 0.9939125, -0.03552556}},
+            {37, 0, 37.0 / 37.1, 0, 0, 2, {1.0010083, -0.00100827}},
+            {37, 0, 37.0 / 37.1, 36, 34, 3, {-0.00654554, 0.08711636, 0.9194288}},
+        };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            vit_resample_weights(37, rows[r].out, rows[r].s, rows[r].aa, w);
+            const double *row = w + (size_t)rows[r].o * 37;
+            for (int j = 0; j < 37; j++) {
+                int k = j - rows[r].first;
+                double ref = k >= 0 && k < rows[r].n ? rows[r].ref[k] : 0.0;
+                CHECK(fabs(row[j] - ref) < 2e-6, "row %zu (out %d, o %d) tap %d: %.8f vs %.8f",
+                      r, rows[r].out, rows[r].o, j, row[j], ref);
+            }
+        }
+    });
+}
+
+/* Writes a corrupted copy of a fixture model and expects model_load to fail
+ * with the given code and a message containing needle. */
+static void bad_checkpoint(const char *name, const unsigned char *bytes, size_t n, int code,
+                           const char *needle)
+{
+    CHECK_CASE(name, {
+        char path[] = "/tmp/lostd_test_vit_XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0, "mkstemp");
+        if (fd >= 0) {
+            CHECK(write(fd, bytes, n) == (ssize_t)n, "write");
+            close(fd);
+            struct model *m = NULL;
+            struct err e = {0};
+            int rc = model_load(path, NULL, &m, &e);
+            CHECK(rc == code, "expected code %d, got %d (%s)", code, rc, e.msg);
+            CHECK(!m, "model must be NULL on failure");
+            CHECK(strstr(e.msg, needle), "message '%s' lacks '%s'", e.msg, needle);
+            model_free(m);
+            unlink(path);
+        }
+    });
+}
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n + 64);
+    if (fread(b, 1, *n, f) != *n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+static void checkpoint_errors(void)
+{
+    size_t n;
+    unsigned char *b = slurp(FIX "/models/tiny.safetensors", &n);
+    if (!b) {
+        CHECK_CASE("fixture model readable", CHECK(0, "cannot read tiny.safetensors"));
+        return;
+    }
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--)
+        hl = hl << 8 | b[i];
+    bad_checkpoint("checkpoint truncated mid-tensor", b, n - 1000, ERR_INPUT, "outside");
+    bad_checkpoint("checkpoint truncated in header", b, 8 + hl / 2, ERR_INPUT, "header");
+    bad_checkpoint("checkpoint of 3 bytes", b, 3, ERR_INPUT, "at least 8");
+    unsigned char *c = malloc(n);
+    memcpy(c, b, n);
+    c[0] = 0xff, c[1] = 0xff, c[5] = 0x7f; /* header length beyond the file */
+    bad_checkpoint("checkpoint header length lies", c, n, ERR_INPUT, "does not fit");
+    memcpy(c, b, n);
+    char *h = (char *)c + 8;
+    char *p = strstr(h, "\"F32\"");
+    memcpy(p, "\"F99\"", 5);
+    bad_checkpoint("checkpoint unknown dtype", c, n, ERR_INPUT, "unknown dtype");
+    memcpy(c, b, n);
+    /* shift one tensor's offsets onto its neighbour: size mismatch or overlap */
+    p = strstr(h, "\"data_offsets\":[0,");
+    if (p) {
+        p[16] = '4';
+        bad_checkpoint("checkpoint offsets disagree with shape", c, n, ERR_INPUT, "bytes");
+    }
+    memcpy(c, b, n);
+    p = strstr(h, "\"blocks.0.attn.qkv.weight\":{\"dtype\":\"F32\",\"shape\":[192,64]");
+    if (p) {
+        memcpy(strstr(p, "[192,64]"), "[64,192]", 8);
+        bad_checkpoint("checkpoint wrong shape names the tensor", c, n, ERR_MODEL,
+                       "blocks.0.attn.qkv.weight");
+    }
+    memcpy(c, b, n);
+    c[8] = '[';
+    bad_checkpoint("checkpoint header not an object", c, n, ERR_INPUT, "header");
+    free(c);
+    free(b);
+    CHECK_CASE("missing checkpoint", {
+        struct model *m = NULL;
+        struct err e = {0};
+        CHECK(model_load("/nonexistent/x.safetensors", NULL, &m, &e) == ERR_NOTFOUND,
+              "code %d", e.code);
+    });
+}
+
+static void config_inference(void)
+{
+    const char *files[] = {"tiny", "tiny_hf", "tiny_timm", "tiny_noreg", "tiny_noreg_hf",
+                           "tiny_noreg_timm", "tiny_swiglu", "tiny_swiglu_hf",
+                           "tiny_swiglu_timm"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256], name[128];
+        snprintf(path, sizeof path, FIX "/models/%s.safetensors", files[i]);
+        snprintf(name, sizeof name, "config inferred from %s", files[i]);
+        CHECK_CASE(name, {
+            struct model *m = NULL;
+            struct err e = {0};
+            int rc = model_load(path, NULL, &m, &e);
+            CHECK(rc == 0, "%s", e.msg);
+            if (!rc) {
+                const struct model_config *c = model_config(m);
+                CHECK(c->dim == 64 && c->depth == 2 && c->n_head == 2 && c->patch == 14,
+                      "dim %d depth %d heads %d patch %d", c->dim, c->depth, c->n_head,
+                      c->patch);
+                CHECK(c->n_reg == (strstr(files[i], "noreg") ? 0 : 4), "registers %d",
+                      c->n_reg);
+                CHECK(c->ffn == (strstr(files[i], "swiglu") ? MODEL_FFN_SWIGLU : MODEL_FFN_MLP),
+                      "ffn %s", model_ffn_name(c->ffn));
+                CHECK(c->ffn_hidden == (strstr(files[i], "swiglu") ? 176 : 256), "hidden %d",
+                      c->ffn_hidden);
+                enum model_naming want = strstr(files[i], "_hf") ? MODEL_NAMING_HF
+                                       : strstr(files[i], "_timm") ? MODEL_NAMING_TIMM
+                                                                   : MODEL_NAMING_OFFICIAL;
+                CHECK(c->naming == want, "naming %s", model_naming_name(c->naming));
+            }
+            model_free(m);
+        });
+    }
+    CHECK_CASE("heads override", {
+        struct model *m = NULL;
+        struct err e = {0};
+        struct model_opts o = {.n_head = 4, .act = -1};
+        int rc = model_load(FIX "/models/tiny.safetensors", &o, &m, &e);
+        CHECK(rc == 0 && model_config(m)->n_head == 4 && model_config(m)->head_dim == 16,
+              "heads override ignored");
+        model_free(m);
+        o.n_head = 3;
+        rc = model_load(FIX "/models/tiny.safetensors", &o, &m, &e);
+        CHECK(rc == ERR_MODEL, "3 heads of a 64-wide model must fail");
+    });
+}
+
+static void layer_tap(void)
+{
+    CHECK_CASE("layer tap: -1 equals depth-1, out of range rejected", {
+        struct model *m = NULL;
+        struct vit_work *w = NULL;
+        struct err e = {0};
+        int rc = model_load(FIX "/models/tiny.safetensors", NULL, &m, &e);
+        CHECK(rc == 0, "%s", e.msg);
+        if (!rc) {
+            rc = vit_work_init(m, 20, &w, &e);
+            float *x = calloc(3 * 56 * 70, sizeof *x);
+            for (int i = 0; i < 3 * 56 * 70; i++)
+                x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+            struct vit_out o1, o2;
+            struct vit_opts a = {.layer = -1}, b = {.layer = 1}, z = {.layer = 0},
+                            bad = {.layer = 2};
+            rc = vit_forward(m, w, x, 56, 70, &a, &o1, &e);
+            CHECK(rc == 0, "%s", e.msg);
+            float *k1 = malloc(20 * 64 * sizeof *k1);
+            memcpy(k1, o1.k, 20 * 64 * sizeof *k1);
+            rc = vit_forward(m, w, x, 56, 70, &b, &o2, &e);
+            CHECK(rc == 0 && !memcmp(k1, o2.k, 20 * 64 * sizeof *k1), "layer 1 != layer -1");
+            rc = vit_forward(m, w, x, 56, 70, &z, &o2, &e);
+            CHECK(rc == 0 && memcmp(k1, o2.k, 20 * 64 * sizeof *k1), "layer 0 == layer 1");
+            CHECK(vit_forward(m, w, x, 56, 70, &bad, &o2, &e) == ERR_INPUT, "layer 2 accepted");
+            CHECK(vit_forward(m, w, x, 56, 71, NULL, &o2, &e) == ERR_INPUT, "71 px accepted");
+            CHECK(vit_forward(m, w, x, 70, 70, NULL, &o2, &e) == ERR_TOOBIG,
+                  "25 patches in a 20-patch workspace");
+            free(k1);
+            free(x);
+        }
+        vit_work_free(w);
+        model_free(m);
+    });
+}
+
+int main(void)
+{
+    resample_weights();
+    config_inference();
+    checkpoint_errors();
+    layer_tap();
+    const char *namings[] = {"", "_hf", "_timm"};
+    DIR *d = opendir(FIX "/vit");
+    struct dirent *me;
+    int n = 0;
+    while (d && (me = readdir(d))) {
+        if (me->d_name[0] == '.')
+            continue;
+        char sub[256];
+        snprintf(sub, sizeof sub, FIX "/vit/%s", me->d_name);
+        DIR *d2 = opendir(sub);
+        struct dirent *ce;
+        while (d2 && (ce = readdir(d2))) {
+            if (ce->d_name[0] == '.')
+                continue;
+            for (int k = 0; k < 3; k++)
+                run_case(me->d_name, ce->d_name, namings[k]);
+            n++;
+        }
+        if (d2)
+            closedir(d2);
+    }
+    if (d)
+        closedir(d);
+    CHECK_CASE("fixture cases found", CHECK(n >= 9, "only %d vit cases", n));
+    return check_status();
+}
