@@ -1,7 +1,7 @@
 # lostd - plain GNU make. `make` builds build/lostd, `make test` runs every
 # test, `make SAN=address|thread ...` builds the same into build-$(SAN)/.
 
-PKGS    := openblas jansson libmicrohttpd libjpeg spng expat libcurl
+PKGS    := openblas jansson libmicrohttpd libjpeg spng expat libcurl libcrypto
 CC      ?= cc
 SAN     ?=
 BUILD   := build$(if $(SAN),-$(SAN))

@@ -1,0 +1,64 @@
+/* pipeline.h - private to server/: the whole path from image bytes to one
+ * box, shared by `discover`, `eval`, `serve` and `bench` so they cannot
+ * drift apart. Wiring only: decode (core/image), preprocess, forward
+ * (core/vit), LOST (lost/). Per-call memory comes from the caller's arena and
+ * workspace; the model is only read. Thread-safe with one workspace and one
+ * arena per thread. Never prints. */
+#ifndef LOSTD_PIPELINE_H
+#define LOSTD_PIPELINE_H
+
+#include <stddef.h>
+
+#include "image.h"
+#include "lost.h"
+#include "model.h"
+
+struct arena;
+struct err;
+struct vit_work;
+
+struct pipeline_opts {
+    struct lost_params lost;
+    int feature;            /* enum model_feature; -1 = the family's default */
+    int layer;              /* block to tap, < 0 from the end (-1 = last) */
+    int max_side;           /* downscale so max(w, h) <= max_side before the forward;
+                               0 = never. Boxes are still in original pixels. */
+    long max_pixels;        /* decode limit on w * h (<= 0: IMAGE_DEFAULT_MAX_PIXELS) */
+    int debug;              /* also run every block for the output-token norms */
+};
+
+/* Defaults: LOST defaults, family feature, last layer, no downscale. */
+void pipeline_opts_default(struct pipeline_opts *o);
+
+struct pipeline_result {
+    struct lost_result lost;    /* box in pixels of the ORIGINAL image */
+    int img_w, img_h;           /* original (after EXIF orientation) */
+    int run_w, run_h;           /* size the model saw, before padding */
+    int grid_h, grid_w, patch;
+    int feature;                /* enum model_feature used */
+    int layer;                  /* 0-based block tapped */
+    float scale_x, scale_y;     /* original pixels per model pixel (1 without downscale) */
+    float *token_norms;         /* debug: [grid_h * grid_w] L2 norm of each output patch
+                                   token; from the arena */
+    float *register_norms;      /* debug: [n_reg] */
+    int n_reg;
+    double ms_decode, ms_preprocess, ms_forward, ms_lost;
+};
+
+/* Workspace size that covers images whose longest side the forward sees is
+ * at most max_side pixels (after any downscale). */
+int pipeline_max_patches(const struct model *m, int max_side);
+
+/* Bytes (JPEG or PNG) to box. ERR_INPUT / ERR_TOOBIG / ERR_UNSUPPORTED from
+ * decoding, ERR_TOOBIG when the image needs more patches than the workspace
+ * holds (use max_side), ERR_INPUT for bad options. */
+int pipeline_run_bytes(const struct model *m, struct vit_work *w, struct arena *a,
+                       const unsigned char *buf, size_t n, const struct pipeline_opts *o,
+                       struct pipeline_result *r, struct err *e);
+
+/* Same from decoded pixels (img->px need not come from a). */
+int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *a,
+                       const struct image *img, const struct pipeline_opts *o,
+                       struct pipeline_result *r, struct err *e);
+
+#endif
