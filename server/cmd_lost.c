@@ -1,9 +1,194 @@
-/* cmd_lost.c - `lostd lost`: not built yet. */
+/* cmd_lost.c - `lostd lost`: LOST on a feature array from disk (.npy), one
+ * JSON object on stdout. Wiring only: tensor_load_npy (core) ->
+ * lost_find_box (lost) -> jansson. Lets anyone check the LOST stage against
+ * the reference Python on features the two share, without a backbone. */
 #include "cli.h"
+
+#include "arena.h"
+#include "err.h"
+#include "lost.h"
+#include "tensor.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD "lost"
+/* Gram matrices above this are refused (N = 46340 patches at 8 GiB). */
+#define MAX_GRAM_BYTES ((size_t)8 << 30)
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: lostd lost --features F.npy --grid RxC --patch P --image-size HxW\n"
+            "                  [--k-patches K] [--gram-bias B] [--l2norm] [--mask]\n\n"
+            "  --features F.npy  float32 [R*C, D] (or [1, R*C, D]): patch tokens only,\n"
+            "                    CLS and registers dropped, row-major patches\n"
+            "  --grid RxC        patch rows x columns\n"
+            "  --patch P         patch size in pixels (boxes are scaled by it)\n"
+            "  --image-size HxW  original image height x width (box ends are clipped to it)\n"
+            "  --k-patches K     candidates for the seed expansion (default 100)\n"
+            "  --gram-bias B     added to every Gram entry (default 0)\n"
+            "  --l2norm          L2-normalise each patch feature first\n"
+            "  --mask            also print the component mask and the degree map (R rows)\n\n"
+            "Prints one JSON object: box [x1,y1,x2,y2] (pixels, exclusive end), box_feat\n"
+            "[r0,c0,r1,c1], seed, seed_rc, seed_degree, n_similar, seed_background, seed_box.\n"
+            "Exit status: 0 ok, 1 failure (file, sizes), 2 usage.\n");
+}
+
+static json_t *int_array(const int *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(v[i]));
+    return a;
+}
+
+static json_t *rows_u8(const unsigned char *v, int rows, int cols)
+{
+    json_t *a = json_array();
+    for (int r = 0; r < rows; r++) {
+        json_t *row = json_array();
+        for (int c = 0; c < cols; c++)
+            json_array_append_new(row, json_integer(v[(size_t)r * cols + c]));
+        json_array_append_new(a, row);
+    }
+    return a;
+}
+
+static json_t *rows_int(const int *v, int rows, int cols)
+{
+    json_t *a = json_array();
+    for (int r = 0; r < rows; r++)
+        json_array_append_new(a, int_array(v + (size_t)r * cols, cols));
+    return a;
+}
 
 int cli_lost(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_fail(2, "lost", "not implemented yet");
+    const char *feats = NULL;
+    int rows = 0, cols = 0, img_h = 0, img_w = 0, want_mask = 0;
+    long patch = 0;
+    struct lost_params p;
+    lost_params_default(&p);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--l2norm")) {
+            p.l2norm = 1;
+            continue;
+        }
+        if (!strcmp(a, "--mask")) {
+            want_mask = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) || i + 1 >= argc) {
+            usage(stderr);
+            return cli_fail(2, CMD, i + 1 >= argc && !strncmp(a, "--", 2)
+                                        ? "%s needs a value" : "unexpected argument '%s'", a);
+        }
+        const char *v = argv[++i];
+        long n;
+        double d;
+        if (!strcmp(a, "--features")) {
+            feats = v;
+        } else if (!strcmp(a, "--grid")) {
+            if (cli_parse_pair(CMD, a, v, &rows, &cols))
+                return 2;
+        } else if (!strcmp(a, "--patch")) {
+            if (cli_parse_int(CMD, a, v, 1, 4096, &patch))
+                return 2;
+        } else if (!strcmp(a, "--image-size")) {
+            if (cli_parse_pair(CMD, a, v, &img_h, &img_w))
+                return 2;
+        } else if (!strcmp(a, "--k-patches")) {
+            if (cli_parse_int(CMD, a, v, 1, 1 << 24, &n))
+                return 2;
+            p.k_patches = (int)n;
+        } else if (!strcmp(a, "--gram-bias")) {
+            if (cli_parse_float(CMD, a, v, &d))
+                return 2;
+            p.gram_bias = (float)d;
+        } else {
+            usage(stderr);
+            return cli_fail(2, CMD, "unknown option '%s'", a);
+        }
+    }
+    if (!feats || !rows || !patch || !img_h) {
+        usage(stderr);
+        return cli_fail(2, CMD, "--features, --grid, --patch and --image-size are required");
+    }
+
+    struct err e;
+    err_clear(&e);
+    struct tensor t;
+    if (tensor_load_npy(feats, 0, &t, &e))
+        return cli_fail(1, CMD, "%s", e.msg);
+    long n = (long)rows * cols, dim = t.ndim >= 1 ? t.shape[t.ndim - 1] : 0;
+    int shape_ok = (t.ndim == 2 && t.shape[0] == n) ||
+                   (t.ndim == 3 && t.shape[0] == 1 && t.shape[1] == n);
+    if (!shape_ok || dim < 1 || dim > (1 << 20)) {
+        char shp[96] = "";
+        for (int k = 0; k < t.ndim; k++)
+            snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%ld", k ? ", " : "",
+                     t.shape[k]);
+        tensor_free(&t);
+        return cli_fail(1, CMD, "%s has shape [%s], expected [%ld, D] for grid %dx%d "
+                        "(drop the CLS and register tokens first)", feats, shp, n, rows, cols);
+    }
+    size_t gram = (size_t)n * (size_t)n * sizeof(float);
+    if (gram > MAX_GRAM_BYTES) {
+        tensor_free(&t);
+        return cli_fail(1, CMD, "grid %dx%d needs a %zu MiB Gram matrix, over the %zu MiB limit",
+                        rows, cols, gram >> 20, MAX_GRAM_BYTES >> 20);
+    }
+    struct arena *ar = arena_init(gram + (size_t)n * (size_t)dim * sizeof(float) +
+                                  (size_t)n * 64 + ((size_t)1 << 20));
+    if (!ar) {
+        tensor_free(&t);
+        return cli_fail(1, CMD, "cannot reserve scratch memory");
+    }
+    struct lost_grid g = {.rows = rows, .cols = cols, .patch_y = (int)patch,
+                          .patch_x = (int)patch, .img_h = img_h, .img_w = img_w};
+    struct lost_result r;
+    int rc = lost_find_box(t.data, (int)dim, &g, &p, ar, &r, &e);
+    tensor_free(&t);
+    if (rc) {
+        arena_free(ar);
+        return cli_fail(1, CMD, "%s", e.msg);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "box", int_array(r.box, 4));
+    json_object_set_new(o, "box_feat", int_array(r.box_feat, 4));
+    json_object_set_new(o, "seed", json_integer(r.seed));
+    int rc2[2] = {r.seed / cols, r.seed % cols};
+    json_object_set_new(o, "seed_rc", int_array(rc2, 2));
+    json_object_set_new(o, "seed_degree", json_integer(r.seed_degree));
+    json_object_set_new(o, "n_similar", json_integer(r.n_similar));
+    json_object_set_new(o, "seed_background", json_boolean(r.seed_background));
+    json_object_set_new(o, "seed_box", int_array(r.seed_box, 4));
+    int gr[2] = {rows, cols}, im[2] = {img_h, img_w};
+    json_object_set_new(o, "grid", int_array(gr, 2));
+    json_object_set_new(o, "image_size", int_array(im, 2));
+    json_object_set_new(o, "patch", json_integer(patch));
+    json_object_set_new(o, "k_patches", json_integer(p.k_patches));
+    json_object_set_new(o, "gram_bias", json_real(p.gram_bias));
+    json_object_set_new(o, "l2norm", json_boolean(p.l2norm));
+    if (want_mask) {
+        json_object_set_new(o, "mask", rows_u8(r.mask, rows, cols));
+        json_object_set_new(o, "degree", rows_int(r.degree, rows, cols));
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(o);
+    arena_free(ar);
+    if (!s)
+        return cli_fail(1, CMD, "out of memory");
+    puts(s);
+    free(s);
+    return fflush(stdout) ? 1 : 0;
 }
