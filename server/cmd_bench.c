@@ -1,9 +1,231 @@
-/* cmd_bench.c - `lostd bench`: not built yet. */
+/* cmd_bench.c - `lostd bench`: per-stage timings of the pipeline on one
+ * fixed image, after a warm-up, as one JSON object; plus the sgemm rate this
+ * machine reaches on the model's own GEMM shapes (the ceiling the forward
+ * is measured against). Figures only: nothing here asserts a speed. */
+#include "arena.h"
 #include "cli.h"
+#include "err.h"
+#include "image.h"
+#include "lost_opts.h"
+#include "model.h"
+#include "pipeline.h"
+#include "vit.h"
+
+#include <cblas.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static const char usage[] =
+    "usage: lostd bench --model FILE [--size HxW | --image IMG] [--repeat N] [--warmup N]\n"
+    "                   [--threads T] [LOST options]\n"
+    "\n"
+    "Runs the pipeline (preprocess, forward, LOST) --warmup times, then --repeat times\n"
+    "(default 2 and 10) on a synthetic image of --size (default 392x504) or on IMG,\n"
+    "and prints one JSON object: forward_ms_median, forward_ms_min, lost_ms_median,\n"
+    "preprocess_ms_median, total_ms_median, gflop (forward), gflops (effective),\n"
+    "sgemm_gflops (this machine on the model's GEMM shapes), peak_rss_mb, threads,\n"
+    "precision, plus the model and size.\n\n";
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* FLOPs of the forward up to the tapped q/k/v of the last block (what LOST
+ * needs): patch embedding, full blocks, then the last block's qkv. */
+static double forward_flop(const struct model_config *c, int n_patch)
+{
+    double N = n_patch, T = 1 + c->n_reg + N, D = c->dim, F = c->ffn_hidden;
+    double K = 3.0 * c->patch * c->patch;
+    double ffn = c->ffn == MODEL_FFN_SWIGLU ? 2 * T * D * 2 * F + 2 * T * F * D
+                                            : 2 * T * D * F * 2;
+    double block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + ffn;
+    return 2 * N * K * D + (c->depth - 1) * block + 2 * T * D * 3 * D;
+}
+
+/* sgemm rate on the forward's shapes, each timed alone, combined by FLOPs. */
+static double sgemm_ceiling(const struct model_config *c, int n_patch)
+{
+    int T = 1 + c->n_reg + n_patch, D = c->dim, F = c->ffn_hidden;
+    int shapes[][3] = {{T, 3 * D, D}, {T, D, D}, {T, F, D}, {T, D, F}};
+    double flop = 0, ms = 0;
+    for (int s = 0; s < 4; s++) {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *A = calloc((size_t)m * k, sizeof *A), *B = calloc((size_t)n * k, sizeof *B),
+              *C = calloc((size_t)m * n, sizeof *C);
+        if (!A || !B || !C) {
+            free(A), free(B), free(C);
+            return 0;
+        }
+        for (size_t i = 0; i < (size_t)m * k; i++)
+            A[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < (size_t)n * k; i++)
+            B[i] = (float)(i % 5) * 0.1f;
+        double best = 1e30;
+        for (int r = 0; r < 5; r++) {
+            double t0 = cli_now_ms();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, A, k, B, k,
+                        0.0f, C, n);
+            double t = cli_now_ms() - t0;
+            best = t < best ? t : best;
+        }
+        flop += 2.0 * m * n * k;
+        ms += best;
+        free(A), free(B), free(C);
+    }
+    return ms > 0 ? flop / (ms * 1e6) : 0;
+}
 
 int cli_bench(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_fail(2, "bench", "not implemented yet");
+    const char *model_path = NULL, *image_path = NULL;
+    int h = 392, w = 504, heads = 0;
+    long repeat = 10, warmup = 2, threads = 0;
+    struct pipeline_opts o;
+    pipeline_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int k = lost_opts_parse("bench", argc, argv, &i, &o, &heads);
+        if (k < 0)
+            return 2;
+        if (k)
+            continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s%s", usage, lost_opts_help);
+            return 0;
+        }
+        if (!v)
+            return cli_fail(2, "bench", "unknown option or missing value: '%s'", a);
+        i++;
+        if (!strcmp(a, "--model"))
+            model_path = v;
+        else if (!strcmp(a, "--image"))
+            image_path = v;
+        else if (!strcmp(a, "--size")) {
+            if (cli_parse_pair("bench", a, v, &h, &w))
+                return 2;
+        } else if (!strcmp(a, "--repeat")) {
+            if (cli_parse_int("bench", a, v, 1, 100000, &repeat))
+                return 2;
+        } else if (!strcmp(a, "--warmup")) {
+            if (cli_parse_int("bench", a, v, 0, 100000, &warmup))
+                return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int("bench", a, v, 1, 1024, &threads))
+                return 2;
+        } else
+            return cli_fail(2, "bench", "unknown option '%s' (see --help)", a);
+    }
+    if (!model_path)
+        return cli_fail(2, "bench", "needs --model FILE (see --help)");
+    if (threads)
+        openblas_set_num_threads((int)threads);
+    struct err e = {0};
+    struct model *m = NULL;
+    struct model_opts mo = {.n_head = heads, .act = -1};
+    if (model_load(model_path, &mo, &m, &e))
+        return cli_fail(1, "bench", "%s", e.msg);
+    const struct model_config *c = model_config(m);
+    struct arena *a = arena_init(1u << 30);
+    struct image img = {0};
+    int status = 1;
+    struct vit_work *vw = NULL;
+    double *fw = calloc(repeat, sizeof *fw), *lo = calloc(repeat, sizeof *lo),
+           *pre = calloc(repeat, sizeof *pre), *tot = calloc(repeat, sizeof *tot);
+    if (!a || !fw || !lo || !pre || !tot) {
+        cli_fail(1, "bench", "out of memory");
+        goto done;
+    }
+    if (image_path) {
+        if (image_load_file(image_path, 0, 1, a, &img, &e)) {
+            cli_fail(1, "bench", "%s: %s", image_path, e.msg);
+            goto done;
+        }
+    } else {
+        /* A fixed synthetic image: smooth gradients plus a bright block. */
+        img.w = w;
+        img.h = h;
+        img.px = arena_alloc(a, (size_t)w * h * 3);
+        if (!img.px) {
+            cli_fail(1, "bench", "image too large");
+            goto done;
+        }
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                unsigned char *p = img.px + ((size_t)y * w + x) * 3;
+                int in = x > w / 3 && x < 2 * w / 3 && y > h / 4 && y < 3 * h / 4;
+                p[0] = (unsigned char)(in ? 230 : x * 255 / w);
+                p[1] = (unsigned char)(in ? 40 : y * 255 / h);
+                p[2] = (unsigned char)(in ? 60 : 128);
+            }
+    }
+    int side = img.w > img.h ? img.w : img.h;
+    if (o.max_side > 0 && side > o.max_side)
+        side = o.max_side;
+    if (vit_work_init(m, pipeline_max_patches(m, side), &vw, &e)) {
+        cli_fail(1, "bench", "%s", e.msg);
+        goto done;
+    }
+    size_t mark = arena_mark(a);
+    struct pipeline_result r;
+    for (long i = 0; i < warmup + repeat; i++) {
+        arena_rewind(a, mark);
+        double t0 = cli_now_ms();
+        if (pipeline_run_image(m, vw, a, &img, &o, &r, &e)) {
+            cli_fail(1, "bench", "%s", e.msg);
+            goto done;
+        }
+        double t = cli_now_ms() - t0;
+        if (i >= warmup) {
+            fw[i - warmup] = r.ms_forward;
+            lo[i - warmup] = r.ms_lost;
+            pre[i - warmup] = r.ms_preprocess;
+            tot[i - warmup] = t;
+        }
+    }
+    double fmin = fw[0];
+    for (long i = 1; i < repeat; i++)
+        fmin = fw[i] < fmin ? fw[i] : fmin;
+    double fmed = median(fw, (int)repeat);
+    double gflop = forward_flop(c, r.grid_h * r.grid_w) / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    json_t *j = json_object();
+    json_object_set_new(j, "model", json_string(c->arch));
+    json_object_set_new(j, "size", json_pack("[i,i]", r.run_h, r.run_w));
+    json_object_set_new(j, "grid", json_pack("[i,i]", r.grid_h, r.grid_w));
+    json_object_set_new(j, "repeat", json_integer(repeat));
+    json_object_set_new(j, "warmup", json_integer(warmup));
+    json_object_set_new(j, "forward_ms_median", json_real(fmed));
+    json_object_set_new(j, "forward_ms_min", json_real(fmin));
+    json_object_set_new(j, "lost_ms_median", json_real(median(lo, (int)repeat)));
+    json_object_set_new(j, "preprocess_ms_median", json_real(median(pre, (int)repeat)));
+    json_object_set_new(j, "total_ms_median", json_real(median(tot, (int)repeat)));
+    json_object_set_new(j, "gflop", json_real(gflop));
+    json_object_set_new(j, "gflops", json_real(gflop / (fmed / 1e3)));
+    json_object_set_new(j, "sgemm_gflops", json_real(sgemm_ceiling(c, r.grid_h * r.grid_w)));
+    json_object_set_new(j, "peak_rss_mb", json_real(ru.ru_maxrss / 1024.0));
+    json_object_set_new(j, "threads", json_integer(openblas_get_num_threads()));
+    json_object_set_new(j, "blas_core", json_string(openblas_get_corename()));
+    json_object_set_new(j, "precision", json_string("fp32"));
+    json_dumpf(j, stdout, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(5));
+    putchar('\n');
+    json_decref(j);
+    status = 0;
+done:
+    free(fw), free(lo), free(pre), free(tot);
+    vit_work_free(vw);
+    arena_free(a);
+    model_free(m);
+    return status;
 }

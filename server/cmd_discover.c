@@ -1,9 +1,160 @@
-/* cmd_discover.c - `lostd discover`: not built yet. */
+/* cmd_discover.c - `lostd discover`: the main object of each image, one
+ * JSON line per image on stdout, errors per image as JSON lines too. */
+#include "arena.h"
 #include "cli.h"
+#include "err.h"
+#include "image.h"
+#include "lost_opts.h"
+#include "model.h"
+#include "pipeline.h"
+#include "vit.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: lostd discover --model FILE [options] IMAGE...\n"
+    "\n"
+    "Prints one JSON object per image and line: image, width, height, box\n"
+    "[x1,y1,x2,y2] (pixels of the image, exclusive end), box_feat, seed, seed_rc,\n"
+    "seed_degree, n_similar, seed_background, grid, patch, feature, layer,\n"
+    "timings_ms. An image that cannot be processed gives {\"image\", \"error\"}\n"
+    "and the exit status is 1.\n"
+    "\n";
+
+static json_t *result_json(const char *path, const struct pipeline_result *r)
+{
+    const struct lost_result *l = &r->lost;
+    json_t *j = json_object();
+    json_object_set_new(j, "image", json_string(path));
+    json_object_set_new(j, "width", json_integer(r->img_w));
+    json_object_set_new(j, "height", json_integer(r->img_h));
+    json_object_set_new(j, "box", json_pack("[i,i,i,i]", l->box[0], l->box[1], l->box[2],
+                                            l->box[3]));
+    json_object_set_new(j, "box_feat", json_pack("[i,i,i,i]", l->box_feat[0], l->box_feat[1],
+                                                 l->box_feat[2], l->box_feat[3]));
+    json_object_set_new(j, "seed", json_integer(l->seed));
+    json_object_set_new(j, "seed_rc", json_pack("[i,i]", l->seed / r->grid_w,
+                                                l->seed % r->grid_w));
+    json_object_set_new(j, "seed_degree", json_integer(l->seed_degree));
+    json_object_set_new(j, "n_similar", json_integer(l->n_similar));
+    json_object_set_new(j, "seed_background", json_boolean(l->seed_background));
+    json_object_set_new(j, "grid", json_pack("[i,i]", r->grid_h, r->grid_w));
+    json_object_set_new(j, "patch", json_integer(r->patch));
+    if (r->run_w != r->img_w || r->run_h != r->img_h)
+        json_object_set_new(j, "model_input", json_pack("[i,i]", r->run_h, r->run_w));
+    json_object_set_new(j, "feature", json_string(model_feature_name(r->feature)));
+    json_object_set_new(j, "layer", json_integer(r->layer));
+    json_object_set_new(j, "timings_ms",
+                        json_pack("{s:f, s:f, s:f, s:f, s:f}", "decode", r->ms_decode,
+                                  "preprocess", r->ms_preprocess, "forward", r->ms_forward,
+                                  "lost", r->ms_lost,
+                                  "total", r->ms_decode + r->ms_preprocess + r->ms_forward +
+                                               r->ms_lost));
+    return j;
+}
+
+static void print_line(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    putchar('\n');
+    fflush(stdout);
+    json_decref(j);
+}
 
 int cli_discover(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_fail(2, "discover", "not implemented yet");
+    const char *model_path = NULL;
+    struct pipeline_opts o;
+    pipeline_opts_default(&o);
+    int heads = 0;
+    long max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    char **images = calloc(argc, sizeof *images);
+    int n_img = 0;
+    if (!images)
+        return cli_fail(1, "discover", "out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int k = lost_opts_parse("discover", argc, argv, &i, &o, &heads);
+        if (k < 0) {
+            free(images);
+            return 2;
+        }
+        if (k)
+            continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s%s  --max-pixels N   refuse images over N pixels (default %ld)\n",
+                   usage, lost_opts_help, (long)IMAGE_DEFAULT_MAX_PIXELS);
+            free(images);
+            return 0;
+        } else if (!strcmp(a, "--model") && i + 1 < argc) {
+            model_path = argv[++i];
+        } else if (!strcmp(a, "--max-pixels") && i + 1 < argc) {
+            if (cli_parse_int("discover", a, argv[++i], 1, 1L << 40, &max_pixels)) {
+                free(images);
+                return 2;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            free(images);
+            return cli_fail(2, "discover", "unknown option or missing value: '%s'", a);
+        } else {
+            images[n_img++] = argv[i];
+        }
+    }
+    if (!model_path || n_img == 0) {
+        free(images);
+        return cli_fail(2, "discover", "needs --model FILE and at least one image "
+                        "(see --help)");
+    }
+    o.max_pixels = max_pixels;
+    struct err e = {0};
+    struct model *m = NULL;
+    struct model_opts mo = {.n_head = heads, .act = -1};
+    if (model_load(model_path, &mo, &m, &e)) {
+        free(images);
+        return cli_fail(1, "discover", "%s", e.msg);
+    }
+    /* Scratch: decoded pixels, tensor and the Gram matrix of the largest image. */
+    struct arena *a = arena_init((size_t)max_pixels * 20 + (1u << 30));
+    struct vit_work *w = NULL;
+    int failures = 0;
+    for (int i = 0; i < n_img && a; i++) {
+        arena_reset(a);
+        double t0 = cli_now_ms();
+        struct image img;
+        struct pipeline_result r;
+        int rc = image_load_file(images[i], max_pixels, 1, a, &img, &e);
+        if (!rc) {
+            int side = img.w > img.h ? img.w : img.h;
+            if (o.max_side > 0 && side > o.max_side)
+                side = o.max_side;
+            int need = pipeline_max_patches(m, side);
+            if (!w || vit_work_max_patches(w) < need) {
+                vit_work_free(w);
+                w = NULL;
+                rc = vit_work_init(m, need, &w, &e);
+            }
+        }
+        double t1 = cli_now_ms();
+        if (!rc)
+            rc = pipeline_run_image(m, w, a, &img, &o, &r, &e);
+        if (rc) {
+            failures++;
+            fprintf(stderr, "lostd discover: %s: %s\n", images[i], e.msg);
+            print_line(json_pack("{s:s, s:s, s:s}", "image", images[i], "error", e.msg,
+                                 "type", err_name(rc)));
+            continue;
+        }
+        r.ms_decode = t1 - t0;
+        print_line(result_json(images[i], &r));
+    }
+    if (!a)
+        failures = cli_fail(1, "discover", "out of memory for scratch");
+    vit_work_free(w);
+    arena_free(a);
+    model_free(m);
+    free(images);
+    return failures ? 1 : 0;
 }
