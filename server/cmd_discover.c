@@ -142,7 +142,7 @@ int cli_discover(int argc, char **argv)
             rc = pipeline_run_image(m, w, a, &img, &o, &r, &e);
         if (rc) {
             failures++;
-            fprintf(stderr, "lostd discover: %s: %s\n", images[i], e.msg);
+            fprintf(stderr, "lostd discover: %s\n", e.msg);
             print_line(json_pack("{s:s, s:s, s:s}", "image", images[i], "error", e.msg,
                                  "type", err_name(rc)));
             continue;
