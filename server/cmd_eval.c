@@ -748,8 +748,9 @@ int cli_eval(int argc, char **argv)
             }
         }
         acc_count(&acc, status, hit);
-        if (status == ST_SKIPPED && !tty)
-            fprintf(stderr, "lostd eval: skipped %s: %s\n", it.id, ie.msg);
+        if (status == ST_SKIPPED) /* on a terminal, first clear the progress line */
+            fprintf(stderr, "%slostd eval: skipped %s: %s\n", tty ? "\r\033[K" : "", it.id,
+                    ie.msg);
         if (out) {
             json_t *j = json_object();
             json_object_set_new(j, "image_id", json_string(it.id));
