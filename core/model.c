@@ -19,6 +19,8 @@
 
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
 static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 const char *model_family_name(enum model_family f)
 {
@@ -108,6 +110,8 @@ static const struct safetensors_tensor *find(struct loader *L, const char *fmt, 
     __attribute__((format(printf, 2, 3)));
 static const struct safetensors_tensor *find(struct loader *L, const char *fmt, ...)
 {
+    if (!fmt)
+        return NULL;
     char name[256];
     int n = snprintf(name, sizeof name, "%s", L->prefix);
     va_list ap;
@@ -260,47 +264,13 @@ static int read_side_config(const char *path, int dim, int *heads, float *eps, s
     return rc;
 }
 
-/* Detects the naming and the HF key prefix. */
-static int detect_naming(const struct safetensors *st, enum model_naming *naming,
-                         const char **prefix, struct err *e)
-{
-    static const char *hf_prefixes[] = {"", "dinov2.", "dinov2_with_registers."};
-    for (size_t i = 0; i < sizeof hf_prefixes / sizeof hf_prefixes[0]; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "%sembeddings.patch_embeddings.projection.weight",
-                 hf_prefixes[i]);
-        if (safetensors_find(st, name)) {
-            *naming = MODEL_NAMING_HF;
-            *prefix = hf_prefixes[i];
-            return 0;
-        }
-    }
-    *prefix = "";
-    if (safetensors_find(st, "patch_embed.proj.weight")) {
-        /* timm drops mask_token and calls the registers reg_token. */
-        if (safetensors_find(st, "reg_token") || !safetensors_find(st, "mask_token"))
-            *naming = MODEL_NAMING_TIMM;
-        else
-            *naming = MODEL_NAMING_OFFICIAL;
-        return 0;
-    }
-    /* Say what we found, to help with unsupported files. */
-    if (safetensors_find(st, "visual.conv1.weight"))
-        return err_set(e, ERR_MODEL, "an OpenCLIP checkpoint (visual.conv1.weight): this "
-                       "family is not supported yet");
-    const struct safetensors_tensor *t0 = safetensors_at(st, 0);
-    return err_set(e, ERR_MODEL, "not a supported ViT checkpoint: no patch embedding "
-                   "(looked for patch_embed.proj.weight and "
-                   "embeddings.patch_embeddings.projection.weight; %d tensors, first '%s')",
-                   safetensors_count(st), t0 ? t0->name : "-");
-}
-
 struct names {
     /* printf formats taking the block index where relevant */
     const char *cls, *reg, *pos, *patch_w, *patch_b, *norm_w, *norm_b;
     const char *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ls1, *ls2;
     const char *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
     const char *sw1_w, *sw1_b, *sw2_w, *sw2_b; /* SwiGLU in/out */
+    const char *ln_pre_w, *ln_pre_b, *proj;     /* OpenCLIP only */
 };
 
 static const struct names names_official = {
@@ -313,6 +283,7 @@ static const struct names names_official = {
     "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
     "blocks.%d.mlp.w12.weight", "blocks.%d.mlp.w12.bias", "blocks.%d.mlp.w3.weight",
     "blocks.%d.mlp.w3.bias",
+    NULL, NULL, NULL,
 };
 
 static const struct names names_timm = {
@@ -325,6 +296,7 @@ static const struct names names_timm = {
     "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
     "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias", "blocks.%d.mlp.fc2.weight",
     "blocks.%d.mlp.fc2.bias",
+    NULL, NULL, NULL,
 };
 
 static const struct names names_hf = {
@@ -341,7 +313,153 @@ static const struct names names_hf = {
     "encoder.layer.%d.mlp.fc2.weight", "encoder.layer.%d.mlp.fc2.bias",
     "encoder.layer.%d.mlp.weights_in.weight", "encoder.layer.%d.mlp.weights_in.bias",
     "encoder.layer.%d.mlp.weights_out.weight", "encoder.layer.%d.mlp.weights_out.bias",
+    NULL, NULL, NULL,
 };
+
+/* DeiT-III as facebookresearch/deit saves it: timm's names but gamma_1/2. */
+static const struct names names_deit = {
+    "cls_token", NULL, "pos_embed", "patch_embed.proj.weight",
+    "patch_embed.proj.bias", "norm.weight", "norm.bias",
+    "blocks.%d.norm1.weight", "blocks.%d.norm1.bias", "blocks.%d.attn.qkv.weight",
+    "blocks.%d.attn.qkv.bias", "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias",
+    "blocks.%d.gamma_1", "blocks.%d.gamma_2", "blocks.%d.norm2.weight",
+    "blocks.%d.norm2.bias", "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias",
+    "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
+    NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL,
+};
+
+/* open_clip's image tower; the text tower and logit_scale are never read. */
+static const struct names names_openclip = {
+    "visual.class_embedding", NULL, "visual.positional_embedding", "visual.conv1.weight",
+    NULL, "visual.ln_post.weight", "visual.ln_post.bias",
+    "visual.transformer.resblocks.%d.ln_1.weight", "visual.transformer.resblocks.%d.ln_1.bias",
+    "visual.transformer.resblocks.%d.attn.in_proj_weight",
+    "visual.transformer.resblocks.%d.attn.in_proj_bias",
+    "visual.transformer.resblocks.%d.attn.out_proj.weight",
+    "visual.transformer.resblocks.%d.attn.out_proj.bias",
+    NULL, NULL,
+    "visual.transformer.resblocks.%d.ln_2.weight", "visual.transformer.resblocks.%d.ln_2.bias",
+    "visual.transformer.resblocks.%d.mlp.c_fc.weight",
+    "visual.transformer.resblocks.%d.mlp.c_fc.bias",
+    "visual.transformer.resblocks.%d.mlp.c_proj.weight",
+    "visual.transformer.resblocks.%d.mlp.c_proj.bias",
+    NULL, NULL, NULL, NULL,
+    "visual.ln_pre.weight", "visual.ln_pre.bias", "visual.proj",
+};
+
+/* quick_gelu from an open_clip_config.json beside the weights
+ * (model_cfg.quick_gelu); *act stays -1 when there is none. */
+static int read_openclip_act(const char *path, int *act, struct err *e)
+{
+    char cfg[4096];
+    const char *slash = strrchr(path, '/');
+    int dl = slash ? (int)(slash - path) : 0;
+    if (snprintf(cfg, sizeof cfg, "%.*s%sopen_clip_config.json", dl, path,
+                 slash ? "/" : "") >= (int)sizeof cfg)
+        return 0;
+    FILE *f = fopen(cfg, "rb");
+    if (!f)
+        return 0;
+    json_error_t je;
+    json_t *root = json_loadf(f, 0, &je);
+    fclose(f);
+    if (!root)
+        return err_set(e, ERR_MODEL, "%s: %s (line %d)", cfg, je.text, je.line);
+    json_t *q = json_object_get(json_object_get(root, "model_cfg"), "quick_gelu");
+    *act = json_is_true(q) ? MODEL_ACT_QUICKGELU : MODEL_ACT_GELU;
+    json_decref(root);
+    return 0;
+}
+
+/* Rows of a position table [1, rows, D] or [rows, D]; -1 if malformed. */
+static int64_t pos_rows(const struct safetensors_tensor *t, int64_t dim)
+{
+    if (!t || t->ndim < 2 || dim < 1 || t->shape[t->ndim - 1] != dim)
+        return -1;
+    return t->numel / dim;
+}
+
+/* Recognises the family and the naming from the tensor names (and the
+ * position table's length), and picks the HF key prefix. A file holding
+ * two families, or none, is ERR_MODEL with what was found. */
+static int detect(const struct safetensors *st, struct model_config *c,
+                  const struct names **N, const char **prefix, struct err *e)
+{
+    static const char *hf_prefixes[] = {"", "dinov2.", "dinov2_with_registers."};
+    const char *hf = NULL;
+    for (size_t i = 0; i < sizeof hf_prefixes / sizeof hf_prefixes[0] && !hf; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%sembeddings.patch_embeddings.projection.weight",
+                 hf_prefixes[i]);
+        if (safetensors_find(st, name))
+            hf = hf_prefixes[i];
+    }
+    const struct safetensors_tensor *pe = safetensors_find(st, "patch_embed.proj.weight");
+    const struct safetensors_tensor *clip = safetensors_find(st, "visual.conv1.weight");
+    int found = (hf != NULL) + (pe != NULL) + (clip != NULL);
+    *prefix = "";
+    if (found > 1)
+        return err_set(e, ERR_MODEL, "mixed checkpoint: it holds %s%s%s; expected one "
+                       "image backbone", hf ? "Hugging Face ViT weights, " : "",
+                       pe ? "timm/official ViT weights (patch_embed.*), " : "",
+                       clip ? "an OpenCLIP image tower (visual.*)" : "");
+    if (hf) {
+        char name[128];
+        snprintf(name, sizeof name, "%sencoder.layer.0.layer_scale1.lambda1", hf);
+        if (!safetensors_find(st, name)) {
+            snprintf(name, sizeof name, "%sencoder.layer.0.layernorm_before.weight", hf);
+            return err_set(e, ERR_MODEL, "a Hugging Face transformers ViTModel checkpoint%s: "
+                           "only its DINOv2 classes are supported; use the official or "
+                           "timm file of this model", safetensors_find(st, name)
+                           ? " (DINO v1 style, encoder.layer.*.layernorm_before)" : "");
+        }
+        *prefix = hf;
+        c->family = MODEL_FAMILY_DINOV2;
+        c->naming = MODEL_NAMING_HF;
+        *N = &names_hf;
+        return 0;
+    }
+    if (clip) {
+        c->family = MODEL_FAMILY_OPENCLIP;
+        c->naming = MODEL_NAMING_OPENCLIP;
+        *N = &names_openclip;
+        return 0;
+    }
+    if (pe) {
+        int64_t D = pe->ndim == 4 ? pe->shape[0] : -1;
+        int ls = safetensors_find(st, "blocks.0.ls1.gamma") != NULL;
+        int gamma = safetensors_find(st, "blocks.0.gamma_1") != NULL;
+        int reg = safetensors_find(st, "reg_token") || safetensors_find(st, "register_tokens");
+        int64_t rows = pos_rows(safetensors_find(st, "pos_embed"), D);
+        int cls_row = rows > 1 && isqrt_exact(rows - 1) > 0;
+        if (!ls && !gamma) {
+            c->family = MODEL_FAMILY_DINO;
+            c->naming = MODEL_NAMING_OFFICIAL;
+            *N = &names_official;
+        } else if (!cls_row && !reg) {
+            /* LayerScale and a table without a CLS row: DeiT-III. */
+            c->family = MODEL_FAMILY_DEIT3;
+            c->naming = gamma ? MODEL_NAMING_OFFICIAL : MODEL_NAMING_TIMM;
+            *N = gamma ? &names_deit : &names_timm;
+        } else {
+            c->family = MODEL_FAMILY_DINOV2;
+            /* timm drops mask_token and calls the registers reg_token. */
+            int timm = safetensors_find(st, "reg_token") || !safetensors_find(st, "mask_token");
+            c->naming = timm ? MODEL_NAMING_TIMM : MODEL_NAMING_OFFICIAL;
+            *N = timm ? &names_timm : &names_official;
+        }
+        return 0;
+    }
+    if (safetensors_find(st, "token_embedding.weight"))
+        return err_set(e, ERR_MODEL, "a CLIP text tower (token_embedding.weight) without an "
+                       "image tower (visual.conv1.weight)");
+    const struct safetensors_tensor *t0 = safetensors_at(st, 0);
+    return err_set(e, ERR_MODEL, "not a supported ViT checkpoint: no patch embedding "
+                   "(looked for patch_embed.proj.weight, visual.conv1.weight and "
+                   "embeddings.patch_embeddings.projection.weight; %d tensors, first '%s')",
+                   safetensors_count(st), t0 ? t0->name : "-");
+}
 
 static int load_blocks(struct loader *L, const struct names *N)
 {
@@ -460,14 +578,16 @@ static int infer_config(struct loader *L, const struct names *N, const char *pat
         return err_set(e, ERR_MODEL, "tensor '%s' has %lld rows, expected 2 x %lld for "
                        "SwiGLU", f1->name, (long long)f1->shape[0], (long long)f2->shape[1]);
     c->layerscale = find(L, N->ls1, 0) != NULL;
-    if (!c->layerscale)
-        return err_set(e, ERR_MODEL, "block 0 has no LayerScale ('%s%s'): not a DINOv2 "
-                       "checkpoint (DINO v1 and others are not supported yet)", L->prefix,
-                       "blocks.0.ls1.gamma");
+    if ((c->family == MODEL_FAMILY_DINOV2 || c->family == MODEL_FAMILY_DEIT3) &&
+        !c->layerscale)
+        return err_set(e, ERR_MODEL, "block 0 has no LayerScale (expected '%s%s')",
+                       L->prefix, "blocks.0.ls1.gamma");
     /* Heads: flag, config.json, metadata, else head dim 64. */
-    c->ln_eps = 1e-6f;
+    c->ln_eps = c->family == MODEL_FAMILY_OPENCLIP ? 1e-5f : 1e-6f;
     int heads = 0;
-    int rc = read_side_config(path, c->dim, &heads, &c->ln_eps, e);
+    int rc = 0;
+    if (c->family == MODEL_FAMILY_DINOV2)
+        rc = read_side_config(path, c->dim, &heads, &c->ln_eps, e);
     if (rc)
         return rc;
     const char *mh = safetensors_meta(L->st, "num_heads");
@@ -483,22 +603,59 @@ static int infer_config(struct loader *L, const struct names *N, const char *pat
         return err_set(e, ERR_MODEL, "%d heads do not divide the width %d", heads, c->dim);
     c->n_head = heads;
     c->head_dim = c->dim / heads;
-    c->family = MODEL_FAMILY_DINOV2;
     c->act = MODEL_ACT_GELU;
-    c->ln_pre = 0;
-    /* Official rule: register models resample with antialiasing to the exact
-     * size; the plain ones keep the 0.1 offset (vit.md 2.3). */
-    c->interp = c->n_reg > 0 ? MODEL_INTERP_AA_SIZE : MODEL_INTERP_OFFSET;
-    c->interp_offset = c->n_reg > 0 ? 0.0 : 0.1;
+    if (c->family == MODEL_FAMILY_OPENCLIP) {
+        /* No checkpoint records the activation: the flag, an open_clip config
+         * beside the weights, the file's metadata, else GELU. */
+        int act = -1;
+        if (opts && opts->act >= 0)
+            act = opts->act;
+        else if ((rc = read_openclip_act(path, &act, e)))
+            return rc;
+        const char *ma = safetensors_meta(L->st, "act");
+        if (act < 0 && ma)
+            act = !strcmp(ma, "quickgelu") || !strcmp(ma, "quick_gelu") ? MODEL_ACT_QUICKGELU
+                                                                         : MODEL_ACT_GELU;
+        c->act = act == MODEL_ACT_QUICKGELU ? MODEL_ACT_QUICKGELU : MODEL_ACT_GELU;
+    }
+    c->ln_pre = c->family == MODEL_FAMILY_OPENCLIP;
     memcpy(c->mean, imagenet_mean, sizeof c->mean);
     memcpy(c->std, imagenet_std, sizeof c->std);
+    c->interp_offset = 0.0;
     c->lost_feature = MODEL_FEATURE_K;
-    const char *size = c->dim == 384 ? "s" : c->dim == 768 ? "b" : c->dim == 1024 ? "l"
-                     : c->dim == 1536 ? "g" : NULL;
-    if (size && c->patch == 14)
-        snprintf(c->arch, sizeof c->arch, "dinov2_vit%s14%s", size, c->n_reg ? "_reg" : "");
+    switch (c->family) {
+    case MODEL_FAMILY_DINOV2:
+        /* Official rule: register models resample with antialiasing to the
+         * exact size; the plain ones keep the 0.1 offset (vit.md 2.3). */
+        c->interp = c->n_reg > 0 ? MODEL_INTERP_AA_SIZE : MODEL_INTERP_OFFSET;
+        c->interp_offset = c->n_reg > 0 ? 0.0 : 0.1;
+        break;
+    case MODEL_FAMILY_DINO:
+        c->interp = MODEL_INTERP_OFFSET;
+        c->interp_offset = 0.1;
+        break;
+    case MODEL_FAMILY_DEIT3:
+        c->interp = MODEL_INTERP_AA_SIZE;
+        c->lost_feature = MODEL_FEATURE_V; /* the registers paper's choice */
+        break;
+    case MODEL_FAMILY_OPENCLIP:
+        c->interp = MODEL_INTERP_AA_IF_DIFFERS;
+        c->lost_feature = MODEL_FEATURE_V;
+        memcpy(c->mean, clip_mean, sizeof c->mean);
+        memcpy(c->std, clip_std, sizeof c->std);
+        break;
+    }
+    const char *size = c->dim == 384 ? "s" : c->dim == 512 ? "m" : c->dim == 768 ? "b"
+                     : c->dim == 1024 ? "l" : c->dim == 1280 ? "h" : c->dim == 1536 ? "g"
+                     : NULL;
+    const char *fam = model_family_name(c->family);
+    int standard = size && c->depth == (c->dim >= 1024 ? (c->dim == 1536 ? 40 : c->dim == 1280
+                                                          ? 32 : 24) : 12);
+    if (standard)
+        snprintf(c->arch, sizeof c->arch, "%s_vit%s%d%s", fam, size, c->patch,
+                 c->n_reg ? "_reg" : "");
     else
-        snprintf(c->arch, sizeof c->arch, "dinov2_d%d_l%d_p%d%s", c->dim, c->depth,
+        snprintf(c->arch, sizeof c->arch, "%s_d%d_l%d_p%d%s", fam, c->dim, c->depth,
                  c->patch, c->n_reg ? "_reg" : "");
     return 0;
 }
@@ -516,10 +673,8 @@ int model_load(const char *path, const struct model_opts *opts, struct model **o
         return rc;
     }
     struct loader L = {.m = m, .st = m->st, .e = e};
-    rc = detect_naming(m->st, &m->cfg.naming, &L.prefix, e);
-    const struct names *N = m->cfg.naming == MODEL_NAMING_HF     ? &names_hf
-                          : m->cfg.naming == MODEL_NAMING_TIMM ? &names_timm
-                                                               : &names_official;
+    const struct names *N = NULL;
+    rc = detect(m->st, &m->cfg, &N, &L.prefix, e);
     if (!rc)
         rc = infer_config(&L, N, path, opts);
     if (!rc) {
@@ -530,7 +685,8 @@ int model_load(const char *path, const struct model_opts *opts, struct model **o
             rc = L.rc = err_set(e, ERR_NOMEM, "out of memory");
         int64_t d4[4] = {D, 3, P, P}; /* read as [D, 3*P*P], row-major */
         m->patch_w = data_of(&L, find(&L, "%s", N->patch_w), "patch embedding", 4, d4);
-        m->patch_b = get1(&L, find(&L, "%s", N->patch_b), "patch embedding bias", D);
+        if (N->patch_b)
+            m->patch_b = get1(&L, find(&L, "%s", N->patch_b), "patch embedding bias", D);
         m->cls = get1(&L, find(&L, "%s", N->cls), "CLS token", D);
         if (c->n_reg)
             m->reg = get2(&L, find(&L, "%s", N->reg), "register tokens", c->n_reg, D);
@@ -542,6 +698,15 @@ int model_load(const char *path, const struct model_opts *opts, struct model **o
         }
         m->norm_w = get1(&L, find(&L, "%s", N->norm_w), "final norm", D);
         m->norm_b = get1(&L, find(&L, "%s", N->norm_b), "final norm", D);
+        if (c->ln_pre) {
+            m->ln_pre_w = get1(&L, find(&L, "%s", N->ln_pre_w), "ln_pre", D);
+            m->ln_pre_b = get1(&L, find(&L, "%s", N->ln_pre_b), "ln_pre", D);
+        }
+        const struct safetensors_tensor *pj = find(&L, N->proj);
+        if (pj && pj->ndim == 2 && pj->shape[0] == D && !L.rc) {
+            c->embed_dim = (int)pj->shape[1];
+            m->proj = get2(&L, pj, "image projection", D, c->embed_dim);
+        }
         if (!L.rc)
             load_blocks(&L, N);
         rc = L.rc;

@@ -29,6 +29,7 @@ struct model {
     const float *pos_grid;          /* [M*M, D], row i*M + j */
     const float *ln_pre_w, *ln_pre_b; /* [D] or NULL */
     const float *norm_w, *norm_b;   /* [D] final norm */
+    const float *proj;              /* [D, E] image projection (OpenCLIP), or NULL */
     struct model_block *blocks;     /* [depth] */
     void **owned;                   /* buffers to free */
     int n_owned, cap_owned;

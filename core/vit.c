@@ -27,6 +27,7 @@ struct vit_work {
     float *scores;  /* [QBLOCK, T] */
     float *q, *k, *v; /* [max_patch, D] outputs */
     float *tokens;  /* [T, D] output */
+    float *embed;   /* [E] image embedding */
     float *pos;     /* [1 + max_patch, D] cached resampled table */
     int pos_gh, pos_gw;
     double *wts;    /* resampling scratch */
@@ -58,6 +59,7 @@ void vit_work_free(struct vit_work *w)
     free(w->k);
     free(w->v);
     free(w->tokens);
+    free(w->embed);
     free(w->pos);
     free(w->wts);
     free(w->pos_tmp);
@@ -97,12 +99,13 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     w->k = alloc_f(w, N * D);
     w->v = alloc_f(w, N * D);
     w->tokens = alloc_f(w, T * D);
+    w->embed = alloc_f(w, c->embed_dim > 0 ? (size_t)c->embed_dim : 1);
     w->pos = alloc_f(w, (1 + N) * D);
     w->pos_tmp = alloc_f(w, M * D);
     w->wts = calloc(2 * side * M, sizeof *w->wts);
     w->bytes += 2 * side * M * sizeof(double);
     if (!w->cols || !w->h || !w->z || !w->qkv || !w->att || !w->tmp || !w->ffn ||
-        !w->scores || !w->q || !w->k || !w->v || !w->tokens || !w->pos || !w->pos_tmp ||
+        !w->scores || !w->q || !w->k || !w->v || !w->tokens || !w->embed || !w->pos || !w->pos_tmp ||
         !w->wts) {
         vit_work_free(w);
         return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
@@ -184,7 +187,10 @@ static void position_table(const struct model *m, struct vit_work *w, int gh, in
         skip = gh == M && gw == M;
         break;
     case MODEL_INTERP_AA_IF_DIFFERS:
-        skip = gh * gw == M * M;
+        /* open_clip compares token counts only and would read a 14x14 table
+         * as 7x28; we resample whenever the grid differs (a deliberate
+         * difference, see backbones.md 3.3). */
+        skip = gh == M && gw == M;
         break;
     }
     if (skip) {
@@ -437,6 +443,13 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     if (want & VIT_WANT_TOKENS) {
         layer_norm(w->h, w->tokens, T, D, m->norm_w, m->norm_b, c->ln_eps);
         out->tokens = w->tokens;
+        if (m->proj) {
+            /* x @ proj with proj stored [D, E] (a plain matrix, not a Linear) */
+            cblas_sgemv(CblasRowMajor, CblasTrans, D, c->embed_dim, 1.0f, m->proj,
+                        c->embed_dim, w->tokens, 1, 0.0f, w->embed, 1);
+            out->embed = w->embed;
+            out->embed_dim = c->embed_dim;
+        }
     }
     out->grid_h = gh;
     out->grid_w = gw;

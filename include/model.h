@@ -55,6 +55,7 @@ struct model_config {
     float ln_eps;
     float mean[3], std[3];      /* input normalisation of the family */
     enum model_feature lost_feature; /* the feature the papers use for LOST */
+    int embed_dim;              /* width of the image embedding (OpenCLIP proj), else 0 */
     char arch[48];              /* e.g. "dinov2_vits14_reg" or "dinov2_custom" */
 };
 

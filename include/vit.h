@@ -42,6 +42,9 @@ struct vit_out {
                                NULL without VIT_WANT_TOKENS */
     const float *pos_embed; /* [1 + n_patch, dim]: the CLS position (zeros when the family
                                has none), then the resampled patch positions */
+    const float *embed;     /* [embed_dim] image embedding (final-normed CLS times the
+                               projection), OpenCLIP with VIT_WANT_TOKENS only, else NULL */
+    int embed_dim;
 };
 
 /* x: [3, h, w] normalised, row-major; h and w multiples of the patch size.

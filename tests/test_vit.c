@@ -19,95 +19,11 @@
 
 #define FIX "tests/fixtures"
 
-static double max_abs(const float *a, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fabs(a[i]) > m ? fabs(a[i]) : m;
-    return m;
-}
-
-/* Compares got with the .npy at dir/file; returns the error ratio
- * err / (1e-4 * (1 + max|ref|)) (<= 1 passes), or -1 if unreadable. */
-static double compare(const char *dir, const char *file, const float *got, size_t n)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    struct tensor t;
-    struct err e = {0};
-    if (tensor_load_npy(path, 0, &t, &e)) {
-        printf("  cannot read %s: %s\n", path, e.msg);
-        return -1;
-    }
-    if (tensor_numel(&t) != n) {
-        printf("  %s: %zu elements, computed %zu\n", file, tensor_numel(&t), n);
-        tensor_free(&t);
-        return -1;
-    }
-    double d = 0;
-    for (size_t i = 0; i < n; i++) {
-        double x = fabs((double)got[i] - t.data[i]);
-        d = x > d ? x : d;
-    }
-    double tol = 1e-4 * (1 + max_abs(t.data, n));
-    tensor_free(&t);
-    return d / tol;
-}
-
-static int load_input(const char *dir, struct tensor *x)
-{
-    char path[512];
-    struct err e = {0};
-    snprintf(path, sizeof path, "%s/input.npy", dir);
-    if (access(path, R_OK) == 0)
-        return tensor_load_npy(path, 0, x, &e);
-    snprintf(path, sizeof path, "%s/input_u8.npy", dir);
-    /* input_u8.npy holds uint8; read the raw bytes after the header */
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    unsigned char hdr[10];
-    if (fread(hdr, 1, 10, f) != 10) {
-        fclose(f);
-        return -1;
-    }
-    int hl = hdr[8] | hdr[9] << 8;
-    char *h = calloc(1, hl + 1);
-    if (fread(h, 1, hl, f) != (size_t)hl) {
-        free(h);
-        fclose(f);
-        return -1;
-    }
-    long s0, s1, s2;
-    char *sp = strstr(h, "'shape': (");
-    if (!strstr(h, "'|u1'") || !sp || sscanf(sp, "'shape': (%ld, %ld, %ld)", &s0, &s1, &s2) != 3) {
-        free(h);
-        fclose(f);
-        return -1;
-    }
-    free(h);
-    size_t n = (size_t)s0 * s1 * s2;
-    unsigned char *u = malloc(n);
-    x->data = malloc(n * sizeof(float));
-    if (fread(u, 1, n, f) != n) {
-        fclose(f);
-        free(u);
-        return -1;
-    }
-    fclose(f);
-    for (size_t i = 0; i < n; i++)
-        x->data[i] = ((float)u[i] - 128.0f) / 32.0f; /* exact in float32 */
-    free(u);
-    x->ndim = 3;
-    x->shape[0] = s0;
-    x->shape[1] = s1;
-    x->shape[2] = s2;
-    return 0;
-}
+#include "golden_util.h"
 
 static void run_case(const char *model_name, const char *case_name, const char *naming)
 {
-    char dir[256], mpath[256], name[256];
+    char dir[1024], mpath[1024], name[1024];
     snprintf(dir, sizeof dir, FIX "/vit/%s/%s", model_name, case_name);
     snprintf(mpath, sizeof mpath, FIX "/models/%s%s.safetensors", model_name, naming);
     snprintf(name, sizeof name, "vit %s%s %s", model_name, naming, case_name);
@@ -151,7 +67,7 @@ static void run_case(const char *model_name, const char *case_name, const char *
                      * token: their CLS position row is zero by design. */
                     if (!strcmp(naming, "_timm") && c->n_reg && i == 0) {
                         struct tensor ref;
-                        char rp[512];
+                        char rp[1200];
                         snprintf(rp, sizeof rp, "%s/%s", dir, arr[i].file);
                         CHECK(tensor_load_npy(rp, 0, &ref, &e) == 0, "%s", e.msg);
                         double dmax = 0;
@@ -396,7 +312,7 @@ int main(void)
     while (d && (me = readdir(d))) {
         if (me->d_name[0] == '.')
             continue;
-        char sub[256];
+        char sub[512];
         snprintf(sub, sizeof sub, FIX "/vit/%s", me->d_name);
         DIR *d2 = opendir(sub);
         struct dirent *ce;
