@@ -15,6 +15,7 @@ struct err;
 
 #define IMAGE_MAX_SIDE 16384             /* hard cap on either side, pixels */
 #define IMAGE_DEFAULT_MAX_PIXELS 40000000L /* default cap on width*height */
+#define IMAGE_MAX_FILE_BYTES (256L << 20)  /* image_load_file's cap on a file */
 
 /* Decoded pixels: [h, w, 3] row-major, RGB, 8 bits. */
 struct image {
@@ -33,7 +34,11 @@ enum image_format image_sniff(const unsigned char *buf, size_t n);
  * ERR_TOOBIG (declared w*h over max_pixels or a side over IMAGE_MAX_SIDE,
  * or the arena is exhausted), ERR_UNSUPPORTED (not JPEG or PNG).
  * apply_exif: when nonzero, a JPEG's EXIF orientation is applied so the
- * result is upright as a person sees it. */
+ * result is upright as a person sees it (PIL's ImageOps.exif_transpose; a
+ * rotated image takes a second pixel buffer from a). Any libjpeg warning
+ * (corrupt data, premature end) fails as ERR_INPUT. PNG alpha is dropped,
+ * not composited, and 16-bit samples keep their high byte, as PIL's
+ * convert("RGB") does. */
 int image_decode_jpeg(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
                       struct arena *a, struct image *out, struct err *e);
 int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
@@ -41,14 +46,18 @@ int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
 int image_decode(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
                  struct arena *a, struct image *out, struct err *e);
 
-/* Reads a whole file into arena memory (at most max_bytes, 0 = 256 MiB) and
- * decodes it with image_decode. ERR_IO / ERR_NOTFOUND when it cannot be read. */
+/* Reads a whole file into arena memory (at most IMAGE_MAX_FILE_BYTES, else
+ * ERR_TOOBIG) and decodes it with image_decode; the file bytes stay in a
+ * until the caller resets it. ERR_NOTFOUND when the file does not exist,
+ * ERR_IO when it cannot be read or is not a regular file. */
 int image_load_file(const char *path, long max_pixels, int apply_exif,
                     struct arena *a, struct image *out, struct err *e);
 
 /* Nearest-free area-averaging downscale so that max(w, h) <= max_side
  * (aspect kept, sides rounded, at least 1). Returns the input unchanged
- * (out = *in) when it already fits. Pixels from a. */
+ * (out = *in) when it already fits. Pixels from a (scratch rewound). Errors:
+ * ERR_INPUT (a side outside 1..IMAGE_MAX_SIDE, max_side < 1), ERR_TOOBIG
+ * (arena exhausted). */
 int image_downscale(const struct image *in, int max_side, struct arena *a,
                     struct image *out, struct err *e);
 
@@ -61,8 +70,9 @@ extern const struct image_norm IMAGE_NORM_CLIP;
 
 /* LOST preprocessing (specs/lost.md section 1): x = (u8 / 255 - mean) / std in
  * float32, then zero padding at the bottom and right up to multiples of
- * patch. Output: *out = [3, *ph, *pw] channel-first, from a. Errors:
- * ERR_INPUT (patch < 1), ERR_TOOBIG (arena exhausted). */
+ * patch. Output: *out = [3, *ph, *pw] channel-first, from a. norm NULL means
+ * IMAGE_NORM_IMAGENET. Errors: ERR_INPUT (patch or a side outside
+ * 1..IMAGE_MAX_SIDE), ERR_TOOBIG (arena exhausted). */
 int image_to_tensor(const struct image *img, int patch, const struct image_norm *norm,
                     struct arena *a, float **out, int *ph, int *pw, struct err *e);
 

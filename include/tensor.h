@@ -28,7 +28,8 @@ int tensor_load_npy(const char *path, size_t max_bytes, struct tensor *t, struct
 
 /* Writes data [shape...] as a version 1.0 .npy file, via a temporary file
  * renamed into place, so a reader never sees a half-written file.
- * Returns 0 or ERR_IO. data is only read. */
+ * Returns 0, ERR_IO, or ERR_INPUT (ndim outside 0..TENSOR_MAX_DIM, a
+ * negative dimension). data is only read. */
 int tensor_save_npy(const char *path, const float *data, int ndim, const long *shape,
                     struct err *e);
 
