@@ -16,11 +16,17 @@
  * annotation, per-image failure) or had no prediction (counted as misses),
  * or, with --merge --root, some dataset images are in no input file;
  * 1 fatal error; 2 usage. */
+#include "arena.h"
 #include "cli.h"
 
 #include "corloc.h"
 #include "dataset.h"
 #include "err.h"
+#include "image.h"
+#include "lost_opts.h"
+#include "model.h"
+#include "pipeline.h"
+#include "vit.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -283,14 +289,73 @@ static int source_open_predictions(const char *path, struct eval_source *src, st
     return 0;
 }
 
-/* The backbone source: to be wired to model_load + the pipeline (decode
- * item->path, forward, lost_find_box) with one workspace per thread. */
-static int source_open_model(const char *path, struct eval_source *src, struct err *e)
+/* The backbone source: the model is loaded once; each image is decoded,
+ * run through the same pipeline as `discover` and `serve`, and its LOST box
+ * returned. The workspace grows to the largest image seen. */
+struct model_source {
+    struct model *m;
+    struct vit_work *w;
+    struct arena *a;
+    struct pipeline_opts po;
+};
+
+static int model_box(void *ctx, const struct dataset_item *it, float box[4], struct err *e)
 {
-    (void)src;
-    return err_set(e, ERR_UNSUPPORTED,
-                   "--model %s: evaluating with the backbone needs the backbone wiring, "
-                   "not available in eval yet; use --predictions FILE", path);
+    struct model_source *s = ctx;
+    arena_reset(s->a);
+    struct image img;
+    int rc = image_load_file(it->path, s->po.max_pixels, 1, s->a, &img, e);
+    if (rc)
+        return rc == ERR_NOTFOUND ? err_set(e, ERR_IO, "%s", e->msg) : rc;
+    int side = img.w > img.h ? img.w : img.h;
+    if (s->po.max_side > 0 && side > s->po.max_side)
+        side = s->po.max_side;
+    int need = pipeline_max_patches(s->m, side);
+    if (!s->w || vit_work_max_patches(s->w) < need) {
+        vit_work_free(s->w);
+        s->w = NULL;
+        if ((rc = vit_work_init(s->m, need, &s->w, e)))
+            return rc;
+    }
+    struct pipeline_result r;
+    if ((rc = pipeline_run_image(s->m, s->w, s->a, &img, &s->po, &r, e)))
+        return rc;
+    for (int k = 0; k < 4; k++)
+        box[k] = (float)r.lost.box[k];
+    return 0;
+}
+
+static void model_close(void *ctx)
+{
+    struct model_source *s = ctx;
+    vit_work_free(s->w);
+    arena_free(s->a);
+    model_free(s->m);
+    free(s);
+}
+
+static int source_open_model(const char *path, const struct pipeline_opts *po, int heads,
+                             struct eval_source *src, struct err *e)
+{
+    struct model_source *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    s->po = *po;
+    if (s->po.max_pixels <= 0)
+        s->po.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    struct model_opts mo = {.n_head = heads, .act = -1};
+    int rc = model_load(path, &mo, &s->m, e);
+    if (!rc && !(s->a = arena_init((size_t)s->po.max_pixels * 20 + (1u << 30))))
+        rc = err_set(e, ERR_NOMEM, "out of memory for scratch");
+    if (rc) {
+        model_close(s);
+        return rc;
+    }
+    src->name = "model";
+    src->box_for_image = model_box;
+    src->ctx = s;
+    src->close = model_close;
+    return 0;
 }
 
 /* ---- result lines ------------------------------------------------------------ */
@@ -429,6 +494,8 @@ static int write_results(const char *path, const struct map *m, struct err *e)
 /* ---- command ----------------------------------------------------------------- */
 
 struct opts {
+    struct pipeline_opts po;    /* LOST options, with --model */
+    int heads;
     const char *dataset, *root, *model, *predictions, *set, *out;
     long shard_i, shard_n, limit;
     int resume, no_hard;
@@ -447,7 +514,7 @@ static void usage(FILE *f)
         "                      COCO: holds annotations/, images/, coco_20k_filenames.txt\n"
         "  --predictions FILE  CSV image_id,x1,y1,x2,y2 (image_id = file stem, e.g.\n"
         "                      LOST_VOC07.csv; COCO: the image id) or the JSONL of --out\n"
-        "  --model FILE        run the backbone + LOST on every image (not wired yet)\n"
+        "  --model FILE        run the backbone + LOST on every image (LOST options below)\n"
         "  --set NAME          ImageSets/Main/NAME.txt (default trainval; ignored for COCO)\n"
         "  --out FILE          one JSON line per image, written to FILE.part, renamed at the end\n"
         "  --resume            keep the lines already in FILE / FILE.part, skip those images\n"
@@ -458,7 +525,7 @@ static void usage(FILE *f)
         "stdout: one JSON line {dataset, set, images, hits, corloc, skipped,\n"
         "missing_predictions, excluded, ...}; images without a prediction count as misses.\n"
         "Exit status: 0 all evaluated, 3 some images skipped or without prediction,\n"
-        "1 fatal error, 2 usage.\n");
+        "1 fatal error, 2 usage.\n\n%s", lost_opts_help);
 }
 
 static int parse_shard(const char *s, long *i, long *n)
@@ -480,10 +547,16 @@ static int parse_shard(const char *s, long *i, long *n)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
+    pipeline_opts_default(&o->po);
     o->shard_n = 1;
     o->limit = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int k = lost_opts_parse(CMD, argc, argv, &i, &o->po, &o->heads);
+        if (k < 0)
+            return 2;
+        if (k)
+            continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 1;
@@ -682,7 +755,7 @@ int cli_eval(int argc, char **argv)
     if (dataset_load(kind, o.root, set, o.no_hard, &d, &e))
         return cli_fail(1, CMD, "%s", e.msg);
     struct eval_source src = {0};
-    rc = o.model ? source_open_model(o.model, &src, &e)
+    rc = o.model ? source_open_model(o.model, &o.po, o.heads, &src, &e)
                  : source_open_predictions(o.predictions, &src, &e);
     if (rc) {
         dataset_free(d);
