@@ -89,13 +89,14 @@ static double sgemm_ceiling(const struct model_config *c, int n_patch)
 int cli_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *image_path = NULL;
-    int h = 392, w = 504, heads = 0;
+    int h = 392, w = 504;
+    struct model_opts mo = {.n_head = 0, .act = -1};
     long repeat = 10, warmup = 2, threads = 0;
     struct pipeline_opts o;
     pipeline_opts_default(&o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int k = lost_opts_parse("bench", argc, argv, &i, &o, &heads);
+        int k = lost_opts_parse("bench", argc, argv, &i, &o, &mo);
         if (k < 0)
             return 2;
         if (k)
@@ -132,7 +133,6 @@ int cli_bench(int argc, char **argv)
         openblas_set_num_threads((int)threads);
     struct err e = {0};
     struct model *m = NULL;
-    struct model_opts mo = {.n_head = heads, .act = -1};
     if (model_load(model_path, &mo, &m, &e))
         return cli_fail(1, "bench", "%s", e.msg);
     const struct model_config *c = model_config(m);

@@ -69,7 +69,7 @@ int cli_discover(int argc, char **argv)
     const char *model_path = NULL;
     struct pipeline_opts o;
     pipeline_opts_default(&o);
-    int heads = 0;
+    struct model_opts mo = {.n_head = 0, .act = -1};
     long max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     char **images = calloc(argc, sizeof *images);
     int n_img = 0;
@@ -77,7 +77,7 @@ int cli_discover(int argc, char **argv)
         return cli_fail(1, "discover", "out of memory");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int k = lost_opts_parse("discover", argc, argv, &i, &o, &heads);
+        int k = lost_opts_parse("discover", argc, argv, &i, &o, &mo);
         if (k < 0) {
             free(images);
             return 2;
@@ -111,7 +111,6 @@ int cli_discover(int argc, char **argv)
     o.max_pixels = max_pixels;
     struct err e = {0};
     struct model *m = NULL;
-    struct model_opts mo = {.n_head = heads, .act = -1};
     if (model_load(model_path, &mo, &m, &e)) {
         free(images);
         return cli_fail(1, "discover", "%s", e.msg);

@@ -334,8 +334,8 @@ static void model_close(void *ctx)
     free(s);
 }
 
-static int source_open_model(const char *path, const struct pipeline_opts *po, int heads,
-                             struct eval_source *src, struct err *e)
+static int source_open_model(const char *path, const struct pipeline_opts *po,
+                             const struct model_opts *mo, struct eval_source *src, struct err *e)
 {
     struct model_source *s = calloc(1, sizeof *s);
     if (!s)
@@ -343,8 +343,7 @@ static int source_open_model(const char *path, const struct pipeline_opts *po, i
     s->po = *po;
     if (s->po.max_pixels <= 0)
         s->po.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
-    struct model_opts mo = {.n_head = heads, .act = -1};
-    int rc = model_load(path, &mo, &s->m, e);
+    int rc = model_load(path, mo, &s->m, e);
     if (!rc && !(s->a = arena_init((size_t)s->po.max_pixels * 20 + (1u << 30))))
         rc = err_set(e, ERR_NOMEM, "out of memory for scratch");
     if (rc) {
@@ -495,7 +494,7 @@ static int write_results(const char *path, const struct map *m, struct err *e)
 
 struct opts {
     struct pipeline_opts po;    /* LOST options, with --model */
-    int heads;
+    struct model_opts mo;       /* --heads, --act */
     const char *dataset, *root, *model, *predictions, *set, *out;
     long shard_i, shard_n, limit;
     int resume, no_hard;
@@ -548,11 +547,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
     pipeline_opts_default(&o->po);
+    o->mo.act = -1;
     o->shard_n = 1;
     o->limit = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int k = lost_opts_parse(CMD, argc, argv, &i, &o->po, &o->heads);
+        int k = lost_opts_parse(CMD, argc, argv, &i, &o->po, &o->mo);
         if (k < 0)
             return 2;
         if (k)
@@ -755,7 +755,7 @@ int cli_eval(int argc, char **argv)
     if (dataset_load(kind, o.root, set, o.no_hard, &d, &e))
         return cli_fail(1, CMD, "%s", e.msg);
     struct eval_source src = {0};
-    rc = o.model ? source_open_model(o.model, &o.po, o.heads, &src, &e)
+    rc = o.model ? source_open_model(o.model, &o.po, &o.mo, &src, &e)
                  : source_open_predictions(o.predictions, &src, &e);
     if (rc) {
         dataset_free(d);

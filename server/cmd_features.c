@@ -18,7 +18,7 @@
 
 static const char usage[] =
     "usage: lostd features --model FILE (--image IMG | --tensor X.npy) --out DIR\n"
-    "                      [--layer L] [--heads N] [--max-pixels N]\n"
+    "                      [--layer L] [--heads N] [--act gelu|quickgelu] [--max-pixels N]\n"
     "\n"
     "Runs the backbone once and writes float32 .npy files to DIR:\n"
     "  input.npy [3,H,W]   the preprocessed, zero-padded input\n"
@@ -41,6 +41,7 @@ int cli_features(int argc, char **argv)
 {
     const char *model_path = NULL, *image = NULL, *tensor_path = NULL, *out = NULL;
     long layer = -1, heads = 0, max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    int act = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -64,6 +65,11 @@ int cli_features(int argc, char **argv)
         } else if (!strcmp(a, "--heads")) {
             if (cli_parse_int("features", a, v, 1, 4096, &heads))
                 return 2;
+        } else if (!strcmp(a, "--act")) {
+            act = !strcmp(v, "gelu") ? MODEL_ACT_GELU
+                : !strcmp(v, "quickgelu") || !strcmp(v, "quick_gelu") ? MODEL_ACT_QUICKGELU : -2;
+            if (act == -2)
+                return cli_fail(2, "features", "--act expects gelu or quickgelu, got '%s'", v);
         } else if (!strcmp(a, "--max-pixels")) {
             if (cli_parse_int("features", a, v, 1, 1L << 40, &max_pixels))
                 return 2;
@@ -79,7 +85,7 @@ int cli_features(int argc, char **argv)
     struct arena *ar = NULL;
     struct tensor tin = {0};
     int status = 1;
-    struct model_opts mo = {.n_head = (int)heads, .act = -1};
+    struct model_opts mo = {.n_head = (int)heads, .act = act};
     if (model_load(model_path, &mo, &m, &e)) {
         cli_fail(1, "features", "%s", e.msg);
         goto done;

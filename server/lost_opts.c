@@ -15,10 +15,12 @@ const char lost_opts_help[] =
     "  --l2norm         L2-normalise each patch feature before the Gram matrix\n"
     "  --layer L        block to tap, negative counts from the end (default -1, the last)\n"
     "  --max-side N     downscale images whose longer side exceeds N (default 0: never)\n"
-    "  --heads N        attention heads when the checkpoint cannot tell (default dim/64)\n";
+    "  --heads N        attention heads when the checkpoint cannot tell (default dim/64)\n"
+    "  --act A          OpenCLIP MLP activation, gelu or quickgelu (default: from an\n"
+    "                   open_clip_config.json beside the weights, else gelu)\n";
 
 int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipeline_opts *o,
-                    int *heads)
+                    struct model_opts *mo)
 {
     const char *a = argv[*i];
     if (!strcmp(a, "--l2norm")) {
@@ -26,7 +28,7 @@ int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipel
         return 1;
     }
     static const char *with_value[] = {"--k-patches", "--gram-bias", "--features", "--layer",
-                                       "--max-side", "--heads"};
+                                       "--max-side", "--heads", "--act"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
         known |= !strcmp(a, with_value[k]);
@@ -64,7 +66,16 @@ int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipel
     } else if (!strcmp(a, "--heads")) {
         if (cli_parse_int(cmd, a, v, 1, 4096, &n))
             return -1;
-        *heads = (int)n;
+        mo->n_head = (int)n;
+    } else if (!strcmp(a, "--act")) {
+        if (!strcmp(v, "gelu"))
+            mo->act = MODEL_ACT_GELU;
+        else if (!strcmp(v, "quickgelu") || !strcmp(v, "quick_gelu"))
+            mo->act = MODEL_ACT_QUICKGELU;
+        else {
+            cli_fail(2, cmd, "--act expects gelu or quickgelu, got '%s'", v);
+            return -1;
+        }
     }
     return 1;
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Full-size parity: random-weight ViT-S/14 and ViT-B/14, with and without
-# registers, at non-square sizes, against the PyTorch reference forward in
-# tests/golden/ref_dinov2.py (Debian's python3-torch). Prints PASS/FAIL lines.
+# Full-size parity: random-weight models of every family at non-square sizes
+# -- DINOv2 ViT-S/14 and ViT-B/14 with and without registers, DINO ViT-S/16
+# and ViT-B/16, DeiT-III ViT-B/16, OpenCLIP ViT-B/16 with GELU and with
+# QuickGELU -- against the PyTorch reference forward in tests/golden/ref_vit.py
+# (Debian's python3-torch), after checking that reference against the
+# official fixtures. Prints PASS/FAIL lines.
 set -u
 cd "$(dirname "$0")/.."
 LOSTD=${LOSTD_BIN:-build/lostd}
@@ -12,22 +15,57 @@ if ! $PY -c 'import torch, numpy' 2>/dev/null; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# arch  HxW (multiples of 14, non-square)  seed
-cases="vits14_reg:392x504:1 vits14:434x322:2 vitb14_reg:266x364:3 vitb14:196x252:4"
+# The reference itself must reproduce the official outputs of the fixtures.
+for c in vit/tiny/raw_574x532 vit/tiny_noreg/voc_pad backbones/dino_vits16_tiny/raw_224x272 \
+         backbones/deit3_base16_tiny/voc_pad backbones/openclip_vitb16_quickgelu_tiny/raw_160x96; do
+    if $PY - "$c" "$tmp" <<'PY'
+import json, os, subprocess, sys
+import numpy as np
+c, tmp = "tests/fixtures/" + sys.argv[1], sys.argv[2]
+cj = json.load(open(c + "/case.json"))
+inp = os.path.normpath(os.path.join(c, cj.get("input_file", "input.npy")))
+if not os.path.exists(inp):
+    inp = c + "/input_u8.npy"
+if inp.endswith("_u8.npy"):
+    np.save(tmp + "/fx.npy", ((np.load(inp).astype(np.float32) - 128) / 32).astype(np.float32))
+    inp = tmp + "/fx.npy"
+act = cj["config"].get("act", "gelu")
+extra = ["--act", "quickgelu"] if "quick" in act else []
+subprocess.check_call([sys.executable, "tests/golden/ref_vit.py", "tests/fixtures/" + cj["model"],
+                       inp, tmp + "/fxo"] + extra)
+worst = 0.0
+for ours, ref in [("keys.npy", "last_k.npy"), ("queries.npy", "last_q.npy"),
+                  ("values.npy", "last_v.npy"), ("patch_tokens.npy", "x_norm_patchtokens.npy"),
+                  ("cls_token.npy", "x_norm_clstoken.npy"), ("image_embed.npy", "image_embed.npy")]:
+    if os.path.exists(c + "/" + ref):
+        a, b = np.load(tmp + "/fxo/" + ours), np.load(c + "/" + ref)
+        worst = max(worst, float(np.abs(a - b).max()) / (1e-4 * (1 + float(np.abs(b).max()))))
+sys.exit(0 if worst <= 1 else print("error %.3g x tolerance" % worst) or 1)
+PY
+    then echo "PASS reference forward reproduces official $c"
+    else echo "FAIL reference forward reproduces official $c: see above"; fi
+done
+
+# arch  HxW (multiples of the patch, non-square)  seed  [activation]
+cases="vits14_reg:392x504:1 vits14:434x322:2 vitb14_reg:266x364:3 vitb14:196x252:4
+       dino_vits16:208x320:5 dino_vitb16:224x160:6 deit3_base16:320x208:7
+       openclip_vitb16:224x288:8 openclip_vitb16:176x240:9:quickgelu"
 for c in $cases; do
-    IFS=: read -r arch size seed <<<"$c"
+    IFS=: read -r arch size seed act <<<"$c"
+    act=${act:-gelu}
     h=${size%x*}; w=${size#*x}
     name="full-size $arch $size"
+    [ "$act" = gelu ] || name="$name $act"
     m="$tmp/$arch.safetensors"
     if ! "$LOSTD" model init --arch "$arch" --seed "$seed" --out "$m" 2>"$tmp/err"; then
         echo "FAIL $name: model init: $(cat "$tmp/err")"; continue
     fi
     $PY -c "import numpy as np; r=np.random.default_rng($seed); np.save('$tmp/x.npy', r.standard_normal((3,$h,$w)).astype(np.float32))"
     rm -rf "$tmp/ours" "$tmp/ref"
-    if ! "$LOSTD" features --model "$m" --tensor "$tmp/x.npy" --out "$tmp/ours" 2>"$tmp/err"; then
+    if ! "$LOSTD" features --model "$m" --tensor "$tmp/x.npy" --out "$tmp/ours" --act "$act" 2>"$tmp/err"; then
         echo "FAIL $name: lostd features: $(cat "$tmp/err")"; continue
     fi
-    if ! $PY tests/golden/ref_dinov2.py "$m" "$tmp/x.npy" "$tmp/ref" 2>"$tmp/err"; then
+    if ! $PY tests/golden/ref_vit.py "$m" "$tmp/x.npy" "$tmp/ref" --act "$act" 2>"$tmp/err"; then
         echo "FAIL $name: reference: $(tail -3 "$tmp/err")"; continue
     fi
     files="keys.npy queries.npy values.npy patch_tokens.npy cls_token.npy"
