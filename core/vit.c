@@ -28,6 +28,9 @@ struct vit_work {
     float *q, *k, *v; /* [max_patch, D] outputs */
     float *tokens;  /* [T, D] output */
     float *embed;   /* [E] image embedding */
+    float *attn;    /* [H, 1 + R, T] CLS/register attention rows of the last block */
+    float *pe;      /* [max_patch, D] patch embeddings */
+    int keep_attn;  /* set while the last block runs with VIT_WANT_ATTN */
     float *pos;     /* [1 + max_patch, D] cached resampled table */
     int pos_gh, pos_gw;
     double *wts;    /* resampling scratch */
@@ -60,6 +63,8 @@ void vit_work_free(struct vit_work *w)
     free(w->v);
     free(w->tokens);
     free(w->embed);
+    free(w->attn);
+    free(w->pe);
     free(w->pos);
     free(w->wts);
     free(w->pos_tmp);
@@ -100,12 +105,14 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     w->v = alloc_f(w, N * D);
     w->tokens = alloc_f(w, T * D);
     w->embed = alloc_f(w, c->embed_dim > 0 ? (size_t)c->embed_dim : 1);
+    w->attn = alloc_f(w, (size_t)c->n_head * (1 + c->n_reg) * T);
+    w->pe = alloc_f(w, N * D);
     w->pos = alloc_f(w, (1 + N) * D);
     w->pos_tmp = alloc_f(w, M * D);
     w->wts = calloc(2 * side * M, sizeof *w->wts);
     w->bytes += 2 * side * M * sizeof(double);
     if (!w->cols || !w->h || !w->z || !w->qkv || !w->att || !w->tmp || !w->ffn ||
-        !w->scores || !w->q || !w->k || !w->v || !w->tokens || !w->embed || !w->pos || !w->pos_tmp ||
+        !w->scores || !w->q || !w->k || !w->v || !w->tokens || !w->embed || !w->attn || !w->pe || !w->pos || !w->pos_tmp ||
         !w->wts) {
         vit_work_free(w);
         return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
@@ -311,6 +318,9 @@ static void attention(const struct model_config *c, struct vit_work *w, int T)
                 float inv = 1.0f / sum;
                 for (int j = 0; j < T; j++)
                     s[j] *= inv;
+                int row = r0 + i, pre = 1 + c->n_reg;
+                if (w->keep_attn && row < pre)
+                    memcpy(w->attn + ((size_t)n * pre + row) * T, s, sizeof *s * (size_t)T);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, T, 1.0f, S, T, v,
                         ld, 0.0f, w->att + (size_t)r0 * D + n * hd, D);
@@ -409,6 +419,8 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
         }
     float *hp = w->h + (size_t)(1 + R) * D;
     linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
+    if (want & VIT_WANT_PATCH_EMBED)
+        memcpy(w->pe, hp, sizeof *hp * (size_t)N * D);
     /* 2.2 CLS + positions, then registers (no position) */
     position_table(m, w, gh, gw);
     for (int i = 0; i < D; i++)
@@ -420,8 +432,9 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     if (c->ln_pre)
         layer_norm(w->h, w->h, T, D, m->ln_pre_w, m->ln_pre_b, c->ln_eps);
     /* 2.4 blocks; stop after the tapped qkv when nothing later is wanted */
-    int last = want & VIT_WANT_TOKENS ? c->depth - 1 : layer;
+    int last = want & (VIT_WANT_TOKENS | VIT_WANT_ATTN) ? c->depth - 1 : layer;
     for (int l = 0; l <= last; l++) {
+        w->keep_attn = (want & VIT_WANT_ATTN) && l == c->depth - 1;
         const struct model_block *b = &m->blocks[l];
         layer_norm(w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
         linear(w->z, T, D, b->qkv_w, b->qkv_b, 3 * D, w->qkv);
@@ -430,7 +443,7 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
             copy_cols(pq, 3 * D, 0, N, D, w->q);
             copy_cols(pq, 3 * D, D, N, D, w->k);
             copy_cols(pq, 3 * D, 2 * D, N, D, w->v);
-            if (!(want & VIT_WANT_TOKENS))
+            if (!(want & (VIT_WANT_TOKENS | VIT_WANT_ATTN)))
                 break;
         }
         attention(c, w, T);
@@ -464,5 +477,10 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
         out->v = w->v;
     }
     out->pos_embed = w->pos;
+    out->n_head = c->n_head;
+    if (want & VIT_WANT_ATTN)
+        out->attn = w->attn;
+    if (want & VIT_WANT_PATCH_EMBED)
+        out->patch_embed = w->pe;
     return 0;
 }

@@ -22,7 +22,10 @@ unsigned long vit_work_bytes(const struct vit_work *w);
 
 enum {
     VIT_WANT_QKV = 1u << 0,    /* q, k, v of block `layer` */
-    VIT_WANT_TOKENS = 1u << 1  /* all blocks and the final norm */
+    VIT_WANT_TOKENS = 1u << 1, /* all blocks and the final norm */
+    VIT_WANT_ATTN = 1u << 2,   /* last block's attention of CLS and registers (implies
+                                  running every block) */
+    VIT_WANT_PATCH_EMBED = 1u << 3 /* the patch embeddings before positions are added */
 };
 
 struct vit_opts {
@@ -42,6 +45,13 @@ struct vit_out {
                                NULL without VIT_WANT_TOKENS */
     const float *pos_embed; /* [1 + n_patch, dim]: the CLS position (zeros when the family
                                has none), then the resampled patch positions */
+    const float *attn;      /* [n_head, 1 + n_reg, n_tok]: the last block's softmax
+                               attention rows of the CLS token (row 0) and of each register
+                               over all tokens (each row sums to 1; the patch columns are
+                               1 + n_reg .. n_tok - 1); VIT_WANT_ATTN only */
+    const float *patch_embed; /* [n_patch, dim] output of the patch embedding, before
+                               positions; VIT_WANT_PATCH_EMBED only */
+    int n_head;
     const float *embed;     /* [embed_dim] image embedding (final-normed CLS times the
                                projection), OpenCLIP with VIT_WANT_TOKENS only, else NULL */
     int embed_dim;

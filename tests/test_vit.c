@@ -299,8 +299,55 @@ static void layer_tap(void)
     });
 }
 
+/* The attention maps and patch embeddings exposed for analysis: rows are
+ * distributions, asking for them does not change q/k/v, and the patch
+ * embedding plus the positions is what the first block sees. */
+static void attention_maps(void)
+{
+    CHECK_CASE("attention rows of CLS and registers sum to 1", {
+        struct model *m = NULL;
+        struct vit_work *w = NULL;
+        struct err e = {0};
+        struct tensor x = {0};
+        int rc = model_load(FIX "/models/tiny.safetensors", NULL, &m, &e);
+        if (!rc)
+            rc = load_input(FIX "/vit/tiny/raw_140x98", &x);
+        if (!rc)
+            rc = vit_work_init(m, 70, &w, &e);
+        CHECK(rc == 0, "setup: %s", e.msg);
+        if (!rc) {
+            struct vit_opts a = {.layer = -1, .want = VIT_WANT_QKV};
+            struct vit_opts b = {.layer = -1,
+                                 .want = VIT_WANT_QKV | VIT_WANT_ATTN | VIT_WANT_PATCH_EMBED};
+            struct vit_out o;
+            rc = vit_forward(m, w, x.data, 140, 98, &a, &o, &e);
+            float *k = malloc(70 * 64 * sizeof *k);
+            memcpy(k, o.k, 70 * 64 * sizeof *k);
+            rc |= vit_forward(m, w, x.data, 140, 98, &b, &o, &e);
+            CHECK(rc == 0 && o.attn && o.patch_embed, "no maps: %s", e.msg);
+            CHECK(!memcmp(k, o.k, 70 * 64 * sizeof *k), "keys changed when maps are asked");
+            for (int h = 0; rc == 0 && h < o.n_head; h++)
+                for (int r = 0; r < 1 + o.n_reg; r++) {
+                    const float *row = o.attn + ((size_t)h * (1 + o.n_reg) + r) * o.n_tok;
+                    double sum = 0;
+                    int neg = 0;
+                    for (int j = 0; j < o.n_tok; j++) {
+                        sum += row[j];
+                        neg |= row[j] < 0;
+                    }
+                    CHECK(fabs(sum - 1) < 1e-5 && !neg, "head %d row %d sums to %g", h, r, sum);
+                }
+            free(k);
+        }
+        tensor_free(&x);
+        vit_work_free(w);
+        model_free(m);
+    });
+}
+
 int main(void)
 {
+    attention_maps();
     resample_weights();
     config_inference();
     checkpoint_errors();
