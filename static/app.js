@@ -1,0 +1,757 @@
+/* app.js - the demo page's behaviour: takes an image from the file picker, a
+ * drop, a paste or a bundled sample, POSTs it to `discover?debug=1` and draws
+ * the answer: the box, and over the patch grid the seed, the LOST mask, the
+ * inverse-degree map and the output-token norm map. Reads the model from
+ * `v1/models`. Every URL is relative to the page, so it also works behind a
+ * proxy that mounts the daemon under a sub-path. Never writes to the console:
+ * problems are shown on the page. No dependencies, no build step. */
+(function () {
+    'use strict';
+
+    var SVGNS = 'http://www.w3.org/2000/svg';
+
+    /* Colour ramps, evenly spaced stops, interpolated linearly in sRGB. */
+    var RAMP_DEGREE = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+    var RAMP_NORM = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];
+
+    var $ = function (id) { return document.getElementById(id); };
+
+    var state = {
+        file: null,         /* Blob being shown */
+        fileName: '',
+        objectUrl: null,
+        xhr: null,
+        reqId: 0,
+        result: null,       /* parsed view of the last good response */
+        started: 0,
+        timer: 0,
+        model: null,        /* entry from v1/models, if any */
+        maxUpload: 0
+    };
+
+    /* ---------- small helpers ---------- */
+
+    function svg(tag, attrs) {
+        var el = document.createElementNS(SVGNS, tag);
+        Object.keys(attrs || {}).forEach(function (k) { el.setAttribute(k, String(attrs[k])); });
+        return el;
+    }
+
+    function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
+
+    function num(x) { return typeof x === 'number' && isFinite(x); }
+
+    function fmt(x, digits) {
+        if (!num(x)) return '\u2013';
+        if (Number.isInteger(x)) return String(x);
+        return x.toFixed(digits === undefined ? 1 : digits);
+    }
+
+    function fmtBytes(n) {
+        if (!num(n)) return '';
+        if (n >= 1048576) return (n / 1048576).toFixed(1) + ' MB';
+        if (n >= 1024) return Math.round(n / 1024) + ' KB';
+        return n + ' bytes';
+    }
+
+    function first(obj, names) {
+        if (!obj || typeof obj !== 'object') return undefined;
+        for (var i = 0; i < names.length; i++)
+            if (obj[names[i]] !== undefined && obj[names[i]] !== null) return obj[names[i]];
+        return undefined;
+    }
+
+    function ramp(stops, t) {
+        if (!(t >= 0)) t = 0;
+        if (t > 1) t = 1;
+        var x = t * (stops.length - 1), i = Math.min(Math.floor(x), stops.length - 2), f = x - i;
+        var a = stops[i], b = stops[i + 1];
+        return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
+    }
+
+    function cssGradient(stops) {
+        return 'linear-gradient(to right, ' + stops.map(function (c, i) {
+            return 'rgb(' + c.join(',') + ') ' + Math.round(100 * i / (stops.length - 1)) + '%';
+        }).join(', ') + ')';
+    }
+
+    /* ---------- reading the daemon's answer ---------- */
+
+    /* A per-patch map as a flat row-major array of n = rows * cols numbers.
+     * Accepts [rows][cols], a flat array, or {"data": [...]}; null otherwise. */
+    function flatMap(v, rows, cols) {
+        if (v && !Array.isArray(v) && typeof v === 'object') v = first(v, ['data', 'values']);
+        if (!Array.isArray(v)) return null;
+        var out = Array.isArray(v[0]) ? [].concat.apply([], v) : v.slice();
+        if (out.length !== rows * cols) return null;
+        for (var i = 0; i < out.length; i++) {
+            var x = out[i];
+            out[i] = x === true ? 1 : x === false ? 0 : Number(x);
+        }
+        return out;
+    }
+
+    /* Normalises one POST discover response into what the page draws. */
+    function parseResult(j) {
+        var dbg = (j && typeof j.debug === 'object' && j.debug) || {};
+        var img = j.image || {};
+        var W = Number(first(img, ['width', 'w'])), H = Number(first(img, ['height', 'h']));
+        if (!(W > 0 && H > 0)) throw new Error('the answer has no image size');
+
+        var g = first(dbg, ['grid']) || j.grid || {};
+        var rows, cols, patch;
+        if (Array.isArray(g)) { rows = g[0]; cols = g[1]; }
+        else {
+            rows = first(g, ['rows', 'h', 'height', 'grid_h']);
+            cols = first(g, ['cols', 'w', 'width', 'grid_w']);
+            patch = first(g, ['patch', 'patch_size']);
+        }
+        if (patch === undefined) patch = first(j, ['patch']);
+        rows = Number(rows); cols = Number(cols); patch = Number(patch);
+        var hasGrid = rows > 0 && cols > 0;
+
+        /* Size of one grid cell in pixels of the original image: the daemon may
+         * downscale before the forward (max_side), and pads the last row and
+         * column, so the grid may run past the image's edge. */
+        var cellW = Number(first(g, ['cell_width', 'cell_w'])), cellH = Number(first(g, ['cell_height', 'cell_h']));
+        var sx = Number(first(g, ['scale_x', 'scale'])), sy = Number(first(g, ['scale_y', 'scale']));
+        if (!(cellW > 0)) cellW = patch > 0 && sx > 0 ? patch * sx : 0;
+        if (!(cellH > 0)) cellH = patch > 0 && sy > 0 ? patch * sy : 0;
+        if (hasGrid && !(cellW > 0)) cellW = patch > 0 && cols * patch >= W && (cols - 1) * patch < W ? patch : W / cols;
+        if (hasGrid && !(cellH > 0)) cellH = patch > 0 && rows * patch >= H && (rows - 1) * patch < H ? patch : H / rows;
+
+        var objs = Array.isArray(j.objects) ? j.objects : [];
+        var o = objs[0] || null, box = null;
+        if (o && o.box) {
+            box = {
+                xmin: Number(o.box.xmin), ymin: Number(o.box.ymin),
+                xmax: Number(o.box.xmax), ymax: Number(o.box.ymax),
+                score: Number(o.score), label: o.label || 'object'
+            };
+            if (![box.xmin, box.ymin, box.xmax, box.ymax].every(num)) box = null;
+        }
+
+        var s = first(dbg, ['seed']);
+        if (s === undefined) s = j.seed;
+        var seed = null;
+        if (num(s)) s = { index: s };
+        if (s && typeof s === 'object') {
+            var idx = Number(first(s, ['index', 'patch', 'id']));
+            var rc = first(s, ['rc', 'seed_rc']);
+            var r = Number(Array.isArray(rc) ? rc[0] : first(s, ['row', 'r', 'y']));
+            var c = Number(Array.isArray(rc) ? rc[1] : first(s, ['col', 'c', 'x']));
+            if (!(r >= 0 && c >= 0) && idx >= 0 && cols > 0) { r = Math.floor(idx / cols); c = idx % cols; }
+            if (!(idx >= 0) && r >= 0 && c >= 0 && cols > 0) idx = r * cols + c;
+            if (r >= 0 && c >= 0) {
+                seed = {
+                    index: idx, row: r, col: c,
+                    degree: Number(first(s, ['degree', 'seed_degree'])),
+                    similar: Number(first(s, ['n_similar', 'similar', 'n_similars']))
+                };
+            }
+        }
+
+        var maps = { mask: null, degree: null, norm: null };
+        if (hasGrid) {
+            var pick = function (names) {
+                var v = first(dbg, names);
+                if (v === undefined) v = first(j, names);
+                return v === undefined ? null : flatMap(v, rows, cols);
+            };
+            maps.mask = pick(['mask', 'lost_mask', 'seed_mask']);
+            maps.degree = pick(['degree', 'degrees', 'degree_map', 'patch_degree']);
+            maps.norm = pick(['token_norms', 'norms', 'token_norm', 'norm_map']);
+        }
+        var regs = first(dbg, ['register_norms']);
+        if (regs === undefined) regs = j.register_norms;
+
+        return {
+            raw: j, W: W, H: H, rows: rows, cols: cols, patch: patch, hasGrid: hasGrid,
+            cellW: cellW, cellH: cellH, box: box, nObjects: objs.length, seed: seed, maps: maps,
+            registerNorms: Array.isArray(regs) ? regs.map(Number) : null,
+            model: j.model, timings: j.timings_ms || {},
+            feature: first(j, ['feature', 'features']) || first(g, ['feature']),
+            layer: first(j, ['layer'])
+        };
+    }
+
+    /* ---------- status, errors ---------- */
+
+    function setStatus(text, percent) {
+        $('status').hidden = false;
+        $('status-text').textContent = text;
+        var p = $('progress');
+        if (num(percent)) p.value = percent; else p.removeAttribute('value');
+    }
+
+    function hideStatus() {
+        $('status').hidden = true;
+        clearInterval(state.timer);
+        state.timer = 0;
+    }
+
+    function showError(title, detail) {
+        $('error-title').textContent = title;
+        $('error-detail').textContent = detail || '';
+        $('error-detail').hidden = !detail;
+        $('error').hidden = false;
+    }
+
+    function hideError() { $('error').hidden = true; }
+
+    /* One readable sentence per failure; the daemon's own message follows. */
+    function explainHttp(status, body) {
+        var e = body && body.error, msg = '', type = '', titles;
+        if (e && typeof e === 'object') { msg = e.message || ''; type = e.type || ''; }
+        else if (typeof e === 'string') msg = e;
+        titles = {
+            400: 'lostd could not use this image or these parameters.',
+            404: 'This lostd does not offer the discover endpoint.',
+            405: 'lostd refused the request method.',
+            408: 'The upload took too long.',
+            413: 'The image is too large for this lostd.',
+            415: 'lostd does not read this file type. Use a JPEG or PNG image.',
+            429: 'Too many requests at once. Try again in a moment.',
+            503: 'lostd is busy or still loading its model. Try again in a moment.'
+        };
+        var title = titles[status] || (status >= 500 ? 'lostd failed to process the image.'
+                                                      : 'The request failed.');
+        var detail = (msg ? msg : 'No details given.') + ' (HTTP ' + status + (type ? ', ' + type : '') + ')';
+        return { title: title, detail: detail };
+    }
+
+    /* ---------- the image and the overlays ---------- */
+
+    function showImage(blob) {
+        if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
+        state.objectUrl = URL.createObjectURL(blob);
+        var img = $('photo');
+        img.onerror = function () {
+            /* The browser cannot show it either; the daemon's answer explains. */
+            $('stage').hidden = true;
+        };
+        img.onload = function () {
+            if (img.naturalHeight > 0)
+                $('frame').style.maxWidth = 'calc(78vh * ' + (img.naturalWidth / img.naturalHeight).toFixed(4) + ')';
+            $('stage').hidden = false;
+        };
+        img.src = state.objectUrl;
+        $('stage').classList.add('pending');
+    }
+
+    function clearOverlays() {
+        ['ov-heat', 'ov-mask', 'ov-seed', 'ov-box'].forEach(function (id) { clear($(id)); });
+        $('box-label').hidden = true;
+        $('legend').textContent = '';
+        $('overlay-desc').textContent = 'No result yet';
+    }
+
+    /* A per-patch map as one image: one pixel per patch, scaled up without
+     * smoothing by the SVG so every patch stays a sharp square. */
+    function mapImage(r, colorOf) {
+        var c = document.createElement('canvas');
+        c.width = r.cols; c.height = r.rows;
+        var ctx = c.getContext('2d'), id = ctx.createImageData(r.cols, r.rows);
+        for (var i = 0; i < r.rows * r.cols; i++) {
+            var rgba = colorOf(i);
+            id.data[4 * i] = rgba[0]; id.data[4 * i + 1] = rgba[1];
+            id.data[4 * i + 2] = rgba[2]; id.data[4 * i + 3] = rgba[3];
+        }
+        ctx.putImageData(id, 0, 0);
+        return svg('image', {
+            href: c.toDataURL('image/png'), x: 0, y: 0,
+            width: r.cols * r.cellW, height: r.rows * r.cellH,
+            preserveAspectRatio: 'none', 'class': 'pixelated'
+        });
+    }
+
+    /* The border between mask and non-mask patches, as one SVG path: a side
+     * of a mask cell is drawn when the neighbour across it is not in the mask. */
+    function maskOutline(r, m) {
+        var d = [], w = r.cellW, h = r.cellH;
+        var at = function (y, x) { return y >= 0 && y < r.rows && x >= 0 && x < r.cols && m[y * r.cols + x]; };
+        for (var y = 0; y < r.rows; y++) {
+            for (var x = 0; x < r.cols; x++) {
+                if (!m[y * r.cols + x]) continue;
+                var x0 = x * w, y0 = y * h;
+                if (!at(y - 1, x)) d.push('M' + x0 + ' ' + y0 + 'h' + w);
+                if (!at(y + 1, x)) d.push('M' + x0 + ' ' + (y0 + h) + 'h' + w);
+                if (!at(y, x - 1)) d.push('M' + x0 + ' ' + y0 + 'v' + h);
+                if (!at(y, x + 1)) d.push('M' + (x0 + w) + ' ' + y0 + 'v' + h);
+            }
+        }
+        return d.join('') || 'M0 0';
+    }
+
+    function range(v) {
+        var lo = Infinity, hi = -Infinity;
+        v.forEach(function (x) { if (num(x)) { if (x < lo) lo = x; if (x > hi) hi = x; } });
+        return { lo: lo, hi: hi };
+    }
+
+    function median(v) {
+        var s = v.filter(num).sort(function (a, b) { return a - b; });
+        return s.length ? s[s.length >> 1] : NaN;
+    }
+
+    function drawResult(r) {
+        clearOverlays();
+        var o = $('overlay');
+        /* Scale the picture to the column, but keep it within the screen's height. */
+        $('frame').style.maxWidth = 'calc(78vh * ' + (r.W / r.H).toFixed(4) + ')';
+        o.setAttribute('viewBox', '0 0 ' + r.W + ' ' + r.H);
+        o.setAttribute('data-width', r.W);
+        o.setAttribute('data-height', r.H);
+
+        if (r.box) {
+            var b = r.box;
+            var rect = svg('rect', {
+                id: 'box-rect', x: b.xmin, y: b.ymin,
+                width: Math.max(0, b.xmax - b.xmin), height: Math.max(0, b.ymax - b.ymin),
+                'class': 'box', 'vector-effect': 'non-scaling-stroke',
+                'data-xmin': b.xmin, 'data-ymin': b.ymin, 'data-xmax': b.xmax, 'data-ymax': b.ymax
+            });
+            $('ov-box').appendChild(rect);
+            var lab = $('box-label');
+            lab.textContent = b.label + (num(b.score) ? ' ' + fmt(b.score, 2) : '');
+            lab.style.left = (100 * b.xmin / r.W) + '%';
+            lab.style.top = (100 * b.ymin / r.H) + '%';
+            lab.classList.toggle('inside', b.ymin < 0.06 * r.H);
+            lab.hidden = !$('show-box').checked;
+            $('overlay-desc').textContent = 'Discovered ' + b.label + ': x ' + b.xmin + ' to ' + b.xmax +
+                ', y ' + b.ymin + ' to ' + b.ymax + ' in image pixels';
+        } else {
+            $('overlay-desc').textContent = 'No object box in the answer';
+        }
+
+        if (r.seed && r.hasGrid) {
+            $('ov-seed').appendChild(svg('rect', {
+                id: 'seed-rect', x: r.seed.col * r.cellW, y: r.seed.row * r.cellH,
+                width: r.cellW, height: r.cellH, 'class': 'seed', 'vector-effect': 'non-scaling-stroke',
+                'data-row': r.seed.row, 'data-col': r.seed.col
+            }));
+        }
+
+        if (r.maps.mask) {
+            var m = r.maps.mask, n = 0;
+            m.forEach(function (x) { if (x) n++; });
+            var im = mapImage(r, function (i) { return m[i] ? [0, 229, 255, 90] : [0, 0, 0, 0]; });
+            im.setAttribute('data-cells', n);
+            $('ov-mask').appendChild(im);
+            $('ov-mask').appendChild(svg('path', {
+                d: maskOutline(r, m), 'class': 'mask-edge', 'vector-effect': 'non-scaling-stroke'
+            }));
+        }
+        drawHeat(r);
+        applyToggles();
+    }
+
+    function drawHeat(r) {
+        var g = $('ov-heat'), legend = $('legend');
+        clear(g);
+        legend.textContent = '';
+        var which = document.querySelector('input[name="map"]:checked').value;
+        g.setAttribute('opacity', $('opacity').value);
+        if (!r || which === 'none') return;
+        var v = which === 'degree' ? r.maps.degree : r.maps.norm;
+        if (!v) {
+            legend.textContent = (which === 'degree' ? 'The degree map' : 'The token-norm map') +
+                ' is not in this answer (needs debug output from the daemon).';
+            return;
+        }
+        var rg = range(v), stops, title, lowText, highText, t;
+        if (which === 'degree') {
+            /* Inverse degree: LOST's seed is the patch with the fewest positive
+             * correlations, so low degree is drawn bright. */
+            stops = RAMP_DEGREE;
+            title = 'Inverse degree (bright = few similar patches)';
+            lowText = 'degree ' + fmt(rg.hi, 0);
+            highText = 'degree ' + fmt(rg.lo, 0);
+            t = function (x) { return rg.hi > rg.lo ? (rg.hi - x) / (rg.hi - rg.lo) : 1; };
+        } else {
+            stops = RAMP_NORM;
+            title = 'Output-token norm (bright = high norm)';
+            lowText = fmt(rg.lo, 1);
+            highText = fmt(rg.hi, 1);
+            t = function (x) { return rg.hi > rg.lo ? (x - rg.lo) / (rg.hi - rg.lo) : 0; };
+        }
+        var im = mapImage(r, function (i) {
+            var c = ramp(stops, t(v[i]));
+            return [c[0], c[1], c[2], 255];
+        });
+        im.setAttribute('data-map', which);
+        im.setAttribute('data-min', rg.lo);
+        im.setAttribute('data-max', rg.hi);
+        g.appendChild(im);
+
+        var h = document.createElement('p');
+        h.className = 'legend-title';
+        h.textContent = title;
+        var bar = document.createElement('div');
+        bar.className = 'legend-bar';
+        bar.style.backgroundImage = cssGradient(stops);
+        bar.setAttribute('role', 'img');
+        bar.setAttribute('aria-label', 'colour scale from ' + lowText + ' (dark) to ' + highText + ' (bright)');
+        var ends = document.createElement('div');
+        ends.className = 'legend-ends';
+        var a = document.createElement('span'), z = document.createElement('span');
+        a.className = 'legend-min'; a.textContent = lowText;
+        z.className = 'legend-max'; z.textContent = highText;
+        ends.appendChild(a); ends.appendChild(z);
+        legend.appendChild(h); legend.appendChild(bar); legend.appendChild(ends);
+        if (which === 'norm') {
+            var med = median(v), p = document.createElement('p');
+            p.className = 'legend-note';
+            var high = v.filter(function (x) { return x > 2 * med; }).length;
+            p.textContent = 'median ' + fmt(med, 1) + '; ' + high + ' patch' + (high === 1 ? '' : 'es') +
+                ' above twice the median' + (r.registerNorms && r.registerNorms.length
+                    ? '; register tokens: ' + r.registerNorms.map(function (x) { return fmt(x, 1); }).join(', ')
+                    : '');
+            legend.appendChild(p);
+        }
+    }
+
+    function applyToggles() {
+        var on = {
+            box: $('show-box').checked, seed: $('show-seed').checked, mask: $('show-mask').checked
+        };
+        $('ov-box').style.display = on.box ? '' : 'none';
+        $('ov-seed').style.display = on.seed ? '' : 'none';
+        $('ov-mask').style.display = on.mask ? '' : 'none';
+        $('box-label').hidden = !(on.box && state.result && state.result.box);
+    }
+
+    function showFacts(r, roundTripMs) {
+        $('r-image').textContent = r.W + ' \u00d7 ' + r.H + ' px' + (state.fileName ? ' (' + state.fileName + ')' : '');
+        $('r-grid').textContent = r.hasGrid
+            ? r.rows + ' \u00d7 ' + r.cols + ' patches' + (r.patch > 0 ? ' of ' + r.patch + ' px' : '') +
+              (r.feature ? ', feature ' + r.feature : '') + (num(r.layer) ? ', block ' + r.layer : '')
+            : '\u2013';
+        $('r-box').textContent = r.box
+            ? 'x ' + r.box.xmin + '\u2013' + r.box.xmax + ', y ' + r.box.ymin + '\u2013' + r.box.ymax +
+              ' (' + (r.box.xmax - r.box.xmin) + ' \u00d7 ' + (r.box.ymax - r.box.ymin) + ' px)'
+            : 'none found';
+        $('r-seed').textContent = r.seed
+            ? 'patch ' + (num(r.seed.index) ? r.seed.index + ' ' : '') + '(row ' + r.seed.row + ', col ' + r.seed.col + ')' +
+              (num(r.seed.degree) ? ', degree ' + r.seed.degree : '') +
+              (num(r.seed.similar) ? ', ' + r.seed.similar + ' similar' : '')
+            : '\u2013';
+        $('r-model').textContent = typeof r.model === 'string' ? r.model : (r.model ? JSON.stringify(r.model) : '\u2013');
+
+        var tb = $('timings').tBodies[0];
+        clear(tb);
+        var t = r.timings, keys = Object.keys(t).filter(function (k) { return num(t[k]); });
+        var order = ['decode', 'preprocess', 'forward', 'lost', 'total'];
+        keys.sort(function (a, b) {
+            var ia = order.indexOf(a), ib = order.indexOf(b);
+            return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
+        });
+        var total = num(t.total) ? t.total : keys.reduce(function (s, k) { return s + t[k]; }, 0);
+        var rows = keys.map(function (k) { return [k, t[k]]; });
+        rows.push(['round trip', roundTripMs]);
+        rows.forEach(function (kv) {
+            var tr = document.createElement('tr');
+            var th = document.createElement('th'), td = document.createElement('td'), bar = document.createElement('td');
+            th.scope = 'row';
+            th.textContent = kv[0];
+            td.textContent = fmt(kv[1], 1) + ' ms';
+            td.className = 'ms';
+            td.setAttribute('data-stage', kv[0]);
+            var span = document.createElement('span');
+            span.className = 'bar';
+            span.style.width = (total > 0 ? Math.min(100, 100 * kv[1] / total) : 0) + '%';
+            bar.appendChild(span);
+            bar.className = 'barcell';
+            bar.setAttribute('aria-hidden', 'true');
+            tr.appendChild(th); tr.appendChild(td); tr.appendChild(bar);
+            tb.appendChild(tr);
+        });
+        $('caption').textContent = r.box
+            ? (r.nObjects > 1 ? r.nObjects + ' objects; first: ' : '') + r.box.label + ' at (' +
+              r.box.xmin + ', ' + r.box.ymin + ')\u2013(' + r.box.xmax + ', ' + r.box.ymax + ')'
+            : 'No object found in this image.';
+    }
+
+    /* ---------- requests ---------- */
+
+    function queryString() {
+        var q = ['debug=1'];
+        var k = $('k_patches').value.trim(), b = $('gram_bias').value.trim(), f = $('features').value;
+        q.push('k_patches=' + encodeURIComponent(k));
+        q.push('gram_bias=' + encodeURIComponent(b));
+        if (f) q.push('features=' + encodeURIComponent(f));
+        q.push('l2norm=' + ($('l2norm').checked ? '1' : '0'));
+        return q.join('&');
+    }
+
+    function checkParams() {
+        var k = $('k_patches').value.trim(), b = $('gram_bias').value.trim();
+        if (!/^\d+$/.test(k) || Number(k) < 1)
+            return 'k_patches must be a whole number of at least 1 (got "' + k + '").';
+        if (b === '' || !isFinite(Number(b)))
+            return 'gram_bias must be a number (got "' + b + '").';
+        return '';
+    }
+
+    function run() {
+        if (!state.file) return;
+        var bad = checkParams();
+        if (bad) { showError('Check the parameters.', bad); return; }
+        if (state.maxUpload > 0 && state.file.size > state.maxUpload) {
+            showError('The image is too large for this lostd.',
+                      fmtBytes(state.file.size) + ' is over the daemon\'s limit of ' + fmtBytes(state.maxUpload) + '.');
+            return;
+        }
+        /* A newer request wins: bump the id first so the old one's abort
+         * event is ignored. */
+        var id = ++state.reqId;
+        if (state.xhr) state.xhr.abort();
+        hideError();
+        var xhr = new XMLHttpRequest();
+        state.xhr = xhr;
+        var fd = new FormData();
+        fd.append('image', state.file, state.fileName || 'image');
+        xhr.open('POST', 'discover?' + queryString());
+        xhr.responseType = 'text';
+        xhr.setRequestHeader('Accept', 'application/json');
+        state.started = performance.now();
+        document.body.classList.add('busy');
+        $('stage').setAttribute('aria-busy', 'true');
+        $('run').disabled = true;
+        setStatus('Uploading ' + fmtBytes(state.file.size) + '\u2026', 0);
+        xhr.upload.onprogress = function (ev) {
+            if (id !== state.reqId || !ev.lengthComputable) return;
+            setStatus('Uploading\u2026 ' + Math.round(100 * ev.loaded / ev.total) + '%', 100 * ev.loaded / ev.total);
+        };
+        xhr.upload.onload = function () {
+            if (id !== state.reqId) return;
+            var tick = function () {
+                setStatus('Finding the object\u2026 ' + ((performance.now() - state.started) / 1000).toFixed(1) + ' s');
+            };
+            tick();
+            clearInterval(state.timer);
+            state.timer = setInterval(tick, 100);
+        };
+        var done = function () {
+            if (id !== state.reqId) return false;
+            state.xhr = null;
+            hideStatus();
+            document.body.classList.remove('busy');
+            $('stage').removeAttribute('aria-busy');
+            $('stage').classList.remove('pending');
+            $('run').disabled = false;
+            return true;
+        };
+        xhr.onload = function () {
+            if (!done()) return;
+            var ms = performance.now() - state.started, body = null;
+            try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+            if (xhr.status !== 200) {
+                var ex = explainHttp(xhr.status, body);
+                if (!body) ex.detail = (xhr.responseText || '').slice(0, 300) + ' (HTTP ' + xhr.status + ')';
+                if (xhr.status === 503 && xhr.getResponseHeader('Retry-After'))
+                    ex.detail += ' Retry after ' + xhr.getResponseHeader('Retry-After') + ' s.';
+                state.result = null;
+                clearOverlays();
+                showError(ex.title, ex.detail);
+                return;
+            }
+            if (!body) {
+                showError('lostd answered with something that is not JSON.', (xhr.responseText || '').slice(0, 300));
+                return;
+            }
+            var r;
+            try { r = parseResult(body); } catch (e) {
+                showError('The answer from lostd could not be drawn.', String(e && e.message || e));
+                return;
+            }
+            state.result = r;
+            $('stage').hidden = false;
+            drawResult(r);
+            showFacts(r, ms);
+            document.body.setAttribute('data-state', 'done');
+        };
+        xhr.onerror = function () {
+            if (!done()) return;
+            showError('Could not reach lostd.', 'The connection failed. Is the daemon still running?');
+        };
+        xhr.ontimeout = xhr.onerror;
+        xhr.onabort = function () {
+            if (!done()) return;
+            setStatus('Cancelled.', 0);
+            setTimeout(function () { if (id === state.reqId) hideStatus(); }, 1500);
+        };
+        document.body.setAttribute('data-state', 'running');
+        xhr.send(fd);
+    }
+
+    function useFile(blob, name) {
+        if (!blob) return;
+        state.file = blob;
+        state.fileName = name || blob.name || 'image';
+        state.result = null;
+        clearOverlays();
+        showImage(blob);
+        run();
+    }
+
+    function loadSample(btn) {
+        var src = btn.getAttribute('data-src');
+        hideError();
+        setStatus('Loading the sample\u2026');
+        fetch(src).then(function (res) {
+            if (!res.ok) throw new Error('HTTP ' + res.status);
+            return res.blob();
+        }).then(function (blob) {
+            useFile(blob, src.split('/').pop());
+        }).catch(function (e) {
+            hideStatus();
+            showError('The sample image could not be loaded.', src + ': ' + (e && e.message || e));
+        });
+    }
+
+    /* ---------- model information ---------- */
+
+    function showModel(j) {
+        var m = j;
+        if (j && Array.isArray(j.data)) m = j.data[0];
+        else if (j && Array.isArray(j.models)) m = j.models[0];
+        if (!m || typeof m !== 'object') throw new Error('no model in the answer');
+        state.model = m;
+        var name = first(m, ['id', 'name', 'model']) || 'unnamed model';
+        var arch = first(m, ['architecture', 'arch', 'family']);
+        var regs = first(m, ['registers', 'n_registers', 'n_reg']);
+        var patch = first(m, ['patch', 'patch_size']);
+        var dim = first(m, ['dim', 'hidden_size', 'embed_dim']);
+        var sha = first(m, ['sha256', 'weights_sha256']);
+        var parts = [];
+        if (arch) parts.push(String(arch));
+        if (regs !== undefined) parts.push(regs + ' register' + (Number(regs) === 1 ? '' : 's'));
+        if (patch !== undefined) parts.push('patch ' + patch);
+        if (dim !== undefined) parts.push('dim ' + dim);
+        $('model-line').textContent = 'Model: ' + name + (parts.length ? ' (' + parts.join(', ') + ')' : '');
+
+        var dl = $('model-facts');
+        clear(dl);
+        var add = function (k, v) {
+            if (v === undefined || v === null || v === '') return;
+            var dt = document.createElement('dt'), dd = document.createElement('dd');
+            dt.textContent = k;
+            dd.textContent = typeof v === 'object' ? JSON.stringify(v) : String(v);
+            dl.appendChild(dt); dl.appendChild(dd);
+        };
+        add('Name', name);
+        add('Architecture', arch);
+        add('Registers', regs);
+        add('Patch', patch !== undefined ? patch + ' px' : undefined);
+        add('Dim', dim);
+        add('Weights SHA-256', sha ? String(sha).slice(0, 16) + '\u2026' : undefined);
+        if (sha) dl.lastChild.title = String(sha);
+
+        var d = first(m, ['lost_defaults', 'defaults', 'lost']);
+        if (d && typeof d === 'object') {
+            if (num(d.k_patches)) $('k_patches').value = d.k_patches;
+            if (num(d.gram_bias)) $('gram_bias').value = d.gram_bias;
+            if (typeof d.l2norm === 'boolean') $('l2norm').checked = d.l2norm;
+            var f = first(d, ['features', 'feature']);
+            if (f) {
+                var opt = $('features').querySelector('option[value=""]');
+                opt.textContent = 'model default (' + f + ')';
+            }
+        }
+        var lim = first(m, ['limits', 'input_limits']);
+        if (lim && typeof lim === 'object') {
+            var mu = Number(first(lim, ['max_upload', 'max_upload_bytes']));
+            if (mu > 0) { state.maxUpload = mu; add('Max upload', fmtBytes(mu)); }
+            var mp = Number(first(lim, ['max_pixels']));
+            if (mp > 0) add('Max pixels', (mp / 1e6).toFixed(1) + ' MP');
+            var ms = Number(first(lim, ['max_side']));
+            if (ms > 0) add('Downscaled above', ms + ' px');
+        }
+    }
+
+    function loadModel() {
+        fetch('v1/models', { headers: { Accept: 'application/json' } }).then(function (res) {
+            return res.text().then(function (t) {
+                var j = null;
+                try { j = JSON.parse(t); } catch (e) { j = null; }
+                if (!res.ok) {
+                    var ex = explainHttp(res.status, j);
+                    throw new Error(ex.detail);
+                }
+                if (!j) throw new Error('not JSON');
+                return j;
+            });
+        }).then(showModel).catch(function (e) {
+            $('model-line').textContent = 'Model: unknown (' + (e && e.message || e) + ')';
+            var dl = $('model-facts');
+            clear(dl);
+            var dt = document.createElement('dt'), dd = document.createElement('dd');
+            dt.textContent = 'Status';
+            dd.textContent = 'v1/models did not answer: ' + (e && e.message || e);
+            dl.appendChild(dt); dl.appendChild(dd);
+        });
+    }
+
+    /* ---------- wiring ---------- */
+
+    function init() {
+        var drop = $('drop'), fileInput = $('file');
+        $('pick').addEventListener('click', function () { fileInput.click(); });
+        fileInput.addEventListener('change', function () {
+            if (fileInput.files && fileInput.files[0]) useFile(fileInput.files[0]);
+            fileInput.value = '';
+        });
+        Array.prototype.forEach.call(document.querySelectorAll('.sample'), function (btn) {
+            btn.addEventListener('click', function () { loadSample(btn); });
+        });
+
+        var depth = 0;
+        var over = function (on) { drop.classList.toggle('over', on); };
+        document.addEventListener('dragenter', function (ev) { ev.preventDefault(); depth++; over(true); });
+        document.addEventListener('dragleave', function () { if (--depth <= 0) { depth = 0; over(false); } });
+        document.addEventListener('dragover', function (ev) { ev.preventDefault(); });
+        document.addEventListener('drop', function (ev) {
+            ev.preventDefault();
+            depth = 0; over(false);
+            var f = ev.dataTransfer && ev.dataTransfer.files && ev.dataTransfer.files[0];
+            if (f) useFile(f);
+            else showError('Nothing to use in that drop.', 'Drop an image file (JPEG or PNG).');
+        });
+        document.addEventListener('paste', function (ev) {
+            var items = ev.clipboardData ? ev.clipboardData.items : [];
+            for (var i = 0; i < items.length; i++) {
+                if (items[i].kind === 'file' && /^image\//.test(items[i].type)) {
+                    var f = items[i].getAsFile();
+                    if (f) { useFile(f, f.name || 'pasted image'); ev.preventDefault(); return; }
+                }
+            }
+        });
+
+        $('params').addEventListener('submit', function (ev) { ev.preventDefault(); run(); });
+        ['k_patches', 'gram_bias', 'features', 'l2norm'].forEach(function (id) {
+            $(id).addEventListener('change', function () { if (state.file) run(); });
+        });
+        ['show-box', 'show-seed', 'show-mask'].forEach(function (id) {
+            $(id).addEventListener('change', applyToggles);
+        });
+        Array.prototype.forEach.call(document.querySelectorAll('input[name="map"]'), function (el) {
+            el.addEventListener('change', function () { drawHeat(state.result); });
+        });
+        $('opacity').addEventListener('input', function () { $('ov-heat').setAttribute('opacity', $('opacity').value); });
+        $('cancel').addEventListener('click', function () { if (state.xhr) state.xhr.abort(); });
+
+        window.addEventListener('error', function (ev) {
+            showError('Something went wrong in this page.', String(ev.message || ev.error || 'unknown error'));
+        });
+        window.addEventListener('unhandledrejection', function (ev) {
+            showError('Something went wrong in this page.', String(ev.reason && ev.reason.message || ev.reason));
+        });
+
+        document.body.setAttribute('data-state', 'idle');
+        loadModel();
+    }
+
+    if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+    else init();
+}());
