@@ -675,7 +675,14 @@ static enum MHD_Result discover_feed(struct req *r, struct MHD_Connection *c,
     } else {
         append(r, data, size);
     }
-    (void)c;
+    if (r->fail_status == 413) {
+        /* Answer now if libmicrohttpd lets us (it then discards the rest of
+         * the body); otherwise the answer goes out when the body ends. */
+        char msg[ERR_MSG_MAX];
+        memcpy(msg, r->errmsg, sizeof msg);
+        if (send_error(r, c, 413, "payload_too_large", NULL, "%s", msg) == MHD_YES)
+            metrics_reject(r->s->metrics, METRICS_REJECT_TOO_LARGE);
+    }
     return MHD_YES;
 }
 
@@ -1120,6 +1127,10 @@ static enum MHD_Result discover_finish(struct req *r, struct MHD_Connection *c)
         metrics_stage(s->metrics, (enum metrics_stage)k, j->ms[k]);
     if (j->status != 200)
         snprintf(r->errmsg, sizeof r->errmsg, "%s", j->errmsg);
+    if (j->status == 400 || j->status == 413 || j->status == 415)
+        metrics_reject(s->metrics, j->status == 413   ? METRICS_REJECT_TOO_LARGE
+                                   : j->status == 415 ? METRICS_REJECT_UNSUPPORTED
+                                                      : METRICS_REJECT_BAD_REQUEST);
     if (!j->body)
         return send_error(r, c, 500, "internal", NULL, "%s", j->errmsg);
     return send_reply(r, c, j->status, "application/json", j->body, j->body_len, NULL);
