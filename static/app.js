@@ -131,8 +131,10 @@
             if (![box.xmin, box.ymin, box.xmax, box.ymax].every(num)) box = null;
         }
 
-        var s = first(dbg, ['seed']);
-        if (s === undefined) s = j.seed;
+        /* The top-level seed carries the most (row, col, degree); the debug
+         * section may repeat it as a bare patch index. */
+        var s = j.seed;
+        if (s === undefined || s === null) s = first(dbg, ['seed']);
         var seed = null;
         if (num(s)) s = { index: s };
         if (s && typeof s === 'object') {
@@ -170,8 +172,8 @@
             cellW: cellW, cellH: cellH, box: box, nObjects: objs.length, seed: seed, maps: maps,
             registerNorms: Array.isArray(regs) ? regs.map(Number) : null,
             model: j.model, timings: j.timings_ms || {},
-            feature: first(j, ['feature', 'features']) || first(g, ['feature']),
-            layer: first(j, ['layer'])
+            feature: first(j, ['feature', 'features']) || first(j.parameters, ['features', 'feature']),
+            layer: first(j, ['layer']) !== undefined ? first(j, ['layer']) : first(j.parameters, ['layer'])
         };
     }
 
@@ -425,7 +427,7 @@
         $('r-image').textContent = r.W + ' \u00d7 ' + r.H + ' px' + (state.fileName ? ' (' + state.fileName + ')' : '');
         $('r-grid').textContent = r.hasGrid
             ? r.rows + ' \u00d7 ' + r.cols + ' patches' + (r.patch > 0 ? ' of ' + r.patch + ' px' : '') +
-              (r.feature ? ', feature ' + r.feature : '') + (num(r.layer) ? ', block ' + r.layer : '')
+              (r.feature ? ', feature ' + r.feature : '') + (num(r.layer) ? ', block ' + r.layer + ' (from 0)' : '')
             : '\u2013';
         $('r-box').textContent = r.box
             ? 'x ' + r.box.xmin + '\u2013' + r.box.xmax + ', y ' + r.box.ymin + '\u2013' + r.box.ymax +
@@ -441,7 +443,7 @@
         var tb = $('timings').tBodies[0];
         clear(tb);
         var t = r.timings, keys = Object.keys(t).filter(function (k) { return num(t[k]); });
-        var order = ['decode', 'preprocess', 'forward', 'lost', 'total'];
+        var order = ['queue', 'decode', 'preprocess', 'forward', 'lost', 'total'];
         keys.sort(function (a, b) {
             var ia = order.indexOf(a), ib = order.indexOf(b);
             return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
@@ -549,6 +551,7 @@
             if (xhr.status !== 200) {
                 var ex = explainHttp(xhr.status, body);
                 if (!body) ex.detail = (xhr.responseText || '').slice(0, 300) + ' (HTTP ' + xhr.status + ')';
+                ex.detail = state.fileName + ': ' + ex.detail;
                 if (xhr.status === 503 && xhr.getResponseHeader('Retry-After'))
                     ex.detail += ' Retry after ' + xhr.getResponseHeader('Retry-After') + ' s.';
                 state.result = null;
@@ -585,12 +588,25 @@
         xhr.send(fd);
     }
 
+    /* Facts of an earlier image must not sit beside a new one or its error. */
+    function clearFacts() {
+        ['r-image', 'r-grid', 'r-box', 'r-seed', 'r-model'].forEach(function (id) { $(id).textContent = '\u2013'; });
+        var tb = $('timings').tBodies[0], tr = document.createElement('tr'), td = document.createElement('td');
+        clear(tb);
+        td.colSpan = 3;
+        td.textContent = '\u2013';
+        tr.appendChild(td);
+        tb.appendChild(tr);
+        $('caption').textContent = '';
+    }
+
     function useFile(blob, name) {
         if (!blob) return;
         state.file = blob;
         state.fileName = name || blob.name || 'image';
         state.result = null;
         clearOverlays();
+        clearFacts();
         showImage(blob);
         run();
     }
@@ -645,7 +661,7 @@
         add('Registers', regs);
         add('Patch', patch !== undefined ? patch + ' px' : undefined);
         add('Dim', dim);
-        add('Weights SHA-256', sha ? String(sha).slice(0, 16) + '\u2026' : undefined);
+        add('Weights SHA-256', sha ? String(sha).slice(0, 12) + '\u2026' : undefined);
         if (sha) dl.lastChild.title = String(sha);
 
         var d = first(m, ['lost_defaults', 'defaults', 'lost']);
