@@ -5,6 +5,7 @@
  * before the model is handed out. Never prints. */
 #include "model.h"
 #include "err.h"
+#include "kern_impl.h"
 #include "model_impl.h"
 #include "safetensors.h"
 
@@ -660,6 +661,49 @@ static int infer_config(struct loader *L, const struct names *N, const char *pat
     return 0;
 }
 
+/* Packs one [n, k] Linear weight for the AVX-512 GEMM, into 64-byte
+ * aligned memory the model owns. */
+static const float *pack(struct model *m, const float *w, int n, int k)
+{
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        void **p = realloc(m->owned, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    size_t bytes = kern_packed_floats(n, k) * sizeof(float);
+    float *dst = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!dst)
+        return NULL;
+    m->owned[m->n_owned++] = dst;
+    kern_pack_nt(w, k, n, k, dst);
+    return dst;
+}
+
+/* Weights are packed once here, so no forward pays for it. The mapped
+ * pages of the originals are then dropped (they come back on demand): the
+ * resident size stays about one copy of the weights. */
+static int pack_weights(struct model *m, struct err *e)
+{
+    const struct model_config *c = &m->cfg;
+    int D = c->dim, F = c->ffn_hidden, F1 = c->ffn == MODEL_FFN_SWIGLU ? 2 * F : F;
+    int K = 3 * c->patch * c->patch;
+    if (!(m->patch_p = pack(m, m->patch_w, D, K)))
+        return err_set(e, ERR_NOMEM, "out of memory packing weights");
+    for (int i = 0; i < c->depth; i++) {
+        struct model_block *b = &m->blocks[i];
+        if (!(b->qkv_p = pack(m, b->qkv_w, 3 * D, D)) ||
+            !(b->proj_p = pack(m, b->proj_w, D, D)) ||
+            !(b->fc1_p = pack(m, b->fc1_w, F1, D)) || !(b->fc2_p = pack(m, b->fc2_w, D, F)))
+            return err_set(e, ERR_NOMEM, "out of memory packing weights");
+    }
+    m->packed = 1;
+    safetensors_drop_pages(m->st);
+    return 0;
+}
+
 int model_load(const char *path, const struct model_opts *opts, struct model **out,
                struct err *e)
 {
@@ -710,6 +754,8 @@ int model_load(const char *path, const struct model_opts *opts, struct model **o
         if (!L.rc)
             load_blocks(&L, N);
         rc = L.rc;
+        if (!rc && kern_available())
+            rc = pack_weights(m, e);
     }
     if (rc) {
         model_free(m);

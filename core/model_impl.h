@@ -17,6 +17,9 @@ struct model_block {
     const float *ln2_w, *ln2_b;     /* [D] */
     const float *fc1_w, *fc1_b;     /* [F1, D], F1 = F (MLP) or 2F (SwiGLU: x1 | x2) */
     const float *fc2_w, *fc2_b;     /* [D, F] */
+    /* The same Linear weights packed for the AVX-512 GEMM (kern_pack_nt),
+     * or NULL when those kernels are not in use. */
+    const float *qkv_p, *proj_p, *fc1_p, *fc2_p;
 };
 
 struct model {
@@ -31,6 +34,8 @@ struct model {
     const float *norm_w, *norm_b;   /* [D] final norm */
     const float *proj;              /* [D, E] image projection (OpenCLIP), or NULL */
     struct model_block *blocks;     /* [depth] */
+    const float *patch_p;           /* packed patch_w, or NULL */
+    int packed;                     /* 1 when the AVX-512 path is used */
     void **owned;                   /* buffers to free */
     int n_owned, cap_owned;
     size_t n_params;

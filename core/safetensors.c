@@ -321,6 +321,12 @@ const char *safetensors_meta(const struct safetensors *st, const char *key)
 
 size_t safetensors_file_size(const struct safetensors *st) { return st->len; }
 
+void safetensors_drop_pages(struct safetensors *st)
+{
+    if (st && st->map)
+        madvise(st->map, st->map_len, MADV_DONTNEED);
+}
+
 static float half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, ex = (h >> 10) & 0x1f, man = h & 0x3ff;

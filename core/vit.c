@@ -5,7 +5,9 @@
  * the workspace; never prints, never allocates after vit_work_init. */
 #include "vit.h"
 #include "err.h"
+#include "kern_impl.h"
 #include "model_impl.h"
+#include "team_impl.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -13,6 +15,8 @@
 #include <string.h>
 
 #define QBLOCK 128 /* query rows per attention tile: scores are [QBLOCK, T] */
+#define QB_FAST 48 /* the same for the AVX-512 path (a multiple of KERN_MR) */
+#define MAX_THREADS 64
 
 struct vit_work {
     const struct model *m;
@@ -36,6 +40,14 @@ struct vit_work {
     double *wts;    /* resampling scratch */
     float *pos_tmp; /* [M, D]: one resampled column of the grid */
     unsigned long bytes;
+    /* AVX-512 path (model weights packed): a thread team and its scratch */
+    int fast;
+    struct team *team;
+    int n_threads;
+    float *sblk[MAX_THREADS];   /* [QB_FAST, T] attention scores per thread */
+    float *ssum[MAX_THREADS];   /* [QB_FAST] row sums */
+    float *kp, *vp;             /* packed keys / values, one slot per head */
+    size_t kp_stride, vp_stride;
 };
 
 static float *alloc_f(struct vit_work *w, size_t n)
@@ -46,10 +58,62 @@ static float *alloc_f(struct vit_work *w, size_t n)
     return p;
 }
 
+static void free_threads(struct vit_work *w)
+{
+    team_free(w->team);
+    w->team = NULL;
+    for (int i = 0; i < MAX_THREADS; i++) {
+        free(w->sblk[i]);
+        free(w->ssum[i]);
+        w->sblk[i] = w->ssum[i] = NULL;
+    }
+    w->n_threads = 0;
+}
+
+static void *alloc64(struct vit_work *w, size_t floats)
+{
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p) {
+        memset(p, 0, bytes);
+        w->bytes += bytes;
+    }
+    return p;
+}
+
+int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
+{
+    if (n < 1 || n > MAX_THREADS)
+        return err_set(e, ERR_INPUT, "%d threads: allowed 1..%d", n, MAX_THREADS);
+    free_threads(w);
+    if (!w->fast) {
+        w->n_threads = 1;
+        return 0; /* the OpenBLAS path threads inside OpenBLAS */
+    }
+    if (!(w->team = team_init(n)))
+        return err_set(e, ERR_NOMEM, "cannot start %d threads", n);
+    for (int i = 0; i < n; i++) {
+        w->sblk[i] = alloc64(w, (size_t)QB_FAST * w->max_tok);
+        w->ssum[i] = alloc64(w, QB_FAST);
+        if (!w->sblk[i] || !w->ssum[i]) {
+            free_threads(w);
+            return err_set(e, ERR_NOMEM, "out of memory for %d threads", n);
+        }
+    }
+    w->n_threads = n;
+    return 0;
+}
+
+int vit_work_threads(const struct vit_work *w) { return w->n_threads; }
+int vit_work_fast(const struct vit_work *w) { return w->fast; }
+
 void vit_work_free(struct vit_work *w)
 {
     if (!w)
         return;
+    free_threads(w);
+    free(w->kp);
+    free(w->vp);
     free(w->cols);
     free(w->h);
     free(w->z);
@@ -116,6 +180,23 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
         !w->wts) {
         vit_work_free(w);
         return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
+    }
+    w->fast = m->packed;
+    if (w->fast) {
+        int hd = c->head_dim;
+        w->kp_stride = (kern_packed_floats((int)T, hd) + 15) / 16 * 16;
+        w->vp_stride = (kern_packed_floats(hd, (int)T) + 15) / 16 * 16;
+        w->kp = alloc64(w, w->kp_stride * c->n_head);
+        w->vp = alloc64(w, w->vp_stride * c->n_head);
+        if (!w->kp || !w->vp) {
+            vit_work_free(w);
+            return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
+        }
+    }
+    int rc = vit_work_set_threads(w, 1, e);
+    if (rc) {
+        vit_work_free(w);
+        return rc;
     }
     *out = w;
     return 0;
@@ -378,6 +459,171 @@ static void ffn(const struct model_config *c, const struct model_block *b, struc
     }
 }
 
+/* ---- the AVX-512 path: the same steps on packed weights, rows split over
+ * the workspace's threads, epilogues fused into the GEMM's row slice. */
+
+enum epi { EPI_NONE, EPI_GELU, EPI_QUICKGELU, EPI_RESIDUAL, EPI_SWIGLU };
+
+struct gemm_job {
+    struct vit_work *w;
+    int m, n, k, lda, ldc, chunk;
+    const float *A, *Bp, *bias;
+    float *C;
+    enum epi epi;
+    const float *gamma; /* EPI_RESIDUAL: h += gamma * C */
+    float *h;
+};
+
+static void gemm_task(void *ctx, int t, int th)
+{
+    (void)th;
+    struct gemm_job *j = ctx;
+    int r0 = t * j->chunk, r1 = r0 + j->chunk < j->m ? r0 + j->chunk : j->m;
+    if (r0 >= r1)
+        return;
+    float *C = j->C + (size_t)r0 * j->ldc;
+    kern_gemm(r1 - r0, j->n, j->k, j->A + (size_t)r0 * j->lda, j->lda, j->Bp, C, j->ldc,
+              j->bias, 0);
+    switch (j->epi) {
+    case EPI_NONE:
+        break;
+    case EPI_GELU:
+        kern_gelu(C, (size_t)(r1 - r0) * j->ldc);
+        break;
+    case EPI_QUICKGELU:
+        kern_quickgelu(C, (size_t)(r1 - r0) * j->ldc);
+        break;
+    case EPI_SWIGLU: /* hidden = silu(x1) * x2 over the two halves of each row */
+        for (int r = 0; r < r1 - r0; r++)
+            kern_swiglu_row(C + (size_t)r * j->ldc, C + (size_t)r * j->ldc + j->n / 2, j->n / 2);
+        break;
+    case EPI_RESIDUAL:
+        kern_residual(j->h + (size_t)r0 * j->ldc, C, j->gamma, r1 - r0, j->n);
+        break;
+    }
+}
+
+static int n_chunks(const struct vit_work *w, int m, int *chunk)
+{
+    int nt = w->n_threads > 1 ? 3 * w->n_threads : 1;
+    int c = (m + nt - 1) / nt;
+    c = (c + KERN_MR - 1) / KERN_MR * KERN_MR;
+    *chunk = c > 0 ? c : KERN_MR;
+    return (m + *chunk - 1) / *chunk;
+}
+
+static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, int lda,
+                     const float *Bp, const float *bias, float *C, enum epi epi,
+                     const float *gamma, float *h)
+{
+    struct gemm_job j = {.w = w, .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .A = A,
+                         .Bp = Bp, .bias = bias, .C = C, .epi = epi, .gamma = gamma, .h = h};
+    int tasks = n_chunks(w, m, &j.chunk);
+    team_run(w->team, tasks, gemm_task, &j);
+}
+
+struct ln_job {
+    const float *x, *g, *b;
+    float *y;
+    int n, d, chunk;
+    float eps;
+};
+
+static void ln_task(void *ctx, int t, int th)
+{
+    (void)th;
+    struct ln_job *j = ctx;
+    int r0 = t * j->chunk, r1 = r0 + j->chunk < j->n ? r0 + j->chunk : j->n;
+    if (r0 < r1)
+        kern_layernorm(j->x + (size_t)r0 * j->d, j->y + (size_t)r0 * j->d, r1 - r0, j->d, j->g,
+                       j->b, j->eps);
+}
+
+static void ln_par(struct vit_work *w, const float *x, float *y, int n, int d, const float *g,
+                   const float *b, float eps)
+{
+    struct ln_job j = {.x = x, .g = g, .b = b, .y = y, .n = n, .d = d, .eps = eps};
+    int tasks = n_chunks(w, n, &j.chunk);
+    team_run(w->team, tasks, ln_task, &j);
+}
+
+struct attn_job {
+    const struct model_config *c;
+    struct vit_work *w;
+    int T, nqb;
+};
+
+static void attn_pack_task(void *ctx, int h, int th)
+{
+    (void)th;
+    struct attn_job *j = ctx;
+    int D = j->c->dim, hd = j->c->head_dim;
+    const float *qkv = j->w->qkv;
+    kern_pack_nt(qkv + D + h * hd, 3 * D, j->T, hd, j->w->kp + h * j->w->kp_stride);
+    kern_pack_nn(qkv + 2 * D + h * hd, 3 * D, j->T, hd, j->w->vp + h * j->w->vp_stride);
+}
+
+/* One head, one block of queries: S = Q K^T (all keys at once), softmax
+ * with the normalisation deferred to the QB x hd output, O = P V. Only a
+ * [QB_FAST, T] tile of scores exists per thread. */
+static void attn_task(void *ctx, int t, int th)
+{
+    struct attn_job *j = ctx;
+    struct vit_work *w = j->w;
+    const struct model_config *c = j->c;
+    int h = t / j->nqb, qb = t % j->nqb, T = j->T, D = c->dim, hd = c->head_dim;
+    int r0 = qb * QB_FAST, rows = T - r0 < QB_FAST ? T - r0 : QB_FAST;
+    float *S = w->sblk[th], *sums = w->ssum[th];
+    kern_gemm(rows, T, hd, w->qkv + (size_t)r0 * 3 * D + h * hd, 3 * D,
+              w->kp + h * w->kp_stride, S, T, NULL, 0);
+    kern_softmax_rows(S, rows, T, T, 1.0f / sqrtf((float)hd), sums);
+    int pre = 1 + c->n_reg;
+    if (w->keep_attn)
+        for (int i = 0; i < rows && r0 + i < pre; i++) {
+            float *dst = w->attn + ((size_t)h * pre + r0 + i) * T, inv = 1.0f / sums[i];
+            for (int k = 0; k < T; k++)
+                dst[k] = S[(size_t)i * T + k] * inv;
+        }
+    float *O = w->att + (size_t)r0 * D + h * hd;
+    kern_gemm(rows, hd, T, S, T, w->vp + h * w->vp_stride, O, D, NULL, 0);
+    for (int i = 0; i < rows; i++) {
+        float inv = 1.0f / sums[i], *o = O + (size_t)i * D;
+        for (int k = 0; k < hd; k++)
+            o[k] *= inv;
+    }
+}
+
+static void attention_fast(const struct model_config *c, struct vit_work *w, int T)
+{
+    struct attn_job j = {.c = c, .w = w, .T = T, .nqb = (T + QB_FAST - 1) / QB_FAST};
+    team_run(w->team, c->n_head, attn_pack_task, &j);
+    team_run(w->team, c->n_head * j.nqb, attn_task, &j);
+}
+
+/* One transformer block on the AVX-512 path; stops after the q/k/v when
+ * `stop_after_qkv` (the tapped block of a LOST-only forward). */
+static void block_fast(const struct model_config *c, const struct model_block *b,
+                       struct vit_work *w, int T, int stop_after_qkv)
+{
+    int D = c->dim, F = c->ffn_hidden;
+    ln_par(w, w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
+    gemm_par(w, T, 3 * D, D, w->z, D, b->qkv_p, b->qkv_b, w->qkv, EPI_NONE, NULL, NULL);
+    if (stop_after_qkv)
+        return;
+    attention_fast(c, w, T);
+    gemm_par(w, T, D, D, w->att, D, b->proj_p, b->proj_b, w->tmp, EPI_RESIDUAL, b->ls1, w->h);
+    ln_par(w, w->h, w->z, T, D, b->ln2_w, b->ln2_b, c->ln_eps);
+    if (c->ffn == MODEL_FFN_SWIGLU) {
+        gemm_par(w, T, 2 * F, D, w->z, D, b->fc1_p, b->fc1_b, w->ffn, EPI_SWIGLU, NULL, NULL);
+        gemm_par(w, T, D, F, w->ffn, 2 * F, b->fc2_p, b->fc2_b, w->tmp, EPI_RESIDUAL, b->ls2,
+                 w->h);
+    } else {
+        gemm_par(w, T, F, D, w->z, D, b->fc1_p, b->fc1_b, w->ffn,
+                 c->act == MODEL_ACT_QUICKGELU ? EPI_QUICKGELU : EPI_GELU, NULL, NULL);
+        gemm_par(w, T, D, F, w->ffn, F, b->fc2_p, b->fc2_b, w->tmp, EPI_RESIDUAL, b->ls2, w->h);
+    }
+}
+
 static void copy_cols(const float *src, int ld, int col, int rows, int D, float *dst)
 {
     for (int t = 0; t < rows; t++)
@@ -418,7 +664,10 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
                            sizeof *col * P);
         }
     float *hp = w->h + (size_t)(1 + R) * D;
-    linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
+    if (w->fast)
+        gemm_par(w, N, D, K, w->cols, K, m->patch_p, m->patch_b, hp, EPI_NONE, NULL, NULL);
+    else
+        linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
     if (want & VIT_WANT_PATCH_EMBED)
         memcpy(w->pe, hp, sizeof *hp * (size_t)N * D);
     /* 2.2 CLS + positions, then registers (no position) */
@@ -436,9 +685,14 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     for (int l = 0; l <= last; l++) {
         w->keep_attn = (want & VIT_WANT_ATTN) && l == c->depth - 1;
         const struct model_block *b = &m->blocks[l];
-        layer_norm(w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
-        linear(w->z, T, D, b->qkv_w, b->qkv_b, 3 * D, w->qkv);
-        if (l == layer && (want & VIT_WANT_QKV)) {
+        int tap = l == layer && (want & VIT_WANT_QKV);
+        if (w->fast) {
+            block_fast(c, b, w, T, tap && !(want & (VIT_WANT_TOKENS | VIT_WANT_ATTN)));
+        } else {
+            layer_norm(w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
+            linear(w->z, T, D, b->qkv_w, b->qkv_b, 3 * D, w->qkv);
+        }
+        if (tap) {
             const float *pq = w->qkv + (size_t)(1 + R) * 3 * D;
             copy_cols(pq, 3 * D, 0, N, D, w->q);
             copy_cols(pq, 3 * D, D, N, D, w->k);
@@ -446,6 +700,8 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
             if (!(want & (VIT_WANT_TOKENS | VIT_WANT_ATTN)))
                 break;
         }
+        if (w->fast)
+            continue; /* block_fast ran the whole block */
         attention(c, w, T);
         linear(w->att, T, D, b->proj_w, b->proj_b, D, w->tmp);
         residual(w->h, w->tmp, b->ls1, T, D);
@@ -454,7 +710,10 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
         residual(w->h, w->tmp, b->ls2, T, D);
     }
     if (want & VIT_WANT_TOKENS) {
-        layer_norm(w->h, w->tokens, T, D, m->norm_w, m->norm_b, c->ln_eps);
+        if (w->fast)
+            ln_par(w, w->h, w->tokens, T, D, m->norm_w, m->norm_b, c->ln_eps);
+        else
+            layer_norm(w->h, w->tokens, T, D, m->norm_w, m->norm_b, c->ln_eps);
         out->tokens = w->tokens;
         if (m->proj) {
             /* x @ proj with proj stored [D, E] (a plain matrix, not a Linear) */

@@ -61,6 +61,11 @@ const struct safetensors_tensor *safetensors_find(const struct safetensors *st,
                                                   const char *name);
 /* Value of a "__metadata__" entry, or NULL. */
 const char *safetensors_meta(const struct safetensors *st, const char *key);
+/* Tells the kernel the mapped pages may be dropped (they are read back
+ * from the file if touched again): for callers that copied what they need.
+ * A no-op for parsed buffers. Cannot fail. */
+void safetensors_drop_pages(struct safetensors *st);
+
 /* Bytes of the whole file (0 for a parsed buffer's own size). */
 size_t safetensors_file_size(const struct safetensors *st);
 

@@ -17,6 +17,18 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
                   struct err *e);
 void vit_work_free(struct vit_work *w);
 int vit_work_max_patches(const struct vit_work *w);
+
+/* Threads a forward on this workspace uses (the caller's included; default
+ * 1). On the AVX-512 path the workspace starts its own team; on the
+ * OpenBLAS fallback this is a no-op and OpenBLAS's own threads apply.
+ * Call once, not per forward. Returns 0, ERR_INPUT or ERR_NOMEM. */
+int vit_work_set_threads(struct vit_work *w, int n_threads, struct err *e);
+int vit_work_threads(const struct vit_work *w);
+
+/* 1 when forwards on this workspace use lostd's AVX-512 kernels, 0 for the
+ * OpenBLAS fallback (no AVX-512, or LOSTD_KERNELS=blas in the environment
+ * when the model was loaded). */
+int vit_work_fast(const struct vit_work *w);
 /* Bytes the workspace holds. */
 unsigned long vit_work_bytes(const struct vit_work *w);
 

@@ -129,8 +129,10 @@ int cli_bench(int argc, char **argv)
     }
     if (!model_path)
         return cli_fail(2, "bench", "needs --model FILE (see --help)");
-    if (threads)
-        openblas_set_num_threads((int)threads);
+    if (!threads)
+        threads = 1;
+    /* One pool of threads: the workspace's team on the AVX-512 path (OpenBLAS
+     * then single-threaded), OpenBLAS's own threads on the fallback. */
     struct err e = {0};
     struct model *m = NULL;
     if (model_load(model_path, &mo, &m, &e))
@@ -172,10 +174,12 @@ int cli_bench(int argc, char **argv)
     int side = img.w > img.h ? img.w : img.h;
     if (o.max_side > 0 && side > o.max_side)
         side = o.max_side;
-    if (vit_work_init(m, pipeline_max_patches(m, side), &vw, &e)) {
+    if (vit_work_init(m, pipeline_max_patches(m, side), &vw, &e) ||
+        vit_work_set_threads(vw, (int)threads, &e)) {
         cli_fail(1, "bench", "%s", e.msg);
         goto done;
     }
+    openblas_set_num_threads(vit_work_fast(vw) ? 1 : (int)threads);
     size_t mark = arena_mark(a);
     struct pipeline_result r;
     for (long i = 0; i < warmup + repeat; i++) {
@@ -215,7 +219,9 @@ int cli_bench(int argc, char **argv)
     json_object_set_new(j, "gflops", json_real(gflop / (fmed / 1e3)));
     json_object_set_new(j, "sgemm_gflops", json_real(sgemm_ceiling(c, r.grid_h * r.grid_w)));
     json_object_set_new(j, "peak_rss_mb", json_real(ru.ru_maxrss / 1024.0));
-    json_object_set_new(j, "threads", json_integer(openblas_get_num_threads()));
+    json_object_set_new(j, "threads", json_integer(threads));
+    json_object_set_new(j, "kernels", json_string(vit_work_fast(vw) ? "avx512" : "openblas"));
+    json_object_set_new(j, "blas_threads", json_integer(openblas_get_num_threads()));
     json_object_set_new(j, "blas_core", json_string(openblas_get_corename()));
     json_object_set_new(j, "precision", json_string("fp32"));
     json_dumpf(j, stdout, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(5));

@@ -1,0 +1,314 @@
+/* kern.c - AVX-512 kernels for the forward pass: a packed SGEMM (12x32
+ * register tile, weights packed once into 32-column panels), row softmax,
+ * GELU, SwiGLU, LayerNorm and residual updates. Selected at run time with
+ * kern_available(); the rest of the tree never executes these instructions
+ * on a CPU without AVX-512F. Numerics: float32 with FMA; exp and erf are
+ * polynomial approximations accurate to ~1e-7, far inside the parity
+ * tolerance. No allocation, no I/O. */
+#include "kern_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int kern_available(void)
+{
+    const char *env = getenv("LOSTD_KERNELS");
+    if (env && !strcmp(env, "blas"))
+        return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+}
+
+size_t kern_packed_floats(int n, int k)
+{
+    size_t np = ((size_t)n + KERN_NR - 1) / KERN_NR;
+    return np * KERN_NR * (size_t)k;
+}
+
+void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst)
+{
+    int np = (n + KERN_NR - 1) / KERN_NR;
+    for (int p = 0; p < np; p++) {
+        float *d = dst + (size_t)p * k * KERN_NR;
+        int j0 = p * KERN_NR, nj = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+        for (int kk = 0; kk < k; kk++) {
+            float *row = d + (size_t)kk * KERN_NR;
+            memcpy(row, B + (size_t)kk * ldb + j0, sizeof *row * nj);
+            for (int j = nj; j < KERN_NR; j++)
+                row[j] = 0.0f;
+        }
+    }
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,fma")
+#include <immintrin.h>
+
+/* Gathers 32 rows' element kk per step: the transpose the keys of every
+ * head need before Q K^T. Tails are masked; padding is zero. */
+void kern_pack_nt(const float *B, int ldb, int n, int k, float *dst)
+{
+    int np = (n + KERN_NR - 1) / KERN_NR;
+    __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
+                                                      3, 2, 1, 0),
+                                     _mm512_set1_epi32(ldb));
+    for (int p = 0; p < np; p++) {
+        float *d = dst + (size_t)p * k * KERN_NR;
+        int j0 = p * KERN_NR, nj = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+        __mmask16 m0 = nj >= 16 ? 0xffff : (__mmask16)((1u << nj) - 1);
+        __mmask16 m1 = nj >= 32 ? 0xffff : nj > 16 ? (__mmask16)((1u << (nj - 16)) - 1) : 0;
+        const float *b0 = B + (size_t)j0 * ldb, *b1 = b0 + (size_t)16 * ldb;
+        for (int kk = 0; kk < k; kk++) {
+            __m512 v0 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, idx, b0 + kk, 4);
+            __m512 v1 = m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, idx, b1 + kk, 4)
+                           : _mm512_setzero_ps();
+            _mm512_store_ps(d + (size_t)kk * KERN_NR, v0);
+            _mm512_store_ps(d + (size_t)kk * KERN_NR + 16, v1);
+        }
+    }
+}
+
+/* The 12x32 register tile: 24 accumulators, two B vectors, one broadcast.
+ * A is read in place (row stride lda), no packing pass: the 12 rows' cache
+ * lines stay in L1 across 16 steps of k. */
+static void micro_direct(int kc, const float *A, int lda, const float *bp, float *C, int ldc,
+                         int mr, int nr, const float *bias, int acc)
+{
+    __m512 c[KERN_MR][2];
+    const float *a[KERN_MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < KERN_MR; i++) {
+        c[i][0] = c[i][1] = _mm512_setzero_ps();
+        a[i] = A + (size_t)(i < mr ? i : mr - 1) * lda; /* short tiles repeat a row */
+    }
+    for (int kk = 0; kk < kc; kk++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < KERN_MR; i++) {
+            __m512 av = _mm512_set1_ps(a[i][kk]);
+            c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
+        }
+        bp += KERN_NR;
+    }
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        float *cr = C + (size_t)i * ldc;
+        __m512 v0 = _mm512_add_ps(c[i][0], bias0), v1 = _mm512_add_ps(c[i][1], bias1);
+        if (acc) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+}
+
+void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
+               int ldc, const float *bias, int accumulate)
+{
+    int np = (n + KERN_NR - 1) / KERN_NR;
+    for (int p0 = 0; p0 < k; p0 += KERN_KC) {
+        int kc = k - p0 < KERN_KC ? k - p0 : KERN_KC;
+        int acc = accumulate || p0 > 0;
+        const float *bias_now = p0 == 0 ? bias : NULL;
+        /* MC rows of A stay in L2 while every 32-column panel of B passes */
+        for (int i0 = 0; i0 < m; i0 += KERN_MC) {
+            int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
+            for (int jp = 0; jp < np; jp++) {
+                const float *bp = Bp + ((size_t)jp * k + p0) * KERN_NR;
+                int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+                for (int ir = 0; ir < mc; ir += KERN_MR) {
+                    int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
+                    micro_direct(kc, A + (size_t)(i0 + ir) * lda + p0, lda, bp,
+                                 C + (size_t)(i0 + ir) * ldc + j0, ldc, mr, nr,
+                                 bias_now ? bias_now + j0 : NULL, acc);
+                }
+            }
+        }
+    }
+}
+
+/* e^x for x in float range, relative error ~1e-7: x = n ln2 + r,
+ * |r| <= ln2 / 2, degree-6 Taylor polynomial, 2^n by scalef. */
+static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline float hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
+static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *sums)
+{
+    int n16 = n & ~15;
+    __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
+    for (int r = 0; r < rows; r++) {
+        float *s = S + (size_t)r * lds;
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int j = 0; j < n16; j += 16)
+            mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
+        if (tail)
+            mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, s + n16));
+        __m512 vs = _mm512_set1_ps(scale);
+        __m512 off = _mm512_set1_ps(-hmax(mx) * scale);
+        __m512 acc = _mm512_setzero_ps();
+        for (int j = 0; j < n16; j += 16) {
+            __m512 e = exp512(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), vs, off));
+            _mm512_storeu_ps(s + j, e);
+            acc = _mm512_add_ps(acc, e);
+        }
+        if (tail) {
+            __m512 e = exp512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + n16), vs, off));
+            e = _mm512_maskz_mov_ps(tail, e);
+            _mm512_mask_storeu_ps(s + n16, tail, e);
+            acc = _mm512_add_ps(acc, e);
+        }
+        sums[r] = hsum(acc);
+    }
+}
+
+/* gelu(u) = u/2 (1 + erf(u / sqrt 2)). With z = |u| / sqrt 2 and
+ * q = erfc(z) = t P(t) e^{-z^2}, t = 1 / (1 + p z) (Abramowitz-Stegun
+ * 7.1.26, |error| <= 1.5e-7): 1 + erf = q for u < 0 (no cancellation),
+ * 2 - q otherwise. */
+static inline __m512 gelu512(__m512 u)
+{
+    __m512 z = _mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(0.70710678118654752f));
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                             _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    __m512 q = _mm512_mul_ps(p, exp512(_mm512_mul_ps(_mm512_mul_ps(z, z), _mm512_set1_ps(-1.0f))));
+    __mmask16 neg = _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 one_plus_erf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(2.0f), q), q);
+    return _mm512_mul_ps(_mm512_mul_ps(u, _mm512_set1_ps(0.5f)), one_plus_erf);
+}
+
+static inline __m512 sigmoid_mul512(__m512 u, float k)
+{
+    __m512 e = exp512(_mm512_mul_ps(u, _mm512_set1_ps(-k)));
+    return _mm512_div_ps(u, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+void kern_gelu(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, gelu512(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, m, gelu512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+void kern_quickgelu(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, sigmoid_mul512(_mm512_loadu_ps(x + i), 1.702f));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, m, sigmoid_mul512(_mm512_maskz_loadu_ps(m, x + i), 1.702f));
+    }
+}
+
+void kern_swiglu_row(float *h, const float *g, int n)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(h + i, _mm512_mul_ps(sigmoid_mul512(_mm512_loadu_ps(h + i), 1.0f),
+                                              _mm512_loadu_ps(g + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(sigmoid_mul512(_mm512_maskz_loadu_ps(m, h + i), 1.0f),
+                                 _mm512_maskz_loadu_ps(m, g + i));
+        _mm512_mask_storeu_ps(h + i, m, v);
+    }
+}
+
+void kern_layernorm(const float *x, float *y, int n, int d, const float *w, const float *b,
+                    float eps)
+{
+    int d16 = d & ~15;
+    __mmask16 tail = (__mmask16)((1u << (d - d16)) - 1);
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * d;
+        float *yr = y + (size_t)t * d;
+        __m512 s = _mm512_setzero_ps();
+        for (int i = 0; i < d16; i += 16)
+            s = _mm512_add_ps(s, _mm512_loadu_ps(xr + i));
+        if (tail)
+            s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail, xr + d16));
+        float mu = hsum(s) / d;
+        __m512 vm = _mm512_set1_ps(mu), v = _mm512_setzero_ps();
+        for (int i = 0; i < d16; i += 16) {
+            __m512 u = _mm512_sub_ps(_mm512_loadu_ps(xr + i), vm);
+            v = _mm512_fmadd_ps(u, u, v);
+        }
+        if (tail) {
+            __m512 u = _mm512_maskz_sub_ps(tail, _mm512_maskz_loadu_ps(tail, xr + d16), vm);
+            v = _mm512_fmadd_ps(u, u, v);
+        }
+        float inv = 1.0f / sqrtf(hsum(v) / d + eps);
+        __m512 vi = _mm512_set1_ps(inv);
+        for (int i = 0; i < d16; i += 16) {
+            __m512 u = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), vm), vi);
+            _mm512_storeu_ps(yr + i, _mm512_fmadd_ps(u, _mm512_loadu_ps(w + i),
+                                                     _mm512_loadu_ps(b + i)));
+        }
+        if (tail) {
+            __m512 u = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, xr + d16), vm), vi);
+            _mm512_mask_storeu_ps(yr + d16, tail,
+                                  _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(tail, w + d16),
+                                                  _mm512_maskz_loadu_ps(tail, b + d16)));
+        }
+    }
+}
+
+void kern_residual(float *h, const float *a, const float *gamma, int n, int d)
+{
+    int d16 = d & ~15;
+    __mmask16 tail = (__mmask16)((1u << (d - d16)) - 1);
+    for (int t = 0; t < n; t++) {
+        float *hr = h + (size_t)t * d;
+        const float *ar = a + (size_t)t * d;
+        for (int i = 0; i < d16; i += 16) {
+            __m512 av = _mm512_loadu_ps(ar + i);
+            __m512 hv = _mm512_loadu_ps(hr + i);
+            hv = gamma ? _mm512_fmadd_ps(_mm512_loadu_ps(gamma + i), av, hv)
+                       : _mm512_add_ps(hv, av);
+            _mm512_storeu_ps(hr + i, hv);
+        }
+        if (tail) {
+            __m512 av = _mm512_maskz_loadu_ps(tail, ar + d16);
+            __m512 hv = _mm512_maskz_loadu_ps(tail, hr + d16);
+            hv = gamma ? _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, gamma + d16), av, hv)
+                       : _mm512_add_ps(hv, av);
+            _mm512_mask_storeu_ps(hr + d16, tail, hv);
+        }
+    }
+}
+
+#pragma GCC pop_options

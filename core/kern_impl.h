@@ -1,0 +1,56 @@
+/* kern_impl.h - private to core/: the AVX-512 kernels of the forward pass
+ * (packed GEMM, softmax, GELU, LayerNorm), chosen at run time. Callers check
+ * kern_available() and fall back to OpenBLAS and scalar code otherwise.
+ * All functions are single-threaded and re-entrant; threading is done by the
+ * caller splitting rows. Packed matrices are read-only once built. */
+#ifndef LOSTD_KERN_IMPL_H
+#define LOSTD_KERN_IMPL_H
+
+#include <stddef.h>
+
+#define KERN_NR 32  /* columns per packed panel */
+#define KERN_MR 12  /* rows per micro-tile */
+#define KERN_KC 384 /* depth per pass */
+#define KERN_MC 96  /* rows of A kept in L2 while the panels of B pass */
+
+/* 1 when the CPU has AVX-512F (and LOSTD_KERNELS is not "blas"). Pure. */
+int kern_available(void);
+
+/* Floats needed for a packed [n, k] right-hand side: n rounded up to
+ * KERN_NR, times k. */
+size_t kern_packed_floats(int n, int k);
+
+/* Packs B for C = A . B^T where B is stored [n, k] row-major with row
+ * stride ldb (PyTorch Linear weights, attention keys). dst: panels of
+ * KERN_NR columns, k-major, zero-padded. */
+void kern_pack_nt(const float *B, int ldb, int n, int k, float *dst);
+
+/* Packs B for C = A . B where B is stored [k, n] row-major with row stride
+ * ldb (attention values). Same layout as kern_pack_nt. */
+void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst);
+
+/* C[m, n] (row stride ldc) = (accumulate ? C : 0) + bias + A[m, k] . Bp,
+ * with A row-major (stride lda) and Bp from kern_pack_*. bias [n] or NULL. */
+void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
+               int ldc, const float *bias, int accumulate);
+
+/* Row-wise softmax of S[rows, n] (stride lds) scaled by `scale` before the
+ * exponential; writes exp(scale * (s - max)) in place and the row sums to
+ * sums[rows] (the caller divides later). */
+void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *sums);
+
+/* x[i] = gelu(x[i]) (exact-erf form, |error| < 1e-6 relative), n floats. */
+void kern_gelu(float *x, size_t n);
+/* x[i] = x[i] * sigmoid(1.702 x[i]) */
+void kern_quickgelu(float *x, size_t n);
+/* h[i] = silu(h[i]) * g[i] for one row of n. */
+void kern_swiglu_row(float *h, const float *g, int n);
+
+/* y = LayerNorm(x) per row of d (biased variance), rows n. */
+void kern_layernorm(const float *x, float *y, int n, int d, const float *w, const float *b,
+                    float eps);
+
+/* h[t] += gamma * a[t] (gamma may be NULL), rows n of d. */
+void kern_residual(float *h, const float *a, const float *gamma, int n, int d);
+
+#endif

@@ -1,0 +1,154 @@
+/* test_kern.c - the AVX-512 kernels against plain C references: packed GEMM
+ * on odd sizes (tails in every dimension, accumulate, bias, strided A and
+ * B), softmax, GELU, QuickGELU, SwiGLU, LayerNorm and residual updates.
+ * Skips (prints a note, passes nothing) on a CPU without AVX-512. */
+#include "check.h"
+#include "../core/kern_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static float frand(unsigned *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return ((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static void gemm_case(int m, int n, int k, int nn, int acc)
+{
+    char name[128];
+    snprintf(name, sizeof name, "gemm %s m=%d n=%d k=%d%s", nn ? "nn" : "nt", m, n, k,
+             acc ? " accumulate" : "");
+    CHECK_CASE(name, {
+        unsigned s = (unsigned)(m * 7 + n * 13 + k);
+        int lda = k + 3, ldb = nn ? n + 5 : k + 5, ldc = n + 2;
+        float *A = malloc(sizeof *A * (size_t)m * lda);
+        float *B = malloc(sizeof *B * (size_t)(nn ? k : n) * ldb);
+        float *C = malloc(sizeof *C * (size_t)m * ldc), *bias = malloc(sizeof *bias * n);
+        float *Bp = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
+        for (size_t i = 0; i < (size_t)m * lda; i++)
+            A[i] = frand(&s);
+        for (size_t i = 0; i < (size_t)(nn ? k : n) * ldb; i++)
+            B[i] = frand(&s);
+        for (size_t i = 0; i < (size_t)m * ldc; i++)
+            C[i] = frand(&s);
+        for (int j = 0; j < n; j++)
+            bias[j] = frand(&s);
+        float *C0 = malloc(sizeof *C0 * (size_t)m * ldc);
+        memcpy(C0, C, sizeof *C * (size_t)m * ldc);
+        if (nn)
+            kern_pack_nn(B, ldb, k, n, Bp);
+        else
+            kern_pack_nt(B, ldb, n, k, Bp);
+        kern_gemm(m, n, k, A, lda, Bp, C, ldc, bias, acc);
+        double worst = 0;
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double r = bias[j] + (acc ? C0[(size_t)i * ldc + j] : 0.0);
+                for (int q = 0; q < k; q++)
+                    r += (double)A[(size_t)i * lda + q] *
+                         (nn ? B[(size_t)q * ldb + j] : B[(size_t)j * ldb + q]);
+                double d = fabs(r - C[(size_t)i * ldc + j]) / (1 + sqrt((double)k));
+                worst = d > worst ? d : worst;
+            }
+            /* the padding column past n must be untouched */
+            CHECK(C[(size_t)i * ldc + n] == C0[(size_t)i * ldc + n], "wrote past n at row %d", i);
+        }
+        CHECK(worst < 1e-5, "max scaled error %g", worst);
+        free(A), free(B), free(C), free(C0), free(bias), free(Bp);
+    });
+}
+
+int main(void)
+{
+    if (!kern_available()) {
+        printf("SKIP kernels: this CPU has no AVX-512 (the OpenBLAS path is used)\n");
+        return 0;
+    }
+    int sizes[][3] = {{1, 1, 1}, {12, 32, 7}, {13, 33, 257}, {100, 64, 384}, {37, 1152, 64},
+                      {96, 17, 600}, {200, 96, 520}, {5, 300, 3}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int nn = 0; nn < 2; nn++)
+            gemm_case(sizes[i][0], sizes[i][1], sizes[i][2], nn, (int)(i & 1));
+    CHECK_CASE("softmax rows", {
+        unsigned s = 5;
+        int rows = 3, n = 37, ld = 40;
+        float S[3 * 40], sums[3], ref[3 * 40];
+        for (int i = 0; i < rows * ld; i++)
+            S[i] = ref[i] = 10 * frand(&s);
+        kern_softmax_rows(S, rows, n, ld, 0.125f, sums);
+        for (int r = 0; r < rows; r++) {
+            double mx = -1e30, sum = 0;
+            for (int j = 0; j < n; j++)
+                mx = ref[r * ld + j] > mx ? ref[r * ld + j] : mx;
+            for (int j = 0; j < n; j++)
+                sum += exp(0.125 * (ref[r * ld + j] - mx));
+            CHECK(fabs(sums[r] - sum) < 1e-5 * sum, "row %d sum %g vs %g", r, sums[r], sum);
+            for (int j = 0; j < n; j++) {
+                double e = exp(0.125 * (ref[r * ld + j] - mx));
+                CHECK(fabs(S[r * ld + j] - e) < 2e-7 * (1 + e), "row %d col %d", r, j);
+            }
+            CHECK(S[r * ld + n] == ref[r * ld + n], "wrote past n");
+        }
+    });
+    CHECK_CASE("gelu, quickgelu, swiglu", {
+        enum { N = 2003 };
+        static float x[N], y[N], g[N];
+        for (int i = 0; i < N; i++)
+            x[i] = y[i] = -12.0f + 24.0f * i / (N - 1);
+        kern_gelu(x, N);
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            double u = y[i], r = 0.5 * u * (1 + erf(u / sqrt(2.0)));
+            double d = fabs(x[i] - r);
+            worst = d > worst ? d : worst;
+        }
+        CHECK(worst < 2e-6, "gelu max error %g", worst);
+        memcpy(x, y, sizeof x);
+        kern_quickgelu(x, N);
+        worst = 0;
+        for (int i = 0; i < N; i++) {
+            double u = y[i], r = u / (1 + exp(-1.702 * u));
+            worst = fabs(x[i] - r) > worst ? fabs(x[i] - r) : worst;
+        }
+        CHECK(worst < 2e-6, "quickgelu max error %g", worst);
+        memcpy(x, y, sizeof x);
+        for (int i = 0; i < N; i++)
+            g[i] = 0.5f + 0.001f * i;
+        kern_swiglu_row(x, g, N);
+        worst = 0;
+        for (int i = 0; i < N; i++) {
+            double u = y[i], r = u / (1 + exp(-u)) * g[i];
+            worst = fabs(x[i] - r) > worst ? fabs(x[i] - r) : worst;
+        }
+        CHECK(worst < 1e-5, "swiglu max error %g", worst);
+    });
+    CHECK_CASE("layernorm and residual", {
+        unsigned s = 9;
+        int n = 3, d = 70;
+        float x[3 * 70], y[3 * 70], w[70], b[70], h[3 * 70], h0[3 * 70];
+        for (int i = 0; i < n * d; i++)
+            x[i] = 3 + 2 * frand(&s), h[i] = h0[i] = frand(&s);
+        for (int i = 0; i < d; i++)
+            w[i] = 1 + frand(&s), b[i] = frand(&s);
+        kern_layernorm(x, y, n, d, w, b, 1e-6f);
+        for (int t = 0; t < n; t++) {
+            double mu = 0, var = 0;
+            for (int i = 0; i < d; i++)
+                mu += x[t * d + i];
+            mu /= d;
+            for (int i = 0; i < d; i++)
+                var += (x[t * d + i] - mu) * (x[t * d + i] - mu);
+            var /= d;
+            for (int i = 0; i < d; i++) {
+                double r = (x[t * d + i] - mu) / sqrt(var + 1e-6) * w[i] + b[i];
+                CHECK(fabs(y[t * d + i] - r) < 1e-5, "row %d col %d: %g vs %g", t, i,
+                      y[t * d + i], r);
+            }
+        }
+        kern_residual(h, x, w, n, d);
+        for (int i = 0; i < n * d; i++)
+            CHECK(fabs(h[i] - (h0[i] + w[i % d] * x[i])) < 1e-5, "residual %d", i);
+    });
+    return check_status();
+}
