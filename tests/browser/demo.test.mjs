@@ -458,6 +458,22 @@ test('bundled samples (JPEG and PNG) give a box', async () => {
     }
 });
 
+test('dropping an image file runs it', async () => {
+    const b64 = fs.readFileSync(PHOTO).toString('base64');
+    const dt = await page.evaluateHandle((data) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const t = new DataTransfer();
+        t.items.add(new File([bytes], 'dropped.jpg', { type: 'image/jpeg' }));
+        return t;
+    }, b64);
+    await page.dispatchEvent('#drop', 'dragenter', { dataTransfer: dt });
+    assert.ok(await page.$eval('#drop', (d) => d.classList.contains('over')), 'drop zone not highlighted');
+    const { j } = await discoverVia(page, () => page.dispatchEvent('#drop', 'drop', { dataTransfer: dt }));
+    assert.ok(!(await page.$eval('#drop', (d) => d.classList.contains('over'))), 'drop zone still highlighted');
+    assertBox(await drawnGeometry(page), j, 'dropped');
+    assert.ok((await page.textContent('#r-image')).includes('dropped.jpg'));
+});
+
 test('keyboard: every control is labelled and reachable with Tab', async () => {
     const unlabelled = await page.$$eval('input, select', (els) =>
         els.filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id || e.name));
