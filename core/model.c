@@ -679,6 +679,8 @@ static const float *pack(struct model *m, const float *w, int n, int k)
         return NULL;
     m->owned[m->n_owned++] = dst;
     kern_pack_nt(w, k, n, k, dst);
+    /* drop the source pages now, so the peak stays near one copy */
+    safetensors_drop_range(m->st, w, (size_t)n * k * sizeof(float));
     return dst;
 }
 

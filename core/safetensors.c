@@ -321,6 +321,20 @@ const char *safetensors_meta(const struct safetensors *st, const char *key)
 
 size_t safetensors_file_size(const struct safetensors *st) { return st->len; }
 
+void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes)
+{
+    if (!st || !st->map)
+        return;
+    uintptr_t lo = (uintptr_t)p, hi = lo + bytes, base = (uintptr_t)st->map;
+    if (lo < base || hi > base + st->map_len)
+        return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    lo = (lo + pg - 1) / pg * pg;
+    hi = hi / pg * pg;
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 void safetensors_drop_pages(struct safetensors *st)
 {
     if (st && st->map)

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define QBLOCK 128 /* query rows per attention tile: scores are [QBLOCK, T] */
 #define QB_FAST 48 /* the same for the AVX-512 path (a multiple of KERN_MR) */
@@ -70,6 +71,11 @@ static void free_threads(struct vit_work *w)
     w->n_threads = 0;
 }
 
+enum epi { EPI_NONE, EPI_GELU, EPI_QUICKGELU, EPI_RESIDUAL, EPI_SWIGLU };
+static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, int lda,
+                     const float *Bp, const float *bias, float *C, enum epi epi,
+                     const float *gamma, float *h);
+
 static void *alloc64(struct vit_work *w, size_t floats)
 {
     size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
@@ -105,6 +111,48 @@ int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
 }
 
 int vit_work_threads(const struct vit_work *w) { return w->n_threads; }
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
+{
+    const struct model *m = w->m;
+    const struct model_config *c = &m->cfg;
+    const struct model_block *b = &m->blocks[0];
+    int T = 1 + c->n_reg + n_patch, D = c->dim, F = c->ffn_hidden;
+    if (T > w->max_tok)
+        T = w->max_tok;
+    int F1 = c->ffn == MODEL_FFN_SWIGLU ? 2 * F : F;
+    struct { int n, k; const float *W, *Wp; float *out; } s[] = {
+        {3 * D, D, b->qkv_w, b->qkv_p, w->qkv},
+        {D, D, b->proj_w, b->proj_p, w->tmp},
+        {F1, D, b->fc1_w, b->fc1_p, w->ffn},
+        {D, F, b->fc2_w, b->fc2_p, w->tmp},
+    };
+    double flop = 0, ms = 0;
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+        double best = 1e30;
+        for (int r = 0; r < 5; r++) {
+            double t0 = now_ms();
+            if (w->fast)
+                gemm_par(w, T, s[i].n, s[i].k, w->ffn, s[i].k, s[i].Wp, NULL, s[i].out,
+                         EPI_NONE, NULL, NULL);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, s[i].n, s[i].k, 1.0f,
+                            w->ffn, s[i].k, s[i].W, s[i].k, 0.0f, s[i].out, s[i].n);
+            double t = now_ms() - t0;
+            best = t < best ? t : best;
+        }
+        flop += 2.0 * T * s[i].n * s[i].k;
+        ms += best;
+    }
+    return ms > 0 ? flop / (ms * 1e6) : 0;
+}
 int vit_work_fast(const struct vit_work *w) { return w->fast; }
 
 void vit_work_free(struct vit_work *w)
@@ -461,8 +509,6 @@ static void ffn(const struct model_config *c, const struct model_block *b, struc
 
 /* ---- the AVX-512 path: the same steps on packed weights, rows split over
  * the workspace's threads, epilogues fused into the GEMM's row slice. */
-
-enum epi { EPI_NONE, EPI_GELU, EPI_QUICKGELU, EPI_RESIDUAL, EPI_SWIGLU };
 
 struct gemm_job {
     struct vit_work *w;

@@ -66,6 +66,10 @@ const char *safetensors_meta(const struct safetensors *st, const char *key);
  * A no-op for parsed buffers. Cannot fail. */
 void safetensors_drop_pages(struct safetensors *st);
 
+/* The same for the whole pages inside [p, p + bytes), when that range lies
+ * in the mapping (else nothing happens). Cannot fail. */
+void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes);
+
 /* Bytes of the whole file (0 for a parsed buffer's own size). */
 size_t safetensors_file_size(const struct safetensors *st);
 

@@ -29,6 +29,11 @@ int vit_work_threads(const struct vit_work *w);
  * OpenBLAS fallback (no AVX-512, or LOSTD_KERNELS=blas in the environment
  * when the model was loaded). */
 int vit_work_fast(const struct vit_work *w);
+
+/* The GEMM rate (GFLOP/s) this workspace's path reaches on the model's own
+ * projection shapes for n_patch patches (best of 5 each): the ceiling a
+ * forward is measured against. Overwrites the workspace's buffers. */
+double vit_work_gemm_gflops(struct vit_work *w, int n_patch);
 /* Bytes the workspace holds. */
 unsigned long vit_work_bytes(const struct vit_work *w);
 

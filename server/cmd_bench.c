@@ -53,39 +53,6 @@ static double forward_flop(const struct model_config *c, int n_patch)
     return 2 * N * K * D + (c->depth - 1) * block + 2 * T * D * 3 * D;
 }
 
-/* sgemm rate on the forward's shapes, each timed alone, combined by FLOPs. */
-static double sgemm_ceiling(const struct model_config *c, int n_patch)
-{
-    int T = 1 + c->n_reg + n_patch, D = c->dim, F = c->ffn_hidden;
-    int shapes[][3] = {{T, 3 * D, D}, {T, D, D}, {T, F, D}, {T, D, F}};
-    double flop = 0, ms = 0;
-    for (int s = 0; s < 4; s++) {
-        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-        float *A = calloc((size_t)m * k, sizeof *A), *B = calloc((size_t)n * k, sizeof *B),
-              *C = calloc((size_t)m * n, sizeof *C);
-        if (!A || !B || !C) {
-            free(A), free(B), free(C);
-            return 0;
-        }
-        for (size_t i = 0; i < (size_t)m * k; i++)
-            A[i] = (float)(i % 7) * 0.1f;
-        for (size_t i = 0; i < (size_t)n * k; i++)
-            B[i] = (float)(i % 5) * 0.1f;
-        double best = 1e30;
-        for (int r = 0; r < 5; r++) {
-            double t0 = cli_now_ms();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, A, k, B, k,
-                        0.0f, C, n);
-            double t = cli_now_ms() - t0;
-            best = t < best ? t : best;
-        }
-        flop += 2.0 * m * n * k;
-        ms += best;
-        free(A), free(B), free(C);
-    }
-    return ms > 0 ? flop / (ms * 1e6) : 0;
-}
-
 int cli_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *image_path = NULL;
@@ -217,7 +184,7 @@ int cli_bench(int argc, char **argv)
     json_object_set_new(j, "total_ms_median", json_real(median(tot, (int)repeat)));
     json_object_set_new(j, "gflop", json_real(gflop));
     json_object_set_new(j, "gflops", json_real(gflop / (fmed / 1e3)));
-    json_object_set_new(j, "sgemm_gflops", json_real(sgemm_ceiling(c, r.grid_h * r.grid_w)));
+    json_object_set_new(j, "sgemm_gflops", json_real(vit_work_gemm_gflops(vw, r.grid_h * r.grid_w)));
     json_object_set_new(j, "peak_rss_mb", json_real(ru.ru_maxrss / 1024.0));
     json_object_set_new(j, "threads", json_integer(threads));
     json_object_set_new(j, "kernels", json_string(vit_work_fast(vw) ? "avx512" : "openblas"));
