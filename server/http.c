@@ -394,6 +394,9 @@ static const struct {
     {"/index.html", "index.html", "text/html; charset=utf-8"},
     {"/app.js", "app.js", "text/javascript; charset=utf-8"},
     {"/style.css", "style.css", "text/css; charset=utf-8"},
+    {"/samples/voc07_000236.jpg", "samples/voc07_000236.jpg", "image/jpeg"},
+    {"/samples/shapes.jpg", "samples/shapes.jpg", "image/jpeg"},
+    {"/samples/disc.png", "samples/disc.png", "image/png"},
 };
 #define N_STATIC (sizeof static_files / sizeof static_files[0])
 

@@ -267,7 +267,8 @@ import json, sys, urllib.request, urllib.error
 doc = json.load(open(sys.argv[1]))
 assert doc["openapi"].startswith("3.")
 routes = {"/discover", "/health", "/health/ready", "/health/live", "/v1/models", "/metrics",
-          "/version", "/openapi.json", "/", "/index.html", "/app.js", "/style.css"}
+          "/version", "/openapi.json", "/", "/index.html", "/app.js", "/style.css",
+          "/samples/voc07_000236.jpg", "/samples/shapes.jpg", "/samples/disc.png"}
 assert set(doc["paths"]) == routes, set(doc["paths"]) ^ routes
 for path, ops in doc["paths"].items():
     for method in ops:
