@@ -103,6 +103,12 @@ static int seed_component(const unsigned char *on, int rows, int cols, int seed,
     return background;
 }
 
+/* Entry (i, j) of the biased Gram matrix from its upper triangle U. */
+static inline float gram_at(const float *U, size_t n, int i, int j, float bias)
+{
+    return (i <= j ? U[(size_t)i * n + j] : U[(size_t)j * n + i]) + bias;
+}
+
 int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
                   const struct lost_params *p, struct arena *a,
                   struct lost_result *out, struct err *e)
@@ -159,25 +165,25 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
         return err_set(e, ERR_TOOBIG, "lost: no scratch for %d patches (Gram %zu MiB)", N,
                        n * n * sizeof(float) >> 20);
 
-    /* 1. A = F F^T: upper triangle by the symmetric rank-k update, then
-     * mirrored, so every later row/column read sees the same value.
-     * The bias goes on every entry, diagonal included (spec 3.1). */
+    /* 1. A = F F^T + b: only the upper triangle U is formed (symmetric
+     * rank-k update); entries are read as a(i, j) = U[min, max] + b, so the
+     * matrix is neither mirrored nor rewritten with the bias. The bias is
+     * added in float exactly where upstream adds it (spec 3.1). */
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, N, dim, 1.0f, f, dim, 0.0f, A, N);
-    for (int i = 0; i < N; i++)
-        for (int j = i + 1; j < N; j++)
-            A[(size_t)j * n + i] = A[(size_t)i * n + j];
-    if (p->gram_bias != 0.0f)
-        for (size_t i = 0; i < n * n; i++)
-            A[i] += p->gram_bias;
+    const float bias = p->gram_bias;
 
-    /* 2. Degree: positive entries off the diagonal (patch_scoring). */
+    /* 2. Degree: positive entries off the diagonal (patch_scoring). Each
+     * upper entry counts for its row and its column. */
+    memset(degree, 0, n * sizeof *degree);
     for (int i = 0; i < N; i++) {
         const float *row = A + (size_t)i * n;
         int d = 0;
-        for (int j = 0; j < N; j++)
-            d += row[j] > 0.0f;
-        d -= row[i] > 0.0f;
-        degree[i] = d;
+        for (int j = i + 1; j < N; j++) {
+            int pos = row[j] + bias > 0.0f;
+            d += pos;
+            degree[j] += pos;
+        }
+        degree[i] += d;
     }
 
     /* 3. Order by ascending degree, ties by ascending index: a counting sort
@@ -193,14 +199,17 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
      * Double accumulation: only the sign of M matters downstream. */
     int s = order[0];
     int k = p->k_patches < N ? p->k_patches : N;
-    const float *srow = A + (size_t)s * n;
     int n_sim = 0;
     for (int t = 0; t < k; t++) {
         int q = order[t];
-        if (srow[q] > 0.0f) {
+        if (gram_at(A, n, s, q, bias) > 0.0f) {
+            /* row q of the full matrix: column q of U above the diagonal,
+             * row q of U from the diagonal on */
+            for (int j = 0; j < q; j++)
+                msum[j] += A[(size_t)j * n + q] + bias;
             const float *qrow = A + (size_t)q * n;
-            for (int j = 0; j < N; j++)
-                msum[j] += qrow[j];
+            for (int j = q; j < N; j++)
+                msum[j] += qrow[j] + bias;
             n_sim++;
         }
     }
@@ -221,7 +230,7 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
      * Uses `on` as scratch after the main component is stored in comp. */
     unsigned char *comp_seed = on;
     for (int j = 0; j < N; j++)
-        on[j] = srow[j] > 0.0f;
+        on[j] = gram_at(A, n, s, j, bias) > 0.0f;
     int seed_feat[4];
     unsigned char *tmp = arena_alloc(a, n);
     if (!tmp)
