@@ -217,10 +217,28 @@ async function drawnGeometry(p) {
     });
 }
 
+// The patch grid; cellW/cellH are a patch's size in pixels of the original
+// image (the daemon may downscale before the forward and says by how much).
 function gridOf(j) {
     const g = (j.debug && j.debug.grid) || j.grid;
-    if (Array.isArray(g)) return { rows: g[0], cols: g[1], patch: j.patch };
-    return { rows: g.rows ?? g.h ?? g.height, cols: g.cols ?? g.w ?? g.width, patch: g.patch ?? j.patch };
+    if (Array.isArray(g)) return { rows: g[0], cols: g[1], patch: j.patch, cellW: j.patch, cellH: j.patch };
+    const patch = g.patch ?? j.patch;
+    return {
+        rows: g.rows ?? g.h ?? g.height, cols: g.cols ?? g.w ?? g.width, patch,
+        cellW: patch * (g.scale_x ?? 1), cellH: patch * (g.scale_y ?? 1),
+    };
+}
+
+// The seed cell must sit on the seed patch of the grid.
+function assertSeed(geo, j, what) {
+    const { row, col } = seedOf(j);
+    const { cellW, cellH } = gridOf(j);
+    assert.ok(geo.seed, `${what}: no seed drawn`);
+    const tol = 1 + 1 / geo.cssPerPx;
+    const want = { xmin: col * cellW, ymin: row * cellH, xmax: (col + 1) * cellW, ymax: (row + 1) * cellH };
+    for (const k of Object.keys(want))
+        assert.ok(Math.abs(geo.seed[k] - want[k]) <= tol,
+                  `${what}: seed ${k} ${geo.seed[k].toFixed(2)} vs ${want[k].toFixed(2)}`);
 }
 
 function flat(v) { return Array.isArray(v[0]) ? v.flat() : v; }
@@ -303,14 +321,9 @@ test('page shows image size, grid and per-stage timings', async () => {
 test('overlays: seed patch on the seed cell, toggles hide and show', async () => {
     const j = lastResult;
     assert.ok(j, 'needs the upload check');
-    const { row, col } = seedOf(j);
-    const { patch } = gridOf(j);
     let geo = await drawnGeometry(page);
-    assert.ok(geo.seed && geo.seed.shown, 'seed not drawn');
-    const tol = 1 + 1 / geo.cssPerPx;
-    const want = { xmin: col * patch, ymin: row * patch, xmax: (col + 1) * patch, ymax: (row + 1) * patch };
-    for (const k of Object.keys(want))
-        assert.ok(Math.abs(geo.seed[k] - want[k]) <= tol, `seed ${k} ${geo.seed[k]} vs ${want[k]}`);
+    assertSeed(geo, j, 'VOC07_000236');
+    assert.ok(geo.seed.shown, 'seed hidden');
 
     // Box and seed off and on again, by keyboard for one of them.
     await page.uncheck('#show-box');
@@ -335,9 +348,10 @@ test('overlays: LOST mask covers the patches of the debug mask', async () => {
     await page.waitForSelector('#ov-mask image', { state: 'visible' });
     const cells = Number(await page.getAttribute('#ov-mask image', 'data-cells'));
     assert.equal(cells, mask.filter((x) => x).length, 'mask cell count');
-    const { rows, cols, patch } = gridOf(j);
+    const { rows, cols, cellW, cellH } = gridOf(j);
     const size = await page.$eval('#ov-mask image', (im) => [Number(im.getAttribute('width')), Number(im.getAttribute('height'))]);
-    assert.deepEqual(size, [cols * patch, rows * patch], 'mask image does not span the grid');
+    assert.ok(Math.abs(size[0] - cols * cellW) < 0.01 && Math.abs(size[1] - rows * cellH) < 0.01,
+              `mask image ${size} does not span the grid ${cols * cellW}x${rows * cellH}`);
     await page.uncheck('#show-mask');
     assert.equal(await page.isVisible('#ov-mask image'), false, 'mask still shown');
     await page.check('#show-mask');
@@ -472,6 +486,31 @@ test('dropping an image file runs it', async () => {
     assert.ok(!(await page.$eval('#drop', (d) => d.classList.contains('over'))), 'drop zone still highlighted');
     assertBox(await drawnGeometry(page), j, 'dropped');
     assert.ok((await page.textContent('#r-image')).includes('dropped.jpg'));
+});
+
+test('a large image: box and seed in original pixels after the daemon downscales', async () => {
+    // 1400 px wide: over the daemon's default max side (1024), so the grid's
+    // patches cover more than 14 original pixels each.
+    const dt = await page.evaluateHandle(async () => {
+        const img = new Image();
+        img.src = 'samples/voc07_000236.jpg';
+        await img.decode();
+        const c = document.createElement('canvas');
+        c.width = 1400; c.height = 1067;
+        c.getContext('2d').drawImage(img, 0, 0, c.width, c.height);
+        const blob = await new Promise((r) => c.toBlob(r, 'image/jpeg', 0.9));
+        const t = new DataTransfer();
+        t.items.add(new File([blob], 'large.jpg', { type: 'image/jpeg' }));
+        return t;
+    });
+    const { j } = await discoverVia(page, () => page.dispatchEvent('#drop', 'drop', { dataTransfer: dt }));
+    assert.equal(j.image.width, 1400);
+    const geo = await drawnGeometry(page);
+    assertBox(geo, j, 'large.jpg');
+    assertSeed(geo, j, 'large.jpg');
+    const g = gridOf(j);
+    assert.ok(g.rows * g.cellH >= j.image.height - 1 && g.cols * g.cellW >= j.image.width - 1,
+              `grid ${g.rows}x${g.cols} of ${g.cellW}x${g.cellH} px does not cover the image`);
 });
 
 test('keyboard: every control is labelled and reachable with Tab', async () => {
