@@ -84,4 +84,67 @@ int lost_dinoseg(const float *attn, int n_head, int head, const struct lost_grid
                  struct arena *a, int box[4], int box_feat[4], unsigned char **mask_out,
                  struct err *e);
 
+/* ---- multi-object discovery (lost/multi.c) -------------------------------
+ * LOST repeated on the patches outside the boxes already found. Object 1 is
+ * exactly lost_find_box's box. Each later round masks every patch inside an
+ * earlier box (the rectangle, not only the component), then reruns the same
+ * steps on the remaining ("active") patches only: degrees count active
+ * neighbours, the seed is the active patch of lowest degree (lowest index on
+ * ties), the k candidates are the first k active patches in that order, the
+ * mask and the seed's 4-connected component stay inside the active set.
+ * Stopping rule, checked for every object after the first, in this order:
+ *   LOST_STOP_MAX         max_objects boxes found;
+ *   LOST_STOP_EMPTY       fewer than min_active active patches left;
+ *   LOST_STOP_DEGREE      the new seed's degree > max_seed_degree_frac *
+ *                         (active - 1): the seed is similar to most of what is
+ *                         left, i.e. what is left is background;
+ *   LOST_STOP_BACKGROUND  the seed falls outside its own mask (M[seed] <= 0);
+ *   LOST_STOP_OVERLAP     the new box has IoU > 0.5 with an earlier box or
+ *                         contains one: the same object (or object plus
+ *                         background) again. The box is dropped.
+ * The Gram matrix is computed once (N*N floats from a). */
+
+#define LOST_MAX_OBJECTS 32
+
+struct lost_multi_params {
+    int max_objects;            /* 1..LOST_MAX_OBJECTS; 1 = LOST */
+    float max_seed_degree_frac; /* default 0.5 */
+    int min_active;             /* default 2 */
+};
+
+enum lost_stop {
+    LOST_STOP_MAX = 0,
+    LOST_STOP_EMPTY,
+    LOST_STOP_DEGREE,
+    LOST_STOP_BACKGROUND,
+    LOST_STOP_OVERLAP
+};
+
+struct lost_object {
+    int box[4];             /* x1, y1, x2, y2 original-image pixels as lost_result.box */
+    int box_feat[4];        /* r0, c0, r1, c1 patch units, exclusive ends */
+    int seed;               /* patch index */
+    int seed_degree;        /* among the active patches of its round */
+    int n_active;           /* active patches in its round (N for the first) */
+};
+
+struct lost_multi_result {
+    int n;                              /* objects found, >= 1 */
+    struct lost_object obj[LOST_MAX_OBJECTS];
+    enum lost_stop stop;                /* why the search ended */
+};
+
+/* Defaults above, max_objects 1. Cannot fail. */
+void lost_multi_params_default(struct lost_multi_params *mp);
+
+/* "max_objects", "empty", "seed_degree", "background", "overlap". */
+const char *lost_stop_name(enum lost_stop s);
+
+/* feats, dim, g, p as lost_find_box. Returns 0; ERR_INPUT on bad sizes or
+ * parameters (max_objects outside 1..LOST_MAX_OBJECTS, frac not in [0, 1]);
+ * ERR_TOOBIG when a runs out. */
+int lost_find_boxes(const float *feats, int dim, const struct lost_grid *g,
+                    const struct lost_params *p, const struct lost_multi_params *mp,
+                    struct arena *a, struct lost_multi_result *out, struct err *e);
+
 #endif
