@@ -20,6 +20,19 @@ int kern_available(void)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 }
 
+int kern_bf16_available(void)
+{
+    return kern_available() && __builtin_cpu_supports("avx512bf16");
+}
+
+size_t kern_packed_bf16_elems(int n, int k)
+{
+    size_t np = ((size_t)n + KERN_NR - 1) / KERN_NR;
+    return np * KERN_NR * (size_t)((k + 1) / 2 * 2);
+}
+
+size_t kern_bf16_scratch_elems(void) { return (size_t)KERN_MC * (KERN_KC + 2); }
+
 size_t kern_packed_floats(int n, int k)
 {
     size_t np = ((size_t)n + KERN_NR - 1) / KERN_NR;
@@ -307,6 +320,124 @@ void kern_residual(float *h, const float *a, const float *gamma, int n, int d)
             hv = gamma ? _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, gamma + d16), av, hv)
                        : _mm512_add_ps(hv, av);
             _mm512_mask_storeu_ps(hr + d16, tail, hv);
+        }
+    }
+}
+
+/* float -> bfloat16, round to nearest even (NaN kept quiet). */
+static unsigned short to_bf16(float f)
+{
+    unsigned int u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000)
+        return (unsigned short)((u >> 16) | 0x40);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (unsigned short)(u >> 16);
+}
+
+void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *dst)
+{
+    int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
+    for (int p = 0; p < np; p++) {
+        unsigned short *d = dst + (size_t)p * k2 * KERN_NR;
+        int j0 = p * KERN_NR;
+        for (int kk = 0; kk < k2; kk += 2)
+            for (int j = 0; j < KERN_NR; j++) {
+                int col = j0 + j;
+                float x0 = col < n ? B[(size_t)col * ldb + kk] : 0.0f;
+                float x1 = col < n && kk + 1 < k ? B[(size_t)col * ldb + kk + 1] : 0.0f;
+                /* vector v (0 or 1) holds columns 16v..16v+15, each as a pair */
+                int v = j / 16, lane = j % 16;
+                unsigned short *q = d + (size_t)kk * KERN_NR + v * 32 + lane * 2;
+                q[0] = to_bf16(x0);
+                q[1] = to_bf16(x1);
+            }
+    }
+}
+
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bf16,fma")
+
+/* A block [mc, kc] as bf16 rows of stride kc2 (kc rounded up to even). */
+static void pack_a_bf16(const float *A, int lda, int mc, int kc, int kc2, unsigned short *dst)
+{
+    for (int i = 0; i < mc; i++) {
+        const float *a = A + (size_t)i * lda;
+        unsigned short *d = dst + (size_t)i * kc2;
+        int kk = 0;
+        for (; kk + 32 <= kc; kk += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + kk + 16),
+                                              _mm512_loadu_ps(a + kk));
+            _mm512_storeu_si512(d + kk, (__m512i)v);
+        }
+        for (; kk < kc; kk++)
+            d[kk] = to_bf16(a[kk]); /* the same rounding as the vector instruction */
+        if (kc2 > kc)
+            d[kc] = 0;
+    }
+}
+
+static void micro_bf16(int kc2, const unsigned short *ap, int lda2, const unsigned short *bp,
+                       float *C, int ldc, int mr, int nr, const float *bias, int acc)
+{
+    __m512 c[KERN_MR][2];
+    const unsigned short *a[KERN_MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < KERN_MR; i++) {
+        c[i][0] = c[i][1] = _mm512_setzero_ps();
+        a[i] = ap + (size_t)(i < mr ? i : mr - 1) * lda2;
+    }
+    for (int kk = 0; kk < kc2; kk += 2) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 32);
+#pragma GCC unroll 12
+        for (int i = 0; i < KERN_MR; i++) {
+            unsigned int pair;
+            memcpy(&pair, a[i] + kk, 4);
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+            c[i][0] = _mm512_dpbf16_ps(c[i][0], av, b0);
+            c[i][1] = _mm512_dpbf16_ps(c[i][1], av, b1);
+        }
+        bp += 2 * KERN_NR;
+    }
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        float *cr = C + (size_t)i * ldc;
+        __m512 v0 = _mm512_add_ps(c[i][0], bias0), v1 = _mm512_add_ps(c[i][1], bias1);
+        if (acc) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+}
+
+void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned short *Bp,
+                    float *C, int ldc, const float *bias, int accumulate,
+                    unsigned short *scratch)
+{
+    int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
+    for (int p0 = 0; p0 < k; p0 += KERN_KC) {
+        int kc = k - p0 < KERN_KC ? k - p0 : KERN_KC, kc2 = (kc + 1) / 2 * 2;
+        int acc = accumulate || p0 > 0;
+        const float *bias_now = p0 == 0 ? bias : NULL;
+        for (int i0 = 0; i0 < m; i0 += KERN_MC) {
+            int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
+            pack_a_bf16(A + (size_t)i0 * lda + p0, lda, mc, kc, kc2, scratch);
+            for (int jp = 0; jp < np; jp++) {
+                const unsigned short *bp = Bp + ((size_t)jp * k2 + p0) * KERN_NR;
+                int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+                for (int ir = 0; ir < mc; ir += KERN_MR) {
+                    int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
+                    micro_bf16(kc2, scratch + (size_t)ir * kc2, kc2, bp,
+                               C + (size_t)(i0 + ir) * ldc + j0, ldc, mr, nr,
+                               bias_now ? bias_now + j0 : NULL, acc);
+                }
+            }
         }
     }
 }

@@ -34,6 +34,24 @@ void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst);
 void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
                int ldc, const float *bias, int accumulate);
 
+/* bfloat16 variant (AVX-512 BF16 dot products): 1 when the CPU has it. */
+int kern_bf16_available(void);
+
+/* uint16 elements needed for a bf16-packed [n, k] right-hand side (k rounded
+ * up to even). Layout: panels of KERN_NR columns; per pair of k, 32 columns
+ * x 2 values, so one 64-byte vector holds 16 columns' (k, k+1) pairs. */
+size_t kern_packed_bf16_elems(int n, int k);
+void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *dst);
+
+/* uint16 elements of per-thread scratch kern_gemm_bf16 needs. */
+size_t kern_bf16_scratch_elems(void);
+
+/* kern_gemm with A rounded to bfloat16 (nearest even) block by block and
+ * bf16 x bf16 products accumulated in float32. */
+void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned short *Bp,
+                    float *C, int ldc, const float *bias, int accumulate,
+                    unsigned short *scratch);
+
 /* Row-wise softmax of S[rows, n] (stride lds) scaled by `scale` before the
  * exponential; writes exp(scale * (s - max)) in place and the row sums to
  * sums[rows] (the caller divides later). */

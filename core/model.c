@@ -45,6 +45,22 @@ const char *model_naming_name(enum model_naming n)
     return "unknown";
 }
 
+const char *model_precision_name(int precision)
+{
+    return precision == MODEL_PRECISION_BF16 ? "bf16" : "fp32";
+}
+
+int model_precision_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (!strcmp(s, "fp32") || !strcmp(s, "float32"))
+        return MODEL_PRECISION_FP32;
+    if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
+        return MODEL_PRECISION_BF16;
+    return -1;
+}
+
 const char *model_ffn_name(enum model_ffn f) { return f == MODEL_FFN_SWIGLU ? "swiglu" : "mlp"; }
 
 const char *model_feature_name(enum model_feature f)
@@ -684,6 +700,27 @@ static const float *pack(struct model *m, const float *w, int n, int k)
     return dst;
 }
 
+/* The bf16 twin of pack(). */
+static const unsigned short *pack_h(struct model *m, const float *w, int n, int k)
+{
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        void **p = realloc(m->owned, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    size_t bytes = kern_packed_bf16_elems(n, k) * 2;
+    unsigned short *dst = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!dst)
+        return NULL;
+    m->owned[m->n_owned++] = dst;
+    kern_pack_nt_bf16(w, k, n, k, dst);
+    safetensors_drop_range(m->st, w, (size_t)n * k * sizeof(float));
+    return dst;
+}
+
 /* Weights are packed once here, so no forward pays for it. The mapped
  * pages of the originals are then dropped (they come back on demand): the
  * resident size stays about one copy of the weights. */
@@ -692,6 +729,22 @@ static int pack_weights(struct model *m, struct err *e)
     const struct model_config *c = &m->cfg;
     int D = c->dim, F = c->ffn_hidden, F1 = c->ffn == MODEL_FFN_SWIGLU ? 2 * F : F;
     int K = 3 * c->patch * c->patch;
+    if (c->precision == MODEL_PRECISION_BF16) {
+        /* The patch embedding stays float32: it sees raw pixels once. */
+        if (!(m->patch_p = pack(m, m->patch_w, D, K)))
+            return err_set(e, ERR_NOMEM, "out of memory packing weights");
+        for (int i = 0; i < c->depth; i++) {
+            struct model_block *b = &m->blocks[i];
+            if (!(b->qkv_h = pack_h(m, b->qkv_w, 3 * D, D)) ||
+                !(b->proj_h = pack_h(m, b->proj_w, D, D)) ||
+                !(b->fc1_h = pack_h(m, b->fc1_w, F1, D)) ||
+                !(b->fc2_h = pack_h(m, b->fc2_w, D, F)))
+                return err_set(e, ERR_NOMEM, "out of memory packing weights");
+        }
+        m->packed = 1;
+        safetensors_drop_pages(m->st);
+        return 0;
+    }
     if (!(m->patch_p = pack(m, m->patch_w, D, K)))
         return err_set(e, ERR_NOMEM, "out of memory packing weights");
     for (int i = 0; i < c->depth; i++) {
@@ -756,6 +809,11 @@ int model_load(const char *path, const struct model_opts *opts, struct model **o
         if (!L.rc)
             load_blocks(&L, N);
         rc = L.rc;
+        c->precision = opts && opts->precision == MODEL_PRECISION_BF16 ? MODEL_PRECISION_BF16
+                                                                       : MODEL_PRECISION_FP32;
+        if (!rc && c->precision == MODEL_PRECISION_BF16 && !kern_bf16_available())
+            rc = err_set(e, ERR_UNSUPPORTED, "bf16 precision needs a CPU with AVX-512 BF16 "
+                         "(and LOSTD_KERNELS not set to blas); use fp32");
         if (!rc && kern_available())
             rc = pack_weights(m, e);
     }

@@ -20,6 +20,8 @@ struct model_block {
     /* The same Linear weights packed for the AVX-512 GEMM (kern_pack_nt),
      * or NULL when those kernels are not in use. */
     const float *qkv_p, *proj_p, *fc1_p, *fc2_p;
+    /* bf16-packed (kern_pack_nt_bf16) in bf16 mode, else NULL */
+    const unsigned short *qkv_h, *proj_h, *fc1_h, *fc2_h;
 };
 
 struct model {
@@ -35,6 +37,7 @@ struct model {
     const float *proj;              /* [D, E] image projection (OpenCLIP), or NULL */
     struct model_block *blocks;     /* [depth] */
     const float *patch_p;           /* packed patch_w, or NULL */
+    const unsigned short *patch_h;  /* bf16-packed patch_w in bf16 mode, or NULL */
     int packed;                     /* 1 when the AVX-512 path is used */
     void **owned;                   /* buffers to free */
     int n_owned, cap_owned;

@@ -47,6 +47,7 @@ struct vit_work {
     int n_threads;
     float *sblk[MAX_THREADS];   /* [QB_FAST, T] attention scores per thread */
     float *ssum[MAX_THREADS];   /* [QB_FAST] row sums */
+    unsigned short *hscr[MAX_THREADS]; /* bf16 A-block scratch per thread (bf16 mode) */
     float *kp, *vp;             /* packed keys / values, one slot per head */
     size_t kp_stride, vp_stride;
 };
@@ -66,15 +67,17 @@ static void free_threads(struct vit_work *w)
     for (int i = 0; i < MAX_THREADS; i++) {
         free(w->sblk[i]);
         free(w->ssum[i]);
+        free(w->hscr[i]);
         w->sblk[i] = w->ssum[i] = NULL;
+        w->hscr[i] = NULL;
     }
     w->n_threads = 0;
 }
 
 enum epi { EPI_NONE, EPI_GELU, EPI_QUICKGELU, EPI_RESIDUAL, EPI_SWIGLU };
 static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, int lda,
-                     const float *Bp, const float *bias, float *C, enum epi epi,
-                     const float *gamma, float *h);
+                     const float *Bp, const unsigned short *Bh, const float *bias, float *C,
+                     enum epi epi, const float *gamma, float *h);
 
 static void *alloc64(struct vit_work *w, size_t floats)
 {
@@ -101,7 +104,8 @@ int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
     for (int i = 0; i < n; i++) {
         w->sblk[i] = alloc64(w, (size_t)QB_FAST * w->max_tok);
         w->ssum[i] = alloc64(w, QB_FAST);
-        if (!w->sblk[i] || !w->ssum[i]) {
+        w->hscr[i] = alloc64(w, (kern_bf16_scratch_elems() + 1) / 2);
+        if (!w->sblk[i] || !w->ssum[i] || !w->hscr[i]) {
             free_threads(w);
             return err_set(e, ERR_NOMEM, "out of memory for %d threads", n);
         }
@@ -128,11 +132,11 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
     if (T > w->max_tok)
         T = w->max_tok;
     int F1 = c->ffn == MODEL_FFN_SWIGLU ? 2 * F : F;
-    struct { int n, k; const float *W, *Wp; float *out; } s[] = {
-        {3 * D, D, b->qkv_w, b->qkv_p, w->qkv},
-        {D, D, b->proj_w, b->proj_p, w->tmp},
-        {F1, D, b->fc1_w, b->fc1_p, w->ffn},
-        {D, F, b->fc2_w, b->fc2_p, w->tmp},
+    struct { int n, k; const float *W, *Wp; const unsigned short *Wh; float *out; } s[] = {
+        {3 * D, D, b->qkv_w, b->qkv_p, b->qkv_h, w->qkv},
+        {D, D, b->proj_w, b->proj_p, b->proj_h, w->tmp},
+        {F1, D, b->fc1_w, b->fc1_p, b->fc1_h, w->ffn},
+        {D, F, b->fc2_w, b->fc2_p, b->fc2_h, w->tmp},
     };
     double flop = 0, ms = 0;
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
@@ -140,8 +144,8 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
         for (int r = 0; r < 5; r++) {
             double t0 = now_ms();
             if (w->fast)
-                gemm_par(w, T, s[i].n, s[i].k, w->ffn, s[i].k, s[i].Wp, NULL, s[i].out,
-                         EPI_NONE, NULL, NULL);
+                gemm_par(w, T, s[i].n, s[i].k, w->ffn, s[i].k, s[i].Wp, s[i].Wh, NULL,
+                         s[i].out, EPI_NONE, NULL, NULL);
             else
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, s[i].n, s[i].k, 1.0f,
                             w->ffn, s[i].k, s[i].W, s[i].k, 0.0f, s[i].out, s[i].n);
@@ -514,6 +518,7 @@ struct gemm_job {
     struct vit_work *w;
     int m, n, k, lda, ldc, chunk;
     const float *A, *Bp, *bias;
+    const unsigned short *Bh;   /* bf16-packed B instead of Bp, or NULL */
     float *C;
     enum epi epi;
     const float *gamma; /* EPI_RESIDUAL: h += gamma * C */
@@ -522,14 +527,17 @@ struct gemm_job {
 
 static void gemm_task(void *ctx, int t, int th)
 {
-    (void)th;
     struct gemm_job *j = ctx;
     int r0 = t * j->chunk, r1 = r0 + j->chunk < j->m ? r0 + j->chunk : j->m;
     if (r0 >= r1)
         return;
     float *C = j->C + (size_t)r0 * j->ldc;
-    kern_gemm(r1 - r0, j->n, j->k, j->A + (size_t)r0 * j->lda, j->lda, j->Bp, C, j->ldc,
-              j->bias, 0);
+    if (j->Bh)
+        kern_gemm_bf16(r1 - r0, j->n, j->k, j->A + (size_t)r0 * j->lda, j->lda, j->Bh, C,
+                       j->ldc, j->bias, 0, j->w->hscr[th]);
+    else
+        kern_gemm(r1 - r0, j->n, j->k, j->A + (size_t)r0 * j->lda, j->lda, j->Bp, C, j->ldc,
+                  j->bias, 0);
     switch (j->epi) {
     case EPI_NONE:
         break;
@@ -559,11 +567,11 @@ static int n_chunks(const struct vit_work *w, int m, int *chunk)
 }
 
 static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, int lda,
-                     const float *Bp, const float *bias, float *C, enum epi epi,
-                     const float *gamma, float *h)
+                     const float *Bp, const unsigned short *Bh, const float *bias, float *C,
+                     enum epi epi, const float *gamma, float *h)
 {
     struct gemm_job j = {.w = w, .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .A = A,
-                         .Bp = Bp, .bias = bias, .C = C, .epi = epi, .gamma = gamma, .h = h};
+                         .Bp = Bp, .Bh = Bh, .bias = bias, .C = C, .epi = epi, .gamma = gamma, .h = h};
     int tasks = n_chunks(w, m, &j.chunk);
     team_run(w->team, tasks, gemm_task, &j);
 }
@@ -653,20 +661,24 @@ static void block_fast(const struct model_config *c, const struct model_block *b
 {
     int D = c->dim, F = c->ffn_hidden;
     ln_par(w, w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
-    gemm_par(w, T, 3 * D, D, w->z, D, b->qkv_p, b->qkv_b, w->qkv, EPI_NONE, NULL, NULL);
+    gemm_par(w, T, 3 * D, D, w->z, D, b->qkv_p, b->qkv_h, b->qkv_b, w->qkv, EPI_NONE, NULL,
+             NULL);
     if (stop_after_qkv)
         return;
     attention_fast(c, w, T);
-    gemm_par(w, T, D, D, w->att, D, b->proj_p, b->proj_b, w->tmp, EPI_RESIDUAL, b->ls1, w->h);
+    gemm_par(w, T, D, D, w->att, D, b->proj_p, b->proj_h, b->proj_b, w->tmp, EPI_RESIDUAL,
+             b->ls1, w->h);
     ln_par(w, w->h, w->z, T, D, b->ln2_w, b->ln2_b, c->ln_eps);
     if (c->ffn == MODEL_FFN_SWIGLU) {
-        gemm_par(w, T, 2 * F, D, w->z, D, b->fc1_p, b->fc1_b, w->ffn, EPI_SWIGLU, NULL, NULL);
-        gemm_par(w, T, D, F, w->ffn, 2 * F, b->fc2_p, b->fc2_b, w->tmp, EPI_RESIDUAL, b->ls2,
-                 w->h);
+        gemm_par(w, T, 2 * F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn, EPI_SWIGLU,
+                 NULL, NULL);
+        gemm_par(w, T, D, F, w->ffn, 2 * F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp,
+                 EPI_RESIDUAL, b->ls2, w->h);
     } else {
-        gemm_par(w, T, F, D, w->z, D, b->fc1_p, b->fc1_b, w->ffn,
+        gemm_par(w, T, F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn,
                  c->act == MODEL_ACT_QUICKGELU ? EPI_QUICKGELU : EPI_GELU, NULL, NULL);
-        gemm_par(w, T, D, F, w->ffn, F, b->fc2_p, b->fc2_b, w->tmp, EPI_RESIDUAL, b->ls2, w->h);
+        gemm_par(w, T, D, F, w->ffn, F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, EPI_RESIDUAL,
+                 b->ls2, w->h);
     }
 }
 
@@ -711,7 +723,8 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
         }
     float *hp = w->h + (size_t)(1 + R) * D;
     if (w->fast)
-        gemm_par(w, N, D, K, w->cols, K, m->patch_p, m->patch_b, hp, EPI_NONE, NULL, NULL);
+        gemm_par(w, N, D, K, w->cols, K, m->patch_p, NULL, m->patch_b, hp, EPI_NONE, NULL,
+                 NULL);
     else
         linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
     if (want & VIT_WANT_PATCH_EMBED)

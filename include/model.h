@@ -56,6 +56,7 @@ struct model_config {
     float mean[3], std[3];      /* input normalisation of the family */
     enum model_feature lost_feature; /* the feature the papers use for LOST */
     int embed_dim;              /* width of the image embedding (OpenCLIP proj), else 0 */
+    int precision;              /* enum model_precision in use */
     char arch[48];              /* e.g. "dinov2_vits14_reg" or "dinov2_custom" */
 };
 
@@ -67,11 +68,19 @@ struct model;
 struct model_opts {
     int n_head;
     int act;
+    int precision;  /* enum model_precision; 0 = fp32 */
+};
+
+enum model_precision {
+    MODEL_PRECISION_FP32 = 0,   /* the default: results match the reference code */
+    MODEL_PRECISION_BF16        /* projections in bfloat16 with float32 accumulation
+                                   (AVX-512 BF16 only); faster, results differ slightly */
 };
 
 /* Loads path (safetensors). Returns 0, ERR_NOTFOUND / ERR_IO, ERR_INPUT (not
- * a valid safetensors file) or ERR_MODEL (a valid file that is not a
- * supported backbone; the message names the tensor and what was expected).
+ * a valid safetensors file), ERR_MODEL (a valid file that is not a
+ * supported backbone; the message names the tensor and what was expected)
+ * or ERR_UNSUPPORTED (bf16 asked on a CPU without AVX-512 BF16).
  * opts may be NULL. Free with model_free. */
 int model_load(const char *path, const struct model_opts *opts, struct model **out,
                struct err *e);
@@ -84,6 +93,9 @@ const char *model_family_name(enum model_family f);
 const char *model_naming_name(enum model_naming n);
 const char *model_ffn_name(enum model_ffn f);
 const char *model_feature_name(enum model_feature f);
+const char *model_precision_name(int precision);
+/* Parses "fp32" / "bf16"; -1 if unknown. */
+int model_precision_parse(const char *s);
 /* Parses "k"/"q"/"v" (also "keys"...); -1 if unknown. */
 int model_feature_parse(const char *s);
 

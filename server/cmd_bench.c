@@ -20,7 +20,7 @@
 
 static const char usage[] =
     "usage: lostd bench --model FILE [--size HxW | --image IMG] [--repeat N] [--warmup N]\n"
-    "                   [--threads T] [LOST options]\n"
+    "                   [--threads T] [--precision fp32|bf16] [LOST options]\n"
     "\n"
     "Runs the pipeline (preprocess, forward, LOST) --warmup times, then --repeat times\n"
     "(default 2 and 10) on a synthetic image of --size (default 392x504) or on IMG,\n"
@@ -88,6 +88,9 @@ int cli_bench(int argc, char **argv)
         } else if (!strcmp(a, "--warmup")) {
             if (cli_parse_int("bench", a, v, 0, 100000, &warmup))
                 return 2;
+        } else if (!strcmp(a, "--precision")) {
+            if ((mo.precision = model_precision_parse(v)) < 0)
+                return cli_fail(2, "bench", "--precision expects fp32 or bf16, got '%s'", v);
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int("bench", a, v, 1, 1024, &threads))
                 return 2;
@@ -190,7 +193,7 @@ int cli_bench(int argc, char **argv)
     json_object_set_new(j, "kernels", json_string(vit_work_fast(vw) ? "avx512" : "openblas"));
     json_object_set_new(j, "blas_threads", json_integer(openblas_get_num_threads()));
     json_object_set_new(j, "blas_core", json_string(openblas_get_corename()));
-    json_object_set_new(j, "precision", json_string("fp32"));
+    json_object_set_new(j, "precision", json_string(model_precision_name(c->precision)));
     json_dumpf(j, stdout, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(5));
     putchar('\n');
     json_decref(j);

@@ -59,6 +59,51 @@ static void gemm_case(int m, int n, int k, int nn, int acc)
     });
 }
 
+static float round_bf16(float f)
+{
+    unsigned int u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* bf16 GEMM against a double reference on bf16-rounded inputs: the products
+ * are exact, so only float32 accumulation error remains. */
+static void gemm_bf16_case(int m, int n, int k)
+{
+    char name[128];
+    snprintf(name, sizeof name, "gemm bf16 m=%d n=%d k=%d", m, n, k);
+    CHECK_CASE(name, {
+        unsigned s = (unsigned)(m * 3 + n * 5 + k);
+        int lda = k + 1, ldc = n + 3;
+        float *A = malloc(sizeof *A * (size_t)m * lda), *B = malloc(sizeof *B * (size_t)n * k);
+        float *C = malloc(sizeof *C * (size_t)m * ldc), *bias = malloc(sizeof *bias * n);
+        unsigned short *Bp = aligned_alloc(64, 2 * kern_packed_bf16_elems(n, k) + 64);
+        unsigned short *sc = aligned_alloc(64, 2 * kern_bf16_scratch_elems() + 64);
+        for (size_t i = 0; i < (size_t)m * lda; i++)
+            A[i] = frand(&s);
+        for (size_t i = 0; i < (size_t)n * k; i++)
+            B[i] = frand(&s);
+        for (int j = 0; j < n; j++)
+            bias[j] = frand(&s);
+        kern_pack_nt_bf16(B, k, n, k, Bp);
+        kern_gemm_bf16(m, n, k, A, lda, Bp, C, ldc, bias, 0, sc);
+        double worst = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double r = bias[j];
+                for (int q = 0; q < k; q++)
+                    r += (double)round_bf16(A[(size_t)i * lda + q]) * round_bf16(B[(size_t)j * k + q]);
+                double d = fabs(r - C[(size_t)i * ldc + j]) / (1 + sqrt((double)k));
+                worst = d > worst ? d : worst;
+            }
+        CHECK(worst < 1e-5, "max scaled error %g", worst);
+        free(A), free(B), free(C), free(bias), free(Bp), free(sc);
+    });
+}
+
 int main(void)
 {
     if (!kern_available()) {
@@ -70,6 +115,13 @@ int main(void)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int nn = 0; nn < 2; nn++)
             gemm_case(sizes[i][0], sizes[i][1], sizes[i][2], nn, (int)(i & 1));
+    if (kern_bf16_available()) {
+        gemm_bf16_case(13, 33, 7);
+        gemm_bf16_case(100, 64, 385);
+        gemm_bf16_case(200, 96, 800);
+    } else {
+        printf("SKIP gemm bf16: this CPU has no AVX-512 BF16\n");
+    }
     CHECK_CASE("softmax rows", {
         unsigned s = 5;
         int rows = 3, n = 37, ld = 40;
