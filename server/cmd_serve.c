@@ -135,8 +135,7 @@ static void *loader_main(void *arg)
     set_state(L, 0);
     return NULL;
 fail:
-    log_msg(L->log, "error", "%s", e->msg);
-    set_state(L, 1);
+    set_state(L, 1); /* cli_serve reports e->msg once */
     return NULL;
 }
 
@@ -221,7 +220,9 @@ int cli_serve(int argc, char **argv)
     model_free(L.model);
     pthread_mutex_destroy(&L.mu);
     curl_global_cleanup();
-    if (status)
+    if (status && lg.json)
+        log_msg(&lg, "error", "%s", L.e.msg);
+    else if (status)
         fprintf(stderr, "lostd serve: %s\n", L.e.msg);
     else
         log_msg(&lg, "info", "stopped");

@@ -53,6 +53,15 @@ while i < len(b) - 9:
     i += 2 + n
 open(sys.argv[2], 'wb').write(b)
 EOF
+# The same JPEG with an EXIF orientation of 6 (rotate 90 degrees to display).
+$PY - "$IMG" "$T/rot.jpg" <<'EOF'
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+ifd = struct.pack('>H', 1) + struct.pack('>HHIHH', 0x0112, 3, 1, 6, 0) + struct.pack('>I', 0)
+app1 = b'Exif\x00\x00' + b'MM\x00\x2a' + struct.pack('>I', 8) + ifd
+open(sys.argv[2], 'wb').write(b[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1
+                              + b[2:])
+EOF
 $PY - "$IMG" "$T/img.json" "$T/img_params.json" <<'EOF'
 import base64, json, sys
 b64 = base64.b64encode(open(sys.argv[1], 'rb').read()).decode()
@@ -149,6 +158,19 @@ SENT200=$((SENT200 + 3))
 req "no content type" 200 --data-binary @"$IMG" -H 'Content-Type:' "$B/discover"
 req "raw png" 200 -H 'Content-Type: image/png' --data-binary @"$T/img.png" "$B/discover"
 SENT200=$((SENT200 + 2))
+
+"$BIN" discover --model "$MODEL" "$T/rot.jpg" >"$T/cli_rot.json" 2>&1
+req "EXIF-rotated jpeg" 200 -H 'Content-Type: image/jpeg' --data-binary @"$T/rot.jpg" \
+    "$B/discover" && $PY - "$T/body" "$T/cli_rot.json" "$IMG" <<'EOF'
+import json, struct, sys
+r, c = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+b = r["objects"][0]["box"]
+assert [b["xmin"], b["ymin"], b["xmax"], b["ymax"]] == c["box"], (b, c["box"])
+assert (r["image"]["width"], r["image"]["height"]) == (c["width"], c["height"])
+assert r["image"]["width"] < r["image"]["height"], r["image"]  # the fixture is landscape
+EOF
+check "EXIF orientation applied, same box as lostd discover" $? "$(head -c 300 "$T/body")"
+SENT200=$((SENT200 + 1))
 
 # --- reply formats
 req "format=hf (json params)" 200 -H 'Content-Type: application/json' \
@@ -337,7 +359,7 @@ stop; check "SIGTERM exits 0" $? "exit status $?"
 # --- API key (from a file, through the environment twin), CORS, limits
 printf 'sekrit\n' >"$T/key"
 LOSTD_API_KEY_FILE="$T/key" LOSTD_MAX_UPLOAD=1M start keyed --cors-origins 'http://a.example' \
-    --max-pixels 50000 || exit 1
+    --max-pixels 50000 --timeout 2 || exit 1
 B=http://127.0.0.1:$PORT
 req "no API key -> 401" 401 -H "$J" --data-binary @"$IMG" "$B/discover"
 req "wrong API key -> 401" 401 -H "$J" -H 'Authorization: Bearer nope' --data-binary @"$IMG" \
@@ -360,6 +382,18 @@ h=$(curl -s -D - -o /dev/null -H 'Origin: http://evil.example' "$B/health" | tr 
 check "CORS other origin not allowed" $? "$h"
 req "OPTIONS preflight -> 204" 204 -X OPTIONS -H 'Origin: http://a.example' \
     -H 'Access-Control-Request-Method: POST' "$B/discover"
+$PY - "$PORT" <<'EOF'
+# A client that sends half a request and stalls is dropped after --timeout.
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"POST /discover HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+t0 = time.time()
+data = s.recv(4096)
+dt = time.time() - t0
+assert data == b"" and 1 <= dt < 8, (data[:80], dt)
+EOF
+check "stalled upload times out" $? "connection kept open"
+req "still answers after a stalled client" 200 "$B/health/live"
 stop; check "SIGTERM exits 0 (keyed)" $? "exit status"
 
 # --- a full queue answers 503 with Retry-After; SIGTERM lets in-flight finish
