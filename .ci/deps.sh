@@ -12,4 +12,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config ca-certificates \
     libopenblas-dev libjansson-dev libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev \
     libexpat1-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-    curl python3 python3-numpy python3-torch >/dev/null
+    curl python3 python3-numpy python3-torch chromium fonts-liberation >/dev/null
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
