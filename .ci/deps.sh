@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Installs what lostd needs to build and test on Debian 12 (run as root).
-# Build: compiler, pkg-config and the -dev packages of the libraries lostd
-# links. Tests: curl (HTTP end-to-end tests), python3 with numpy and torch
-# (the PyTorch reference forward for full-size parity).
+# Installs what lostd needs on Debian 12 (run as root, or with sudo).
+#   bash .ci/deps.sh build   the compiler and the -dev packages lostd links
+#   bash .ci/deps.sh         the same plus what the tests use: curl (HTTP
+#                            tests), python3 with numpy and torch (the PyTorch
+#                            reference forward of the full-size parity test),
+#                            Chromium and Node.js (the demo page's browser
+#                            test; node comes from Debian unless one is
+#                            already installed, e.g. from NodeSource, whose npm
+#                            must not be replaced by Debian's)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
+BUILD_PKGS="build-essential pkg-config ca-certificates libopenblas-dev libjansson-dev
+    libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libmicrohttpd-dev
+    libcurl4-openssl-dev libssl-dev"
+TEST_PKGS="curl python3 python3-numpy python3-torch chromium fonts-liberation"
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends \
-    build-essential pkg-config ca-certificates \
-    libopenblas-dev libjansson-dev libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev \
-    libexpat1-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
-    curl python3 python3-numpy python3-torch chromium fonts-liberation >/dev/null
+if [ "${1:-test}" = build ]; then
+    $SUDO apt-get install -y -qq --no-install-recommends $BUILD_PKGS >/dev/null
+    exit 0
+fi
+$SUDO apt-get install -y -qq --no-install-recommends $BUILD_PKGS $TEST_PKGS >/dev/null
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
