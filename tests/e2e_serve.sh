@@ -386,7 +386,8 @@ $PY - "$PORT" <<'EOF'
 # A client that sends half a request and stalls is dropped after --timeout.
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-s.sendall(b"POST /discover HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+s.sendall(b"POST /discover HTTP/1.1\r\nHost: x\r\nX-API-Key: sekrit\r\n"
+          b"Content-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\nabc")
 t0 = time.time()
 data = s.recv(4096)
 dt = time.time() - t0
