@@ -345,8 +345,54 @@ static void attention_maps(void)
     });
 }
 
+/* bf16 mode (when the CPU has it): the same forward with the projections
+ * in bfloat16 stays close to float32; the size of the gap is printed. */
+static void bf16_mode(void)
+{
+    CHECK_CASE("bf16 forward close to fp32", {
+        struct model *m32 = NULL, *m16 = NULL;
+        struct vit_work *w32 = NULL, *w16 = NULL;
+        struct err e = {0};
+        struct tensor x = {0};
+        struct model_opts o16 = {.act = -1, .precision = MODEL_PRECISION_BF16};
+        int rc = model_load(FIX "/models/tiny.safetensors", NULL, &m32, &e);
+        int rc16 = rc ? rc : model_load(FIX "/models/tiny.safetensors", &o16, &m16, &e);
+        if (rc16 == ERR_UNSUPPORTED) {
+            printf("SKIP bf16: %s\n", e.msg);
+        } else {
+            CHECK(rc == 0 && rc16 == 0, "load: %s", e.msg);
+            if (!rc && !rc16)
+                rc = load_input(FIX "/vit/tiny/voc_pad", &x);
+            if (!rc && !rc16)
+                rc = vit_work_init(m32, 1008, &w32, &e) || vit_work_init(m16, 1008, &w16, &e);
+            CHECK(rc == 0, "setup: %s", e.msg);
+            if (!rc && !rc16) {
+                struct vit_out a, b;
+                rc = vit_forward(m32, w32, x.data, 392, 504, NULL, &a, &e) ||
+                     vit_forward(m16, w16, x.data, 392, 504, NULL, &b, &e);
+                CHECK(rc == 0, "forward: %s", e.msg);
+                double dmax = 0, ref = 0;
+                for (int i = 0; !rc && i < 1008 * 64; i++) {
+                    double d = fabs((double)a.k[i] - b.k[i]);
+                    dmax = d > dmax ? d : dmax;
+                    ref = fabs(a.k[i]) > ref ? fabs(a.k[i]) : ref;
+                }
+                printf("bf16 keys: max abs difference %.3g (max |key| %.3g)\n", dmax, ref);
+                CHECK(!rc && dmax < 0.05 * ref, "bf16 keys differ by %.3g of %.3g", dmax, ref);
+                CHECK(model_config(m16)->precision == MODEL_PRECISION_BF16, "precision not set");
+            }
+        }
+        tensor_free(&x);
+        vit_work_free(w32);
+        vit_work_free(w16);
+        model_free(m32);
+        model_free(m16);
+    });
+}
+
 int main(void)
 {
+    bf16_mode();
     attention_maps();
     resample_weights();
     config_inference();
