@@ -306,9 +306,14 @@ static enum MHD_Result get_models(struct req *r, struct MHD_Connection *c)
 {
     struct http_server *s = r->s;
     char why[256];
-    if (!is_ready(s, why, sizeof why) && !s->m)
+    pthread_mutex_lock(&s->mu);
+    const struct model *m = s->m; /* with s->info: written once, under mu */
+    pthread_mutex_unlock(&s->mu);
+    if (!m) {
+        is_ready(s, why, sizeof why);
         return send_error(r, c, 503, "not_ready", retry_5, "model not loaded yet: %s", why);
-    const struct model_config *mc = model_config(s->m);
+    }
+    const struct model_config *mc = model_config(m);
     const struct config *cf = s->c;
     json_t *mo = json_object();
     json_object_set_new(mo, "id", json_string(s->info.id));
@@ -321,7 +326,7 @@ static enum MHD_Result get_models(struct req *r, struct MHD_Connection *c)
     json_object_set_new(mo, "dim", json_integer(mc->dim));
     json_object_set_new(mo, "depth", json_integer(mc->depth));
     json_object_set_new(mo, "heads", json_integer(mc->n_head));
-    json_object_set_new(mo, "params", json_integer((json_int_t)model_n_params(s->m)));
+    json_object_set_new(mo, "params", json_integer((json_int_t)model_n_params(m)));
     json_object_set_new(mo, "sha256", json_string(s->info.sha256));
     json_t *ld = json_object();
     struct lost_params lp;
@@ -337,7 +342,7 @@ static enum MHD_Result get_models(struct req *r, struct MHD_Connection *c)
     json_object_set_new(lim, "max_pixels", json_integer(cf->max_pixels));
     json_object_set_new(lim, "max_side", json_integer(cf->max_side));
     json_object_set_new(lim, "max_patches",
-                        json_integer(pipeline_max_patches(s->m, (int)cf->max_side)));
+                        json_integer(pipeline_max_patches(m, (int)cf->max_side)));
     json_object_set_new(lim, "timeout_s", json_integer(cf->timeout));
     json_object_set_new(mo, "limits", lim);
     json_t *root = json_object(), *data = json_array();

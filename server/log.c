@@ -48,7 +48,7 @@ static json_t *jstr(const char *s)
 
 static void emit_json(const struct log *l, json_t *o)
 {
-    char *s = json_dumps(o, JSON_COMPACT);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(o);
     if (!s)
         return;
