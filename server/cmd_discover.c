@@ -22,6 +22,11 @@ static const char usage[] =
     "seed_degree, n_similar, seed_background, grid, patch, feature, layer,\n"
     "timings_ms. An image that cannot be processed gives {\"image\", \"error\"}\n"
     "and the exit status is 1.\n"
+    "With --max-objects N > 1 (at most %d), LOST is repeated on the patches outside\n"
+    "the boxes found so far and the line also has \"boxes\" ([{box, box_feat, seed,\n"
+    "seed_degree}], the first is \"box\") and \"stop\" (why the search ended:\n"
+    "max_objects, empty, seed_degree - the next seed is similar to over half of\n"
+    "the patches left -, background, overlap; see include/lost.h).\n"
     "\n";
 
 static json_t *result_json(const char *path, const struct pipeline_result *r)
@@ -41,6 +46,19 @@ static json_t *result_json(const char *path, const struct pipeline_result *r)
     json_object_set_new(j, "seed_degree", json_integer(l->seed_degree));
     json_object_set_new(j, "n_similar", json_integer(l->n_similar));
     json_object_set_new(j, "seed_background", json_boolean(l->seed_background));
+    if (r->multi.n > 0) {
+        json_t *boxes = json_array();
+        for (int i = 0; i < r->multi.n; i++) {
+            const struct lost_object *ob = &r->multi.obj[i];
+            json_array_append_new(boxes, json_pack(
+                "{s:[i,i,i,i], s:[i,i,i,i], s:i, s:i}", "box", ob->box[0], ob->box[1],
+                ob->box[2], ob->box[3], "box_feat", ob->box_feat[0], ob->box_feat[1],
+                ob->box_feat[2], ob->box_feat[3], "seed", ob->seed, "seed_degree",
+                ob->seed_degree));
+        }
+        json_object_set_new(j, "boxes", boxes);
+        json_object_set_new(j, "stop", json_string(lost_stop_name(r->multi.stop)));
+    }
     json_object_set_new(j, "grid", json_pack("[i,i]", r->grid_h, r->grid_w));
     json_object_set_new(j, "patch", json_integer(r->patch));
     if (r->run_w != r->img_w || r->run_h != r->img_h)
@@ -85,12 +103,21 @@ int cli_discover(int argc, char **argv)
         if (k)
             continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s%s  --max-pixels N   refuse images over N pixels (default %ld)\n",
-                   usage, lost_opts_help, (long)IMAGE_DEFAULT_MAX_PIXELS);
+            printf(usage, LOST_MAX_OBJECTS);
+            printf("%s  --max-pixels N   refuse images over N pixels (default %ld)\n"
+                   "  --max-objects N  multi-object discovery, up to N boxes (default 1: LOST)\n",
+                   lost_opts_help, (long)IMAGE_DEFAULT_MAX_PIXELS);
             free(images);
             return 0;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
             model_path = argv[++i];
+        } else if (!strcmp(a, "--max-objects") && i + 1 < argc) {
+            long n;
+            if (cli_parse_int("discover", a, argv[++i], 1, LOST_MAX_OBJECTS, &n)) {
+                free(images);
+                return 2;
+            }
+            o.max_objects = (int)n;
         } else if (!strcmp(a, "--max-pixels") && i + 1 < argc) {
             if (cli_parse_int("discover", a, argv[++i], 1, 1L << 40, &max_pixels)) {
                 free(images);

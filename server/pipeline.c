@@ -17,6 +17,18 @@ void pipeline_opts_default(struct pipeline_opts *o)
     o->layer = -1;
 }
 
+/* Back to original pixels: start rounded down, end rounded up, so the box
+ * still covers what the model marked; ends clipped. */
+static void to_original(int b[4], const struct pipeline_result *r, const struct image *img)
+{
+    b[0] = (int)floorf(b[0] * r->scale_x);
+    b[1] = (int)floorf(b[1] * r->scale_y);
+    b[2] = (int)ceilf(b[2] * r->scale_x);
+    b[3] = (int)ceilf(b[3] * r->scale_y);
+    b[2] = b[2] > img->w ? img->w : b[2];
+    b[3] = b[3] > img->h ? img->h : b[3];
+}
+
 int pipeline_max_patches(const struct model *m, int max_side)
 {
     int P = model_config(m)->patch;
@@ -31,6 +43,7 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
     const struct model_config *c = model_config(m);
     double t0 = cli_now_ms();
     memset(&r->lost, 0, sizeof r->lost);
+    r->multi.n = 0;
     r->img_w = img->w;
     r->img_h = img->h;
     struct image run = *img;
@@ -96,16 +109,17 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
                           .patch_x = c->patch, .img_h = run.h, .img_w = run.w};
     if ((rc = lost_find_box(f, out.dim, &g, &o->lost, a, &r->lost, e)))
         return rc;
+    if (o->max_objects > 1) {
+        struct lost_multi_params mp;
+        lost_multi_params_default(&mp);
+        mp.max_objects = o->max_objects;
+        if ((rc = lost_find_boxes(f, out.dim, &g, &o->lost, &mp, a, &r->multi, e)))
+            return rc;
+    }
     if (run.w != img->w || run.h != img->h) {
-        /* Back to original pixels: start rounded down, end rounded up, so the
-         * box still covers what the model marked; ends clipped. */
-        int *b = r->lost.box;
-        b[0] = (int)floorf(b[0] * r->scale_x);
-        b[1] = (int)floorf(b[1] * r->scale_y);
-        b[2] = (int)ceilf(b[2] * r->scale_x);
-        b[3] = (int)ceilf(b[3] * r->scale_y);
-        b[2] = b[2] > img->w ? img->w : b[2];
-        b[3] = b[3] > img->h ? img->h : b[3];
+        to_original(r->lost.box, r, img);
+        for (int i = 0; i < r->multi.n; i++)
+            to_original(r->multi.obj[i].box, r, img);
     }
     r->ms_lost = cli_now_ms() - t2;
     return 0;

@@ -25,6 +25,10 @@ struct pipeline_opts {
                                0 = never. Boxes are still in original pixels. */
     long max_pixels;        /* decode limit on w * h (<= 0: IMAGE_DEFAULT_MAX_PIXELS) */
     int debug;              /* also run every block for the output-token norms */
+    int max_objects;        /* > 1: multi-object discovery too (lost_find_boxes, default
+                               stopping rule), boxes in r->multi; 0 or 1: LOST only */
+    unsigned given;         /* LOST_OPTS_GIVEN_* bits: options set explicitly on the
+                               command line, which a --lost-config file must not override */
 };
 
 /* Defaults: LOST defaults, family feature, last layer, no downscale. */
@@ -32,6 +36,8 @@ void pipeline_opts_default(struct pipeline_opts *o);
 
 struct pipeline_result {
     struct lost_result lost;    /* box in pixels of the ORIGINAL image */
+    struct lost_multi_result multi; /* max_objects > 1: every box, ORIGINAL pixels;
+                                       multi.n == 0 otherwise */
     int img_w, img_h;           /* original (after EXIF orientation) */
     int run_w, run_h;           /* size the model saw, before padding */
     int grid_h, grid_w, patch;
