@@ -12,6 +12,8 @@ int cli_discover(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_analyze(int argc, char **argv);
+int cli_calibrate(int argc, char **argv);
 
 /* Parsing helpers: return 0 on success, -1 (after printing
  * "lostd <cmd>: ..." to stderr) on a malformed value. */

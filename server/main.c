@@ -24,6 +24,8 @@ static const struct command commands[] = {
     {"eval", cli_eval, "CorLoc over VOC07 / VOC12 / COCO20k"},
     {"serve", cli_serve, "the HTTP daemon"},
     {"bench", cli_bench, "time the pipeline stages"},
+    {"analyze", cli_analyze, "high-norm artifact tokens, register and CLS attention maps"},
+    {"calibrate", cli_calibrate, "sweep LOST settings on a dataset subset, write the best"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# End-to-end checks of `analyze`, `calibrate`, --lost-config and
+# --max-objects on the tiny fixture model: analyze prints every documented
+# key with consistent sizes and writes the heat maps; calibrate on a small
+# VOC layout whose ground truth is the box of one chosen setting reports
+# that setting at 100 % and a best of 100 %, resumes from its cache, refuses
+# a cache of another grid, and writes a settings file that discover and eval
+# accept (eval reproduces the CorLoc calibrate reported; explicit flags win).
+set -u
+cd "$(dirname "$0")/.."
+LOSTD=${LOSTD_BIN:-build/lostd}
+FIX=tests/fixtures
+M=$FIX/models/tiny.safetensors
+IMGS=("$FIX/images/VOC07_000236.jpg" static/samples/shapes.jpg static/samples/disc.png)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+
+# ---- analyze -------------------------------------------------------------------
+if "$LOSTD" analyze --model "$M" --png "$tmp/png" "${IMGS[@]}" >"$tmp/an.jsonl" 2>"$tmp/err"; then
+    if msg=$(python3 - "$tmp/an.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 3, f"{len(lines)} lines"
+for j in lines:
+    gh, gw = j["grid"]
+    n = gh * gw
+    for k in ("image", "width", "height", "patch", "n_reg", "cls_norm", "register_norms",
+              "patch_norms", "norm_stats", "outliers", "neighbor_similarity",
+              "neighbor_similarity_mean", "attention", "timings_ms"):
+        assert k in j, f"missing {k}"
+    assert len(j["patch_norms"]) == n and len(j["neighbor_similarity"]) == n
+    assert len(j["register_norms"]) == j["n_reg"] == 4
+    a = j["attention"]
+    assert len(a["cls"]) == n and len(a["registers"]) == 4
+    assert all(len(r) == n for r in a["registers"])
+    for m, row in zip([a["patch_mass"]["cls"]] + a["patch_mass"]["registers"],
+                      [a["cls"]] + a["registers"]):
+        assert abs(sum(row) - m) < 1e-3 and 0 < m <= 1.0001, (m, sum(row))
+    o = j["outliers"]
+    assert o["method"] == "otsu" and o["count"] == len(o["positions"])
+    # a random model has no artifacts: unimodal norms, no outliers
+    assert o["bimodal"] is False and o["count"] == 0, o
+    st = j["norm_stats"]
+    assert abs(st["max"] - max(j["patch_norms"])) < 1e-3 * st["max"]
+PY
+    ); then pass "analyze JSON has every map with consistent sizes"; else fail "analyze JSON has every map with consistent sizes" "$msg"; fi
+    n_png=$(ls "$tmp/png" | grep -c '\.png$')
+    # 3 images x (norms, outliers, neighbor_sim, attn_cls, 4 registers)
+    if [ "$n_png" -eq 24 ] && python3 - "$tmp/png/000_VOC07_000236_attn_reg3.png" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read(32)
+assert b[:8] == b"\x89PNG\r\n\x1a\n"
+w, h = struct.unpack(">II", b[16:24])
+assert (w, h) == (500, 381), (w, h)
+PY
+    then pass "analyze --png writes every heat map at the image size"
+    else fail "analyze --png writes every heat map at the image size" "$n_png files"; fi
+else
+    fail "analyze runs" "$(head -c 300 "$tmp/err")"
+fi
+out=$("$LOSTD" analyze --model "$M" --threshold 8 "${IMGS[0]}" 2>/dev/null)
+if echo "$out" | python3 -c '
+import json, sys
+o = json.loads(sys.stdin.read())["outliers"]
+assert o["method"] == "fixed" and o["threshold"] == 8 and o["count"] > 0, o
+'; then pass "analyze --threshold is a fixed threshold"; else fail "analyze --threshold is a fixed threshold" "$out"; fi
+"$LOSTD" analyze --model "$M" --threshold -1 "${IMGS[0]}" >/dev/null 2>&1
+[ $? -eq 2 ] && pass "analyze refuses a bad threshold" || fail "analyze refuses a bad threshold" "status not 2"
+
+# ---- multi-object discover ---------------------------------------------------------
+out=$("$LOSTD" discover --model "$M" --max-objects 4 "${IMGS[0]}" 2>/dev/null)
+one=$("$LOSTD" discover --model "$M" "${IMGS[0]}" 2>/dev/null)
+if python3 - "$out" "$one" <<'PY'
+import json, sys
+j, k = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert 1 <= len(j["boxes"]) <= 4 and j["boxes"][0]["box"] == j["box"] == k["box"]
+assert j["stop"] in ("max_objects", "empty", "seed_degree", "background", "overlap")
+assert "boxes" not in k
+PY
+then pass "discover --max-objects adds boxes, the first is LOST's"
+else fail "discover --max-objects adds boxes, the first is LOST's" "$out"; fi
+
+# ---- calibrate on a VOC layout built here ------------------------------------------
+# Ground truth = the box of one setting (layer -2, v, L2 on, bias -0.3).
+voc=$tmp/voc/VOCdevkit/VOC2007
+mkdir -p "$voc/JPEGImages" "$voc/Annotations" "$voc/ImageSets/Main"
+: >"$voc/ImageSets/Main/trainval.txt"
+i=0
+for img in "${IMGS[@]}"; do
+    id=$(printf '%06d' $((i + 1)))
+    ext=${img##*.}
+    cp "$img" "$voc/JPEGImages/$id.$ext"
+    "$LOSTD" discover --model "$M" --features v --l2norm --gram-bias -0.3 --layer -2 \
+        "$img" >"$tmp/d.json" 2>/dev/null
+    python3 - "$tmp/d.json" "$id" "$ext" >"$voc/Annotations/$id.xml" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+x1, y1, x2, y2 = j["box"]
+print(f"""<annotation><filename>{sys.argv[2]}.{sys.argv[3]}</filename>
+<size><width>{j['width']}</width><height>{j['height']}</height><depth>3</depth></size>
+<object><name>thing</name><difficult>0</difficult>
+<bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>
+</object></annotation>""")
+PY
+    echo "$id" >>"$voc/ImageSets/Main/trainval.txt"
+    i=$((i + 1))
+done
+cal() { "$LOSTD" calibrate --dataset voc07 --root "$tmp/voc" --model "$M" --subset 3 \
+            --out "$tmp/best.json" "$@"; }
+if cal --biases 0,-0.3 --layers -1,-2 >"$tmp/table" 2>"$tmp/err"; then
+    if msg=$(python3 - "$tmp/table" "$tmp/best.json" <<'PY'
+import json, sys
+rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
+assert len(rows) == 2 * 3 * 2 * 2, f"{len(rows)} rows"
+star = [r for r in rows if r[:4] == ["-2", "v", "on", "-0.3"]]
+assert star and star[0][4] == "100.00", star
+best = [r for r in rows if r[-1] == "*best"]
+assert len(best) == 1 and best[0][4] == "100.00", best
+b = json.load(open(sys.argv[2]))
+assert b["corloc"] == 100 and b["images"] == 3, b
+assert [str(b["layer"]), b["features"], "on" if b["l2norm"] else "off"] == best[0][:3], b
+assert abs(b["gram_bias"] - float(best[0][3])) < 1e-6, b
+# the tie-break: no row before the starred best reaches 100
+first = [r for r in rows if r[4] == "100.00"][0]
+assert first == best[0][:6] or first[:4] == best[0][:4], (first, best)
+PY
+    ); then pass "calibrate finds the setting that is best by construction"
+    else fail "calibrate finds the setting that is best by construction" "$msg"; fi
+else
+    fail "calibrate runs" "$(head -c 400 "$tmp/err")"
+fi
+cache=$tmp/best.json.cache.jsonl
+if [ "$(wc -l <"$cache")" -eq 4 ] && [ ! -e "$cache.tmp" ]; then
+    pass "calibrate cache: header and one line per image"
+else
+    fail "calibrate cache: header and one line per image" "$(wc -l <"$cache") lines"
+fi
+cp "$tmp/table" "$tmp/table1"
+if cal --biases 0,-0.3 --layers -1,-2 >"$tmp/table" 2>"$tmp/err" &&
+   grep -q "3 from the cache" "$tmp/err" && cmp -s "$tmp/table" "$tmp/table1"; then
+    pass "calibrate resumes from its cache with the same table"
+else
+    fail "calibrate resumes from its cache with the same table" "$(head -c 300 "$tmp/err")"
+fi
+cal --biases 0 --layers -1,-2 >/dev/null 2>"$tmp/err"
+if [ $? -eq 1 ] && grep -q -- "--fresh" "$tmp/err"; then
+    pass "calibrate refuses a cache of another grid"
+else
+    fail "calibrate refuses a cache of another grid" "$(head -c 300 "$tmp/err")"
+fi
+cal --gram-bias 1 >/dev/null 2>&1
+[ $? -eq 2 ] && pass "calibrate refuses a single swept option" || fail "calibrate refuses a single swept option" "status not 2"
+
+# ---- the settings file in discover and eval ------------------------------------------
+out=$("$LOSTD" discover --model "$M" --lost-config "$tmp/best.json" "${IMGS[0]}" 2>&1)
+exp=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); print(b["features"], 2 + b["layer"])' "$tmp/best.json")
+got=$(echo "$out" | python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print(j["feature"], j["layer"])' 2>/dev/null)
+[ -n "$exp" ] && [ "$got" = "$exp" ] && pass "discover --lost-config applies the file" || fail "discover --lost-config applies the file" "got '$got' want '$exp'"
+got=$("$LOSTD" discover --model "$M" --layer -1 --lost-config "$tmp/best.json" "${IMGS[0]}" 2>/dev/null |
+      python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["layer"])' 2>/dev/null)
+[ "$got" = "1" ] && pass "an explicit flag overrides --lost-config" || fail "an explicit flag overrides --lost-config" "layer '$got'"
+echo '{"features": "w"}' >"$tmp/bad.json"
+"$LOSTD" discover --model "$M" --lost-config "$tmp/bad.json" "${IMGS[0]}" >/dev/null 2>"$tmp/err"
+if [ $? -eq 2 ] && grep -q features "$tmp/err"; then pass "a bad --lost-config is a usage error"
+else fail "a bad --lost-config is a usage error" "$(head -c 200 "$tmp/err")"; fi
+if "$LOSTD" eval --dataset voc07 --root "$tmp/voc" --model "$M" --lost-config "$tmp/best.json" \
+       >"$tmp/eval.json" 2>"$tmp/err" &&
+   python3 -c 'import json,sys; s=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert abs(s["corloc"] - 100) < 1e-9, s' "$tmp/eval.json" 2>"$tmp/err2"; then
+    pass "eval --lost-config reproduces calibrate's CorLoc"
+else
+    fail "eval --lost-config reproduces calibrate's CorLoc" "$(head -c 300 "$tmp/err" "$tmp/err2" "$tmp/eval.json")"
+fi
