@@ -40,6 +40,7 @@ struct vit_work {
     int pos_gh, pos_gw;
     double *wts;    /* resampling scratch */
     float *pos_tmp; /* [M, D]: one resampled column of the grid */
+    double *pos_acc; /* [D] */
     unsigned long bytes;
     /* AVX-512 path (model weights packed): a thread team and its scratch */
     int fast;
@@ -184,6 +185,7 @@ void vit_work_free(struct vit_work *w)
     free(w->pos);
     free(w->wts);
     free(w->pos_tmp);
+    free(w->pos_acc);
     free(w);
 }
 
@@ -225,11 +227,12 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     w->pe = alloc_f(w, N * D);
     w->pos = alloc_f(w, (1 + N) * D);
     w->pos_tmp = alloc_f(w, M * D);
+    w->pos_acc = calloc(D, sizeof *w->pos_acc);
     w->wts = calloc(2 * side * M, sizeof *w->wts);
     w->bytes += 2 * side * M * sizeof(double);
     if (!w->cols || !w->h || !w->z || !w->qkv || !w->att || !w->tmp || !w->ffn ||
-        !w->scores || !w->q || !w->k || !w->v || !w->tokens || !w->embed || !w->attn || !w->pe || !w->pos || !w->pos_tmp ||
-        !w->wts) {
+        !w->scores || !w->q || !w->k || !w->v || !w->tokens || !w->embed || !w->attn ||
+        !w->pe || !w->pos || !w->pos_tmp || !w->pos_acc || !w->wts) {
         vit_work_free(w);
         return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
     }
@@ -357,7 +360,10 @@ static void position_table(const struct model *m, struct vit_work *w, int gh, in
             vit_resample_weights(M, gw, sw, aa, ww);
         if (hpass)
             vit_resample_weights(M, gh, sh, aa, wh);
+        /* Taps in ascending order per output, channels innermost: the same
+         * sums in the same order as a per-channel loop, but vectorisable. */
         float *col = w->pos_tmp;
+        double *acc = w->pos_acc;
         for (int x = 0; x < gw; x++) {
             for (int i = 0; i < M; i++) {
                 float *t = col + (size_t)i * D;
@@ -366,13 +372,16 @@ static void position_table(const struct model *m, struct vit_work *w, int gh, in
                     continue;
                 }
                 const double *wr = ww + (size_t)x * M;
-                for (int d = 0; d < D; d++) {
-                    double acc = 0.0;
-                    for (int j = 0; j < M; j++)
-                        if (wr[j] != 0.0)
-                            acc += wr[j] * m->pos_grid[((size_t)i * M + j) * D + d];
-                    t[d] = (float)acc;
+                memset(acc, 0, sizeof *acc * D);
+                for (int j = 0; j < M; j++) {
+                    if (wr[j] == 0.0)
+                        continue;
+                    const float *g = m->pos_grid + ((size_t)i * M + j) * D;
+                    for (int d = 0; d < D; d++)
+                        acc[d] += wr[j] * g[d];
                 }
+                for (int d = 0; d < D; d++)
+                    t[d] = (float)acc[d];
             }
             for (int o = 0; o < gh; o++) {
                 float *t = dst + ((size_t)o * gw + x) * D;
@@ -381,13 +390,16 @@ static void position_table(const struct model *m, struct vit_work *w, int gh, in
                     continue;
                 }
                 const double *wr = wh + (size_t)o * M;
-                for (int d = 0; d < D; d++) {
-                    double acc = 0.0;
-                    for (int i = 0; i < M; i++)
-                        if (wr[i] != 0.0)
-                            acc += wr[i] * col[(size_t)i * D + d];
-                    t[d] = (float)acc;
+                memset(acc, 0, sizeof *acc * D);
+                for (int i = 0; i < M; i++) {
+                    if (wr[i] == 0.0)
+                        continue;
+                    const float *g = col + (size_t)i * D;
+                    for (int d = 0; d < D; d++)
+                        acc[d] += wr[i] * g[d];
                 }
+                for (int d = 0; d < D; d++)
+                    t[d] = (float)acc[d];
             }
         }
     }
