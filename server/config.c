@@ -48,6 +48,8 @@ static const struct opt opts[] = {
     {"--cors-origins", STR(cors_origins), "comma-separated allowed origins, or * (default none)"},
     {"--api-key", STR(api_key), "require this key on POST /discover (Bearer or X-API-Key)"},
     {"--api-key-file", STR(api_key_file), "read the API key from this file"},
+    {"--lost-config", STR(lost_config), "LOST settings file (from lostd calibrate) for "
+                                         "requests that do not set them"},
     {"--log-format", K_LOGFMT, offsetof(struct config, log_format), 0, 0, 0,
      "text or json (default text)"},
     {"--static-dir", STR(static_dir), "demo page folder (default ../static beside the "

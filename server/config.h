@@ -33,6 +33,8 @@ struct config {
     char cors_origins[CONFIG_STR_MAX]; /* comma-separated origins, or "*"; "" = no CORS */
     char api_key[256];          /* "" = no key; from --api-key or --api-key-file */
     char api_key_file[CONFIG_STR_MAX];
+    char lost_config[CONFIG_STR_MAX]; /* "" = none; else LOST settings file (lostd calibrate)
+                                   giving the defaults that request parameters override */
     int log_format;             /* enum config_log_format */
     char static_dir[CONFIG_STR_MAX]; /* "" = ../static beside the binary, else ./static */
     int help;                   /* --help was given */

@@ -5,6 +5,7 @@
  * live in their arena. Per-request state (struct req) is allocated on the
  * first handler call and freed in exactly one place: on_completed. */
 #include "http.h"
+#include "analyze_json.h"
 #include "cli.h"
 #include "config.h"
 #include "err.h"
@@ -13,6 +14,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "openapi.h"
+#include "lost_opts.h"
 #include "pipeline.h"
 #include "pool.h"
 
@@ -59,17 +61,18 @@ struct http_server {
     const struct model *m;      /* set once by http_attach */
     struct pool *pool;
     struct http_model_info info;
+    struct pipeline_opts lost_defaults; /* --lost-config, else pipeline_opts_default */
 };
 
 /* ---------------------------------------------------------------- params */
 
 enum {
     P_K_PATCHES, P_GRAM_BIAS, P_FEATURES, P_L2NORM, P_LAYER, P_MAX_SIDE, P_FORMAT,
-    P_IMAGE_ID, P_DEBUG, N_PARAM
+    P_IMAGE_ID, P_DEBUG, P_THRESHOLD, N_PARAM
 };
 static const char *const param_names[N_PARAM] = {
     "k_patches", "gram_bias", "features", "l2norm", "layer", "max_side", "format",
-    "image_id", "debug"};
+    "image_id", "debug", "threshold"};
 
 struct params {
     char v[N_PARAM][PARAM_MAX];
@@ -89,6 +92,8 @@ struct discover_job {
     int format, debug;
     long long image_id;
     const char *model_id;       /* lives in the server */
+    int analyze;                /* POST /analyze: artifact analysis instead of LOST */
+    float threshold;            /* /analyze: fixed outlier threshold, 0 = automatic */
     /* out, written by the worker before it marks the job done */
     int status;
     char *body;                 /* malloc'd JSON text */
@@ -104,7 +109,8 @@ enum body_kind { BODY_NONE = 0, BODY_RAW, BODY_JSON, BODY_FORM };
 struct req {
     struct http_server *s;
     double t0;
-    int route;                  /* enum metrics_route */
+    int route;                  /* enum metrics_route; /analyze counts as discover */
+    int analyze;                /* the path is /analyze */
     char method[16];
     char path[256];
     int status;                 /* sent, 0 = nothing sent yet */
@@ -329,13 +335,13 @@ static enum MHD_Result get_models(struct req *r, struct MHD_Connection *c)
     json_object_set_new(mo, "params", json_integer((json_int_t)model_n_params(m)));
     json_object_set_new(mo, "sha256", json_string(s->info.sha256));
     json_t *ld = json_object();
-    struct lost_params lp;
-    lost_params_default(&lp);
-    json_object_set_new(ld, "k_patches", json_integer(lp.k_patches));
-    json_object_set_new(ld, "gram_bias", json_real(lp.gram_bias));
-    json_object_set_new(ld, "features", json_string(model_feature_name(mc->lost_feature)));
-    json_object_set_new(ld, "l2norm", json_boolean(lp.l2norm));
-    json_object_set_new(ld, "layer", json_integer(-1));
+    const struct pipeline_opts *lo = &s->lost_defaults;
+    json_object_set_new(ld, "k_patches", json_integer(lo->lost.k_patches));
+    json_object_set_new(ld, "gram_bias", json_real(lo->lost.gram_bias));
+    json_object_set_new(ld, "features", json_string(model_feature_name(
+        lo->feature >= 0 ? (enum model_feature)lo->feature : mc->lost_feature)));
+    json_object_set_new(ld, "l2norm", json_boolean(lo->lost.l2norm));
+    json_object_set_new(ld, "layer", json_integer(lo->layer));
     json_object_set_new(mo, "lost_defaults", ld);
     json_t *lim = json_object();
     json_object_set_new(lim, "max_upload", json_integer(cf->max_upload));
@@ -464,7 +470,8 @@ static int param_put(struct req *r, struct params *p, const char *key, const cha
     int i = param_index(key);
     if (i < 0) {
         snprintf(r->errmsg, sizeof r->errmsg, "unknown parameter '%.64s' (known: k_patches, "
-                 "gram_bias, features, l2norm, layer, max_side, format, image_id, debug)", key);
+                 "gram_bias, features, l2norm, layer, max_side, format, image_id, debug, "
+                 "threshold)", key);
         return -1;
     }
     if (off != p->len[i] && !(off == 0 && p->set[i])) {
@@ -699,7 +706,8 @@ static int parse_params(struct req *r, struct discover_job *j)
 {
     const struct model_config *mc = model_config(r->s->m);
     const struct config *cf = r->s->c;
-    pipeline_opts_default(&j->opts);
+    j->opts = r->s->lost_defaults;
+    j->opts.given = 0;
     j->opts.max_side = (int)cf->max_side;
     j->opts.max_pixels = cf->max_pixels;
     j->format = FMT_DEFAULT;
@@ -782,6 +790,16 @@ static int parse_params(struct req *r, struct discover_job *j)
                 j->opts.lost.l2norm = is_bool;
             else
                 j->debug = is_bool;
+            break;
+        case P_THRESHOLD:
+            errno = 0;
+            d = strtod(v, &end);
+            if (!r->analyze || !*v || *end || errno || !isfinite(d) || d < 0) {
+                snprintf(r->errmsg, sizeof r->errmsg, "threshold (POST /analyze only) must be "
+                         "a number >= 0, 0 = automatic, got '%s'", v);
+                return -1;
+            }
+            j->threshold = (float)d;
             break;
         case P_FORMAT:
             if (!strcmp(v, "json") || !strcmp(v, "default"))
@@ -1006,6 +1024,39 @@ static json_t *discover_reply(const struct discover_job *j, const struct pipelin
     return root;
 }
 
+/* POST /analyze on a worker: server/analyze_json.c builds the reply. */
+static void analyze_run(struct discover_job *j, const struct model *m, struct vit_work *w,
+                        struct arena *a)
+{
+    struct err e;
+    err_clear(&e);
+    struct analyze_json_opts ao = {.threshold = j->threshold, .max_side = j->opts.max_side,
+                                   .max_pixels = j->opts.max_pixels};
+    json_t *root = NULL;
+    double t0 = cli_now_ms();
+    int rc = analyze_json_bytes(m, w, a, j->data, j->n, &ao, &root, &e);
+    free(j->data);
+    j->data = NULL;
+    j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : cli_now_ms() - t0;
+    if (rc) {
+        const char *type;
+        j->status = now_status(rc, &type);
+        snprintf(j->errmsg, sizeof j->errmsg, "%s", e.msg);
+        j->body = error_json(j->status, type, j->status == 500 ? "internal error" : e.msg);
+    } else {
+        json_object_set_new(root, "model", json_string(j->model_id));
+        j->body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+        json_decref(root);
+        j->status = 200;
+    }
+    if (!j->body) {
+        j->status = 500;
+        snprintf(j->errmsg, sizeof j->errmsg, "out of memory for the reply");
+    } else {
+        j->body_len = strlen(j->body);
+    }
+}
+
 static void discover_run(struct pool_job *pj, const struct model *m, struct vit_work *w,
                          struct arena *a)
 {
@@ -1014,6 +1065,10 @@ static void discover_run(struct pool_job *pj, const struct model *m, struct vit_
     struct err e;
     err_clear(&e);
     j->ms[METRICS_STAGE_QUEUE] = cli_now_ms() - pj->t_queued;
+    if (j->analyze) {
+        analyze_run(j, m, w, a);
+        return;
+    }
     int rc = pipeline_run_bytes(m, w, a, j->data, j->n, &j->opts, &res, &e);
     free(j->data);
     j->data = NULL;
@@ -1091,6 +1146,8 @@ static enum MHD_Result discover_finish(struct req *r, struct MHD_Connection *c)
         if (!j)
             fail(r, 503, "busy", "out of memory");
     }
+    if (j)
+        j->analyze = r->analyze;
     if (!r->fail_status && parse_params(r, j)) {
         r->fail_status = 400;
         r->fail_type = "bad_request";
@@ -1148,7 +1205,7 @@ static enum MHD_Result discover_finish(struct req *r, struct MHD_Connection *c)
 
 static int route_of(const char *url)
 {
-    if (!strcmp(url, "/discover"))
+    if (!strcmp(url, "/discover") || !strcmp(url, "/analyze"))
         return METRICS_ROUTE_DISCOVER;
     if (!strcmp(url, "/health") || !strcmp(url, "/health/ready") ||
         !strcmp(url, "/health/live"))
@@ -1185,7 +1242,7 @@ static enum MHD_Result begin(struct req *r, struct MHD_Connection *c, const char
         if (strcmp(m, "POST")) {
             static const char *const h[] = {"Allow", "POST, OPTIONS", NULL};
             return send_error(r, c, 405, "method_not_allowed", h,
-                              "%s /discover: use POST", m);
+                              "%s %s: use POST", m, r->analyze ? "/analyze" : "/discover");
         }
         return discover_begin(r, c, stopping);
     }
@@ -1219,6 +1276,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         r->route = route_of(url);
+        r->analyze = !strcmp(url, "/analyze");
         *con_cls = r;
         pthread_mutex_lock(&s->mu);
         s->active++;
@@ -1288,6 +1346,13 @@ int http_start(const struct config *c, const struct log *l, struct http_server *
                struct err *e)
 {
     *out = NULL;
+    struct pipeline_opts lost_defaults;
+    pipeline_opts_default(&lost_defaults);
+    if (c->lost_config[0]) {
+        int lrc = lost_opts_read_config(c->lost_config, &lost_defaults, e);
+        if (lrc)
+            return lrc;
+    }
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -1304,6 +1369,7 @@ int http_start(const struct config *c, const struct log *l, struct http_server *
     }
     s->c = c;
     s->log = l;
+    s->lost_defaults = lost_defaults;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
     snprintf(s->reason, sizeof s->reason, "starting");

@@ -172,3 +172,78 @@ if "$LOSTD" eval --dataset voc07 --root "$tmp/voc" --model "$M" --lost-config "$
 else
     fail "eval --lost-config reproduces calibrate's CorLoc" "$(head -c 300 "$tmp/err" "$tmp/err2" "$tmp/eval.json")"
 fi
+
+# ---- serve: POST /analyze and --lost-config ----------------------------------------------
+"$LOSTD" serve --host 127.0.0.1 --port 0 --model "$M" --lost-config "$tmp/best.json" \
+    >"$tmp/serve.out" 2>"$tmp/serve.err" &
+spid=$!
+trap 'kill -TERM $spid 2>/dev/null; rm -rf "$tmp"' EXIT
+port=
+for _ in $(seq 1 100); do
+    port=$(sed -n 's|^lostd: listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$tmp/serve.out")
+    [ -n "$port" ] && break
+    sleep 0.05
+done
+ready=
+for _ in $(seq 1 200); do
+    [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" = 200 ] && ready=1 && break
+    sleep 0.05
+done
+if [ -z "$ready" ]; then
+    fail "serve starts with --lost-config" "$(head -c 300 "$tmp/serve.err")"
+else
+    url=http://127.0.0.1:$port
+    st=$(curl -s -o "$tmp/an_http.json" -w '%{http_code}' --data-binary @"${IMGS[0]}" \
+         -H 'Content-Type: image/jpeg' "$url/analyze")
+    if [ "$st" = 200 ] && python3 - "$tmp/an_http.json" "$tmp/an.jsonl" <<'PY'
+import json, sys
+h = json.load(open(sys.argv[1]))
+c = json.loads(open(sys.argv[2]).readline())
+assert h["grid"] == c["grid"] and h["outliers"]["count"] == c["outliers"]["count"]
+assert max(abs(a - b) for a, b in zip(h["patch_norms"], c["patch_norms"])) < 1e-4
+assert len(h["attention"]["registers"]) == 4
+PY
+    then pass "POST /analyze answers what lostd analyze prints"
+    else fail "POST /analyze answers what lostd analyze prints" "status $st $(head -c 200 "$tmp/an_http.json")"; fi
+    st=$(curl -s -o "$tmp/an_thr.json" -w '%{http_code}' --data-binary @"${IMGS[0]}" \
+         -H 'Content-Type: image/jpeg' "$url/analyze?threshold=8")
+    if [ "$st" = 200 ] && python3 -c 'import json,sys; o=json.load(open(sys.argv[1]))["outliers"]; assert o["method"] == "fixed" and o["count"] > 0' "$tmp/an_thr.json"
+    then pass "POST /analyze?threshold= is a fixed threshold"
+    else fail "POST /analyze?threshold= is a fixed threshold" "status $st"; fi
+    st=$(curl -s -o "$tmp/thr_disc.json" -w '%{http_code}' --data-binary @"${IMGS[0]}" \
+         -H 'Content-Type: image/jpeg' "$url/discover?threshold=8")
+    [ "$st" = 400 ] && grep -q threshold "$tmp/thr_disc.json" && pass "threshold is refused on /discover" || fail "threshold is refused on /discover" "status $st"
+    st=$(curl -s -o /dev/null -w '%{http_code}' --data-binary "not an image" "$url/analyze")
+    [ "$st" = 400 ] && pass "POST /analyze with garbage is a 400" || fail "POST /analyze with garbage is a 400" "status $st"
+    st=$(curl -s -o "$tmp/disc_http.json" -w '%{http_code}' --data-binary @"${IMGS[0]}" \
+         -H 'Content-Type: image/jpeg' "$url/discover")
+    exp=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); print(b["features"], 2 + b["layer"])' "$tmp/best.json")
+    got=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); p=j.get("parameters", j); print(p["features"], p["layer"])' "$tmp/disc_http.json" 2>/dev/null)
+    curl -s "$url/v1/models" >"$tmp/models.json"
+    if [ "$st" = 200 ] && [ -n "$exp" ] && [ "$got" = "$exp" ] &&
+       python3 - "$tmp/models.json" "$tmp/best.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+b = json.load(open(sys.argv[2]))
+ld = m["data"][0]["lost_defaults"] if "data" in m else m["lost_defaults"]
+assert ld["features"] == b["features"] and ld["layer"] == b["layer"], (ld, b)
+assert ld["l2norm"] == b["l2norm"] and abs(ld["gram_bias"] - b["gram_bias"]) < 1e-6, (ld, b)
+PY
+    then pass "serve --lost-config sets the LOST defaults"
+    else fail "serve --lost-config sets the LOST defaults" "status $st, got '$got' want '$exp', models $(head -c 300 "$tmp/models.json")"; fi
+    kill -TERM $spid 2>/dev/null
+    wait $spid 2>/dev/null
+fi
+"$LOSTD" serve --host 127.0.0.1 --port 0 --model "$M" --lost-config "$tmp/bad.json" \
+    >/dev/null 2>"$tmp/serve_bad.err" &
+bpid=$!
+for _ in $(seq 1 100); do kill -0 $bpid 2>/dev/null || break; sleep 0.05; done
+if kill -0 $bpid 2>/dev/null; then
+    kill -TERM $bpid
+    fail "serve refuses a bad --lost-config" "still running"
+else
+    wait $bpid
+    rc=$?
+    [ $rc -ne 0 ] && grep -q features "$tmp/serve_bad.err" && pass "serve refuses a bad --lost-config" ||
+        fail "serve refuses a bad --lost-config" "status $rc: $(head -c 200 "$tmp/serve_bad.err")"
+fi
