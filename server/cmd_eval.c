@@ -28,7 +28,9 @@
 #include "pipeline.h"
 #include "vit.h"
 
+#include <cblas.h>
 #include <errno.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
@@ -54,6 +56,9 @@ struct eval_source {
     eval_box_fn box_for_image;
     void *ctx;
     void (*close)(void *ctx);
+    /* Optional: the image the next box_for_image call will most likely
+     * ask for, so the source can start reading it early. */
+    void (*hint_next)(void *ctx, const char *path);
 };
 
 /* ---- a small string -> value map (open addressing) ---------------------- */
@@ -291,22 +296,78 @@ static int source_open_predictions(const char *path, struct eval_source *src, st
 
 /* The backbone source: the model is loaded once; each image is decoded,
  * run through the same pipeline as `discover` and `serve`, and its LOST box
- * returned. The workspace grows to the largest image seen. */
+ * returned. The workspace grows to the largest image seen. Decoding is
+ * pipelined: while image i runs through the forward, a second thread
+ * decodes image i + 1 into the other of two arenas. */
 struct model_source {
     struct model *m;
     struct vit_work *w;
-    struct arena *a;
+    struct arena *a, *a_next;   /* current image's scratch, next image's pixels */
     struct pipeline_opts po;
+    int threads;
+    char next[4096];            /* hint for the image after the current one */
+    /* the decode running ahead */
+    pthread_t th;
+    int pf_active, pf_rc;
+    char pf_path[4096];
+    struct image pf_img;
+    struct err pf_err;
 };
+
+static void *prefetch_main(void *v)
+{
+    struct model_source *s = v;
+    s->pf_rc = image_load_file(s->pf_path, s->po.max_pixels, 1, s->a_next, &s->pf_img,
+                               &s->pf_err);
+    return NULL;
+}
+
+static void prefetch_wait(struct model_source *s)
+{
+    if (s->pf_active) {
+        pthread_join(s->th, NULL);
+        s->pf_active = 0;
+    }
+}
+
+static void prefetch_start(struct model_source *s, const char *path)
+{
+    if (s->pf_active || !path[0] || strlen(path) >= sizeof s->pf_path)
+        return;
+    arena_reset(s->a_next);
+    snprintf(s->pf_path, sizeof s->pf_path, "%s", path);
+    s->pf_active = !pthread_create(&s->th, NULL, prefetch_main, s);
+}
+
+static void model_hint(void *ctx, const char *path)
+{
+    struct model_source *s = ctx;
+    snprintf(s->next, sizeof s->next, "%s", path ? path : "");
+}
 
 static int model_box(void *ctx, const struct dataset_item *it, float box[4], struct err *e)
 {
     struct model_source *s = ctx;
-    arena_reset(s->a);
     struct image img;
-    int rc = image_load_file(it->path, s->po.max_pixels, 1, s->a, &img, e);
-    if (rc)
-        return rc == ERR_NOTFOUND ? err_set(e, ERR_IO, "%s", e->msg) : rc;
+    int rc;
+    if (s->pf_active && !strcmp(s->pf_path, it->path)) {
+        prefetch_wait(s);
+        struct arena *t = s->a; /* the decoded pixels become this image's scratch */
+        s->a = s->a_next;
+        s->a_next = t;
+        if ((rc = s->pf_rc)) {
+            *e = s->pf_err;
+            return rc == ERR_NOTFOUND ? err_set(e, ERR_IO, "%s", s->pf_err.msg) : rc;
+        }
+        img = s->pf_img;
+    } else {
+        prefetch_wait(s);
+        arena_reset(s->a);
+        rc = image_load_file(it->path, s->po.max_pixels, 1, s->a, &img, e);
+        if (rc)
+            return rc == ERR_NOTFOUND ? err_set(e, ERR_IO, "%s", e->msg) : rc;
+    }
+    prefetch_start(s, s->next);
     int side = img.w > img.h ? img.w : img.h;
     if (s->po.max_side > 0 && side > s->po.max_side)
         side = s->po.max_side;
@@ -314,7 +375,8 @@ static int model_box(void *ctx, const struct dataset_item *it, float box[4], str
     if (!s->w || vit_work_max_patches(s->w) < need) {
         vit_work_free(s->w);
         s->w = NULL;
-        if ((rc = vit_work_init(s->m, need, &s->w, e)))
+        if ((rc = vit_work_init(s->m, need, &s->w, e)) ||
+            (rc = vit_work_set_threads(s->w, s->threads, e)))
             return rc;
     }
     struct pipeline_result r;
@@ -328,30 +390,43 @@ static int model_box(void *ctx, const struct dataset_item *it, float box[4], str
 static void model_close(void *ctx)
 {
     struct model_source *s = ctx;
+    prefetch_wait(s);
     vit_work_free(s->w);
     arena_free(s->a);
+    arena_free(s->a_next);
     model_free(s->m);
     free(s);
 }
 
 static int source_open_model(const char *path, const struct pipeline_opts *po,
-                             const struct model_opts *mo, struct eval_source *src, struct err *e)
+                             const struct model_opts *mo, int threads,
+                             struct eval_source *src, struct err *e)
 {
     struct model_source *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(e, ERR_NOMEM, "out of memory");
     s->po = *po;
+    s->threads = threads > 0 ? threads : 1;
     if (s->po.max_pixels <= 0)
         s->po.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     int rc = model_load(path, mo, &s->m, e);
-    if (!rc && !(s->a = arena_init((size_t)s->po.max_pixels * 20 + (1u << 30))))
+    size_t cap = (size_t)s->po.max_pixels * 20 + (1u << 30);
+    if (!rc && (!(s->a = arena_init(cap)) || !(s->a_next = arena_init(cap))))
         rc = err_set(e, ERR_NOMEM, "out of memory for scratch");
     if (rc) {
         model_close(s);
         return rc;
     }
+    /* One team of threads: the workspace's on the AVX-512 path, OpenBLAS's
+     * own on the fallback (see vit_work_set_threads). */
+    struct vit_work *probe = NULL;
+    if (!vit_work_init(s->m, 1, &probe, e)) {
+        openblas_set_num_threads(vit_work_fast(probe) ? 1 : s->threads);
+        vit_work_free(probe);
+    }
     src->name = "model";
     src->box_for_image = model_box;
+    src->hint_next = model_hint;
     src->ctx = s;
     src->close = model_close;
     return 0;
@@ -495,6 +570,7 @@ static int write_results(const char *path, const struct map *m, struct err *e)
 struct opts {
     struct pipeline_opts po;    /* LOST options, with --model */
     struct model_opts mo;       /* --heads, --act */
+    long threads;               /* --threads, with --model */
     const char *dataset, *root, *model, *predictions, *set, *out;
     long shard_i, shard_n, limit;
     int resume, no_hard;
@@ -514,6 +590,7 @@ static void usage(FILE *f)
         "  --predictions FILE  CSV image_id,x1,y1,x2,y2 (image_id = file stem, e.g.\n"
         "                      LOST_VOC07.csv; COCO: the image id) or the JSONL of --out\n"
         "  --model FILE        run the backbone + LOST on every image (LOST options below)\n"
+        "  --threads N         threads for the forward (default: the online CPUs)\n"
         "  --set NAME          ImageSets/Main/NAME.txt (default trainval; ignored for COCO)\n"
         "  --out FILE          one JSON line per image, written to FILE.part, renamed at the end\n"
         "  --resume            keep the lines already in FILE / FILE.part, skip those images\n"
@@ -548,6 +625,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     memset(o, 0, sizeof *o);
     pipeline_opts_default(&o->po);
     o->mo.act = -1;
+    o->threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     o->shard_n = 1;
     o->limit = -1;
     for (int i = 1; i < argc; i++) {
@@ -560,6 +638,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 1;
+        }
+        if (!strcmp(a, "--threads") && i + 1 < argc) {
+            if (cli_parse_int(CMD, a, argv[++i], 1, 64, &o->threads))
+                return 2;
+            continue;
         }
         if (!strcmp(a, "--resume")) {
             o->resume = 1;
@@ -755,7 +838,7 @@ int cli_eval(int argc, char **argv)
     if (dataset_load(kind, o.root, set, o.no_hard, &d, &e))
         return cli_fail(1, CMD, "%s", e.msg);
     struct eval_source src = {0};
-    rc = o.model ? source_open_model(o.model, &o.po, &o.mo, &src, &e)
+    rc = o.model ? source_open_model(o.model, &o.po, &o.mo, (int)o.threads, &src, &e)
                  : source_open_predictions(o.predictions, &src, &e);
     if (rc) {
         dataset_free(d);
@@ -802,6 +885,16 @@ int cli_eval(int argc, char **argv)
         } else if (it.n_obj == 0) {
             status = ST_EXCLUDED;   /* only reachable with --no-hard on VOC */
         } else {
+            if (src.hint_next) {
+                struct dataset_item nx;
+                struct err ne;
+                if (i + o.shard_n < n && !dataset_get(d, i + o.shard_n, &nx, &ne)) {
+                    src.hint_next(src.ctx, nx.path);
+                    dataset_item_free(&nx);
+                } else {
+                    src.hint_next(src.ctx, "");
+                }
+            }
             int brc = src.box_for_image(src.ctx, &it, box, &ie);
             if (brc == ERR_NOTFOUND)
                 status = ST_MISSING;
