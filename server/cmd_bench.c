@@ -88,9 +88,6 @@ int cli_bench(int argc, char **argv)
         } else if (!strcmp(a, "--warmup")) {
             if (cli_parse_int("bench", a, v, 0, 100000, &warmup))
                 return 2;
-        } else if (!strcmp(a, "--precision")) {
-            if ((mo.precision = model_precision_parse(v)) < 0)
-                return cli_fail(2, "bench", "--precision expects fp32 or bf16, got '%s'", v);
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int("bench", a, v, 1, 1024, &threads))
                 return 2;

@@ -9,10 +9,12 @@
 #include "pipeline.h"
 #include "vit.h"
 
+#include <cblas.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: lostd discover --model FILE [options] IMAGE...\n"
@@ -89,6 +91,7 @@ int cli_discover(int argc, char **argv)
     pipeline_opts_default(&o);
     struct model_opts mo = {.n_head = 0, .act = -1};
     long max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    long threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     char **images = calloc(argc, sizeof *images);
     int n_img = 0;
     if (!images)
@@ -104,7 +107,8 @@ int cli_discover(int argc, char **argv)
             continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf(usage, LOST_MAX_OBJECTS);
-            printf("%s  --max-pixels N   refuse images over N pixels (default %ld)\n"
+            printf("%s  --threads N      threads for the forward (default: the online CPUs)\n"
+                   "  --max-pixels N   refuse images over N pixels (default %ld)\n"
                    "  --max-objects N  multi-object discovery, up to N boxes (default 1: LOST)\n",
                    lost_opts_help, (long)IMAGE_DEFAULT_MAX_PIXELS);
             free(images);
@@ -118,6 +122,11 @@ int cli_discover(int argc, char **argv)
                 return 2;
             }
             o.max_objects = (int)n;
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            if (cli_parse_int("discover", a, argv[++i], 1, 64, &threads)) {
+                free(images);
+                return 2;
+            }
         } else if (!strcmp(a, "--max-pixels") && i + 1 < argc) {
             if (cli_parse_int("discover", a, argv[++i], 1, 1L << 40, &max_pixels)) {
                 free(images);
@@ -161,6 +170,11 @@ int cli_discover(int argc, char **argv)
                 vit_work_free(w);
                 w = NULL;
                 rc = vit_work_init(m, need, &w, &e);
+                if (!rc)
+                    rc = vit_work_set_threads(w, (int)threads, &e);
+                /* one team of threads: ours on the AVX-512 path, else OpenBLAS's */
+                if (!rc)
+                    openblas_set_num_threads(vit_work_fast(w) ? 1 : (int)threads);
             }
         }
         double t1 = cli_now_ms();
