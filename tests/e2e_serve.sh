@@ -288,7 +288,7 @@ $PY - "$T/openapi.json" "$B" <<'EOF'
 import json, sys, urllib.request, urllib.error
 doc = json.load(open(sys.argv[1]))
 assert doc["openapi"].startswith("3.")
-routes = {"/discover", "/health", "/health/ready", "/health/live", "/v1/models", "/metrics",
+routes = {"/discover", "/analyze", "/health", "/health/ready", "/health/live", "/v1/models", "/metrics",
           "/version", "/openapi.json", "/", "/index.html", "/app.js", "/style.css",
           "/samples/voc07_000236.jpg", "/samples/shapes.jpg", "/samples/disc.png"}
 assert set(doc["paths"]) == routes, set(doc["paths"]) ^ routes
@@ -309,7 +309,7 @@ schema = doc["components"]["schemas"]["Discovery"]["required"]
 assert set(schema) == {"objects", "image", "seed", "grid", "model", "timings_ms"}
 EOF
 check "openapi.json matches the routes" $? "see above"
-SENT400=$((SENT400 + 1)) # its POST /discover without a body
+SENT400=$((SENT400 + 2)) # its POSTs to /discover and /analyze without a body
 
 # --- 32 concurrent clients, all correct
 for i in $(seq 1 32); do
