@@ -65,6 +65,10 @@ static json_t *result_json(const char *path, const struct pipeline_result *r)
     json_object_set_new(j, "patch", json_integer(r->patch));
     if (r->run_w != r->img_w || r->run_h != r->img_h)
         json_object_set_new(j, "model_input", json_pack("[i,i]", r->run_h, r->run_w));
+    if (r->dinoseg)
+        json_object_set_new(j, "dinoseg_box", json_pack("[i,i,i,i]", r->dinoseg_box[0],
+                                                        r->dinoseg_box[1], r->dinoseg_box[2],
+                                                        r->dinoseg_box[3]));
     json_object_set_new(j, "feature", json_string(model_feature_name(r->feature)));
     json_object_set_new(j, "layer", json_integer(r->layer));
     json_object_set_new(j, "timings_ms",

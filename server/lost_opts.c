@@ -21,6 +21,8 @@ const char lost_opts_help[] =
     "  --heads N        attention heads when the checkpoint cannot tell (default dim/64)\n"
     "  --act A          OpenCLIP MLP activation, gelu or quickgelu (default: from an\n"
     "                   open_clip_config.json beside the weights, else gelu)\n"
+    "  --dinoseg H      also the DINO-seg baseline (LOST paper) on attention head H of\n"
+    "                   the last block; discover reports its box as \"dinoseg_box\"\n"
     "  --precision P    fp32 (default) or bf16: projections in bfloat16 on CPUs with\n"
     "                   AVX-512 BF16; faster, boxes may differ slightly\n"
     "  --lost-config F  LOST settings from a JSON file (e.g. from `lostd calibrate`);\n"
@@ -37,7 +39,7 @@ int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipel
     }
     static const char *with_value[] = {"--k-patches", "--gram-bias", "--features", "--layer",
                                        "--max-side", "--heads", "--act", "--lost-config",
-                                       "--precision"};
+                                       "--precision", "--dinoseg"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
         known |= !strcmp(a, with_value[k]);
@@ -90,6 +92,11 @@ int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipel
             cli_fail(2, cmd, "--act expects gelu or quickgelu, got '%s'", v);
             return -1;
         }
+    } else if (!strcmp(a, "--dinoseg")) {
+        if (cli_parse_int(cmd, a, v, 0, 4095, &n))
+            return -1;
+        o->dinoseg = 1;
+        o->dinoseg_head = (int)n;
     } else if (!strcmp(a, "--precision")) {
         if ((mo->precision = model_precision_parse(v)) < 0) {
             cli_fail(2, cmd, "--precision expects fp32 or bf16, got '%s'", v);

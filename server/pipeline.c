@@ -74,6 +74,8 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
     struct vit_opts vo = {.layer = o->layer, .want = VIT_WANT_QKV};
     if (o->debug)
         vo.want |= VIT_WANT_TOKENS;
+    if (o->dinoseg)
+        vo.want |= VIT_WANT_ATTN;
     struct vit_out out;
     if ((rc = vit_forward(m, w, x, H, W, &vo, &out, e)))
         return rc;
@@ -109,6 +111,21 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
                           .patch_x = c->patch, .img_h = run.h, .img_w = run.w};
     if ((rc = lost_find_box(f, out.dim, &g, &o->lost, a, &r->lost, e)))
         return rc;
+    r->dinoseg = 0;
+    if (o->dinoseg) {
+        /* CLS row of every head, patch columns only (CLS and registers dropped) */
+        size_t np = (size_t)out.n_patch, pre = 1 + (size_t)out.n_reg;
+        float *attn = arena_alloc(a, sizeof(float) * np * out.n_head);
+        if (!attn)
+            return err_set(e, ERR_TOOBIG, "no scratch left for the attention maps");
+        for (int h = 0; h < out.n_head; h++)
+            memcpy(attn + h * np, out.attn + (size_t)h * pre * out.n_tok + pre,
+                   sizeof *attn * np);
+        if ((rc = lost_dinoseg(attn, out.n_head, o->dinoseg_head, &g, a, r->dinoseg_box, NULL,
+                               NULL, e)))
+            return rc;
+        r->dinoseg = 1;
+    }
     if (o->max_objects > 1) {
         struct lost_multi_params mp;
         lost_multi_params_default(&mp);
@@ -118,6 +135,8 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
     }
     if (run.w != img->w || run.h != img->h) {
         to_original(r->lost.box, r, img);
+        if (r->dinoseg)
+            to_original(r->dinoseg_box, r, img);
         for (int i = 0; i < r->multi.n; i++)
             to_original(r->multi.obj[i].box, r, img);
     }

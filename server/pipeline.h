@@ -29,6 +29,9 @@ struct pipeline_opts {
                                stopping rule), boxes in r->multi; 0 or 1: LOST only */
     unsigned given;         /* LOST_OPTS_GIVEN_* bits: options set explicitly on the
                                command line, which a --lost-config file must not override */
+    int dinoseg;            /* nonzero: also the DINO-seg baseline (lost_dinoseg) on head
+                               dinoseg_head of the last block's CLS attention */
+    int dinoseg_head;
 };
 
 /* Defaults: LOST defaults, family feature, last layer, no downscale. */
@@ -47,6 +50,8 @@ struct pipeline_result {
     float *token_norms;         /* debug: [grid_h * grid_w] L2 norm of each output patch
                                    token; from the arena */
     float *register_norms;      /* debug: [n_reg] */
+    int dinoseg;                /* 1 when dinoseg_box holds the DINO-seg baseline's box */
+    int dinoseg_box[4];         /* ORIGINAL pixels, not clipped (as upstream) */
     int n_reg;
     double ms_decode, ms_preprocess, ms_forward, ms_lost;
 };
