@@ -159,6 +159,7 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
     return ms > 0 ? flop / (ms * 1e6) : 0;
 }
 int vit_work_fast(const struct vit_work *w) { return w->fast; }
+int vit_kernels_available(void) { return kern_available(); }
 
 void vit_work_free(struct vit_work *w)
 {

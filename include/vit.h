@@ -25,6 +25,11 @@ int vit_work_max_patches(const struct vit_work *w);
 int vit_work_set_threads(struct vit_work *w, int n_threads, struct err *e);
 int vit_work_threads(const struct vit_work *w);
 
+/* 1 when models loaded now will run on lostd's AVX-512 kernels (the CPU has
+ * AVX-512F and LOSTD_KERNELS is not "blas"): callers then keep OpenBLAS
+ * single-threaded so only one team of threads runs. Pure. */
+int vit_kernels_available(void);
+
 /* 1 when forwards on this workspace use lostd's AVX-512 kernels, 0 for the
  * OpenBLAS fallback (no AVX-512, or LOSTD_KERNELS=blas in the environment
  * when the model was loaded). */

@@ -419,11 +419,7 @@ static int source_open_model(const char *path, const struct pipeline_opts *po,
     }
     /* One team of threads: the workspace's on the AVX-512 path, OpenBLAS's
      * own on the fallback (see vit_work_set_threads). */
-    struct vit_work *probe = NULL;
-    if (!vit_work_init(s->m, 1, &probe, e)) {
-        openblas_set_num_threads(vit_work_fast(probe) ? 1 : s->threads);
-        vit_work_free(probe);
-    }
+    openblas_set_num_threads(vit_kernels_available() ? 1 : s->threads);
     src->name = "model";
     src->box_for_image = model_box;
     src->hint_next = model_hint;

@@ -12,6 +12,7 @@
 #include "hub.h"
 #include "log.h"
 #include "model.h"
+#include "vit.h"
 
 #include <cblas.h>
 #include <curl/curl.h>
@@ -163,7 +164,10 @@ int cli_serve(int argc, char **argv)
 
     /* Process-wide setup, before the first thread: BLAS threads, libcurl,
      * and SIGTERM / SIGINT blocked so only sigtimedwait below sees them. */
-    openblas_set_num_threads((int)cfg.threads);
+    /* One team of threads per worker: lostd's own on the AVX-512 path (then
+     * OpenBLAS, used only by LOST, stays single-threaded), OpenBLAS's on the
+     * fallback. */
+    openblas_set_num_threads(vit_kernels_available() ? 1 : (int)cfg.threads);
     if (curl_global_init(CURL_GLOBAL_DEFAULT))
         return cli_fail(1, "serve", "cannot initialise libcurl");
     signal(SIGPIPE, SIG_IGN);

@@ -33,7 +33,7 @@ static const struct opt opts[] = {
     {"--model", STR(model), "safetensors file or hf://OWNER/REPO[/FILE] "
                             "(default hf://facebook/dinov2-with-registers-small)"},
     {"--workers", NUM(workers, 0, 256), "inference threads, 0 = cores / threads (default 0)"},
-    {"--threads", NUM(threads, 0, 256), "OpenBLAS threads per worker, 0 = 1 (default 0)"},
+    {"--threads", NUM(threads, 0, 256), "threads per worker's forward, 0 = 1 (default 0)"},
     {"--queue", NUM(queue, 1, 100000), "requests waiting for a worker before 503 (default 64)"},
     {"--max-upload", BYTES(max_upload, 1024, 1L << 30), "largest image body, bytes, "
                                                         "k/M/G allowed (default 20M)"},

@@ -481,6 +481,10 @@ static int param_put(struct req *r, struct params *p, const char *key, const cha
     }
     if (off == 0)
         p->len[i] = 0;
+    if (memchr(data, 0, size)) {
+        snprintf(r->errmsg, sizeof r->errmsg, "parameter '%s' contains a NUL byte", key);
+        return -1;
+    }
     if (p->len[i] + size >= PARAM_MAX) {
         snprintf(r->errmsg, sizeof r->errmsg, "parameter '%s' is longer than %d bytes", key,
                  PARAM_MAX - 1);
@@ -1329,6 +1333,23 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_unlock(&s->mu);
 }
 
+/* libmicrohttpd's own %-decoding of the path and the query, except that a
+ * %00 would silently cut a component short ("k_patches=5%00x" would read as
+ * 5, "/%00/x" as "/"): such a component becomes "\x7f", which no route and no
+ * parameter accepts, so the request is refused (404 / 400). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    size_t n = MHD_http_unescape(s);
+    if (strlen(s) != n) { /* n >= 1 here, so s has room for two bytes */
+        s[0] = 0x7f;
+        s[1] = 0;
+        n = 1;
+    }
+    return n;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     struct http_server *s = cls;
@@ -1389,6 +1410,7 @@ int http_start(const struct config *c, const struct log *l, struct http_server *
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                             MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->d) {
@@ -1426,7 +1448,8 @@ int http_attach(struct http_server *s, const struct model *m,
                    (size_t)N * (size_t)N * 4 * 2 + (size_t)N * (size_t)mc->dim * 4 * 4 +
                    (64u << 20);
     struct pool_conf pc = {.workers = (int)c->workers, .max_side = (int)c->max_side,
-                           .arena_bytes = bytes, .queue_cap = (int)c->queue};
+                           .arena_bytes = bytes, .queue_cap = (int)c->queue,
+                           .threads = (int)c->threads};
     struct pool *p;
     int rc = pool_init(m, &pc, &p, e);
     if (rc)

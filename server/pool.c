@@ -135,6 +135,8 @@ int pool_init(const struct model *m, const struct pool_conf *c, struct pool **ou
         struct worker *w = &p->w[i];
         w->p = p;
         int rc = vit_work_init(m, max_patches, &w->work, e);
+        if (!rc)
+            rc = vit_work_set_threads(w->work, c->threads > 0 ? c->threads : 1, e);
         if (rc) {
             pool_free(p);
             return err_prefix(e, "worker %d workspace", i);

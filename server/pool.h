@@ -38,6 +38,7 @@ struct pool_conf {
     int max_side;       /* longest side a forward sees; sizes the workspaces */
     size_t arena_bytes; /* per worker */
     int queue_cap;      /* waiting jobs before pool_submit says ERR_BUSY */
+    int threads;        /* threads per worker's forward (vit_work_set_threads); 0 = 1 */
 };
 
 struct pool;
