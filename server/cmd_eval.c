@@ -382,8 +382,10 @@ static int model_box(void *ctx, const struct dataset_item *it, float box[4], str
     struct pipeline_result r;
     if ((rc = pipeline_run_image(s->m, s->w, s->a, &img, &s->po, &r, e)))
         return rc;
+    /* --dinoseg scores the baseline's box instead of LOST's */
+    const int *b = s->po.dinoseg ? r.dinoseg_box : r.lost.box;
     for (int k = 0; k < 4; k++)
-        box[k] = (float)r.lost.box[k];
+        box[k] = (float)b[k];
     return 0;
 }
 
