@@ -137,3 +137,17 @@ expect_fail "image over --max-pixels" "over 1000 pixels" "$LOSTD" discover --mod
 expect_fail "missing image" "none.jpg" "$LOSTD" discover --model "$M" "$tmp/none.jpg"
 expect_fail "unknown arch for model init" "unknown arch" "$LOSTD" model init --arch vitz14 --out "$tmp/z"
 expect_fail "tensor with wrong sides" "multiples" "$LOSTD" features --model "$M" --tensor "$FIX/lost/tiny_voc_keys/feats.npy" --out "$tmp/x"
+
+# DINO-seg baseline: the box comes from the last block's CLS attention and
+# must equal lost_dinoseg on those maps (checked in test_lost); here the
+# wiring: a box of four integers on the patch grid, and a bad head refused.
+out=$("$LOSTD" discover --model "$M" --dinoseg 1 "$IMG" 2>"$tmp/err")
+if py -c "
+import json, sys
+j = json.loads(sys.argv[1]); b = j['dinoseg_box']
+sys.exit(0 if len(b) == 4 and all(v % 14 == 0 for v in b) and b[0] < b[2] and b[1] < b[3] and j['box'] == [84, 168, 266, 266] else 1)" "$out"; then
+    pass "discover --dinoseg adds the baseline's box, LOST's unchanged"
+else
+    fail "discover --dinoseg adds the baseline's box, LOST's unchanged" "$out $(cat "$tmp/err")"
+fi
+expect_fail "discover --dinoseg with a head the model lacks" "out of range" "$LOSTD" discover --model "$M" --dinoseg 2 "$IMG"
