@@ -419,6 +419,11 @@ int dataset_voc_parse(const char *xml, size_t len, int no_hard, struct dataset_i
 
 /* ---- VOC set ------------------------------------------------------------- */
 
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int voc_load(struct dataset *d, const char *root, const char *set, struct err *e)
 {
     const char *year = d->kind == DATASET_VOC07 ? "2007" : "2012";
@@ -476,7 +481,20 @@ static int voc_load(struct dataset *d, const char *root, const char *set, struct
         s = nl ? nl + 1 : NULL;
     }
     d->n = n;
-    return 0;
+    /* An id listed twice would be evaluated twice, and --resume (which keys
+     * results by id) would then disagree with an uninterrupted run. */
+    char **sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
+    if (!sorted)
+        return err_set(e, ERR_NOMEM, "out of memory for %ld ids", n);
+    memcpy(sorted, d->ids, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_id);
+    for (long i = 1; i < n; i++)
+        if (!strcmp(sorted[i], sorted[i - 1])) {
+            rc = err_set(e, ERR_INPUT, "%s: image id %s listed twice", setpath, sorted[i]);
+            break;
+        }
+    free(sorted);
+    return rc;
 }
 
 static int voc_get(const struct dataset *d, long i, struct dataset_item *it, struct err *e)
