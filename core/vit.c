@@ -753,25 +753,45 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     if (c->ln_pre)
         layer_norm(w->h, w->h, T, D, m->ln_pre_w, m->ln_pre_b, c->ln_eps);
     /* 2.4 blocks; stop after the tapped qkv when nothing later is wanted */
-    int last = want & (VIT_WANT_TOKENS | VIT_WANT_ATTN) ? c->depth - 1 : layer;
+    /* The last block to run: the tapped ones, or all of them for tokens or
+     * attention maps. A block whose q/k/v is the last thing needed stops
+     * right after its qkv projection. */
+    int full = (want & (VIT_WANT_TOKENS | VIT_WANT_ATTN)) != 0;
+    int last = full ? c->depth - 1 : (want & VIT_WANT_QKV) ? layer : -1;
+    for (int t = 0; opts && t < opts->n_taps; t++) {
+        int lt = opts->tap_layers[t] < 0 ? opts->tap_layers[t] + c->depth : opts->tap_layers[t];
+        if (lt < 0 || lt >= c->depth)
+            return err_set(e, ERR_INPUT, "tap layer %d out of range: the model has %d blocks",
+                           opts->tap_layers[t], c->depth);
+        last = lt > last ? lt : last;
+    }
     for (int l = 0; l <= last; l++) {
         w->keep_attn = (want & VIT_WANT_ATTN) && l == c->depth - 1;
         const struct model_block *b = &m->blocks[l];
-        int tap = l == layer && (want & VIT_WANT_QKV);
+        int stop = l == last && !full;
         if (w->fast) {
-            block_fast(c, b, w, T, tap && !(want & (VIT_WANT_TOKENS | VIT_WANT_ATTN)));
+            block_fast(c, b, w, T, stop);
         } else {
             layer_norm(w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
             linear(w->z, T, D, b->qkv_w, b->qkv_b, 3 * D, w->qkv);
         }
-        if (tap) {
-            const float *pq = w->qkv + (size_t)(1 + R) * 3 * D;
+        const float *pq = w->qkv + (size_t)(1 + R) * 3 * D;
+        if (l == layer && (want & VIT_WANT_QKV)) {
             copy_cols(pq, 3 * D, 0, N, D, w->q);
             copy_cols(pq, 3 * D, D, N, D, w->k);
             copy_cols(pq, 3 * D, 2 * D, N, D, w->v);
-            if (!(want & (VIT_WANT_TOKENS | VIT_WANT_ATTN)))
-                break;
         }
+        for (int t = 0; opts && t < opts->n_taps; t++) {
+            int lt = opts->tap_layers[t] < 0 ? opts->tap_layers[t] + c->depth
+                                             : opts->tap_layers[t];
+            if (lt != l)
+                continue;
+            float *dst = opts->taps + (size_t)t * 3 * N * D;
+            for (int k = 0; k < 3; k++)
+                copy_cols(pq, 3 * D, k * D, N, D, dst + (size_t)k * N * D);
+        }
+        if (stop)
+            break;
         if (w->fast)
             continue; /* block_fast ran the whole block */
         attention(c, w, T);

@@ -53,6 +53,13 @@ enum {
 struct vit_opts {
     int layer;          /* block whose q/k/v is tapped; < 0 counts from the end (-1 = last) */
     unsigned want;      /* VIT_WANT_* bits; 0 means VIT_WANT_QKV */
+    /* More taps in the same pass (e.g. the last few blocks for a sweep):
+     * block tap_layers[t] (< 0 from the end) writes its patch rows' q, k, v
+     * to taps + t * 3 * n_patch * dim as [3][n_patch][dim] (q, k, v).
+     * taps is caller memory of n_taps * 3 * n_patch * dim floats. */
+    int n_taps;
+    const int *tap_layers;
+    float *taps;
 };
 
 /* Results; pointers into the workspace, valid until the next vit_forward or

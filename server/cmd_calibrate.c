@@ -3,8 +3,8 @@
  * prints CorLoc for every setting as a table and writes the best one as a
  * settings file that discover / eval / serve read with --lost-config.
  * Wiring only: dataset (lost/) yields items, the backbone (core/vit) runs
- * once per image and tapped block, calibrate_layer_hits (lost/) runs LOST
- * for every bias / feature / l2norm of that block on the same q, k, v.
+ * once per image and taps every swept block; calibrate_layer_hits (lost/)
+ * runs LOST for every bias / feature / l2norm of a block on its q, k, v.
  *
  * Resumable: every image's hit bits go to a cache file (JSON lines, a
  * header line that pins the grid, model and dataset), rewritten through a
@@ -312,16 +312,22 @@ static int run_item(struct runner *r, const struct dataset_item *it, struct err 
     for (int k = 0; k < it->n_obj; k++)
         memcpy(gt[k], it->obj[k].box, sizeof gt[k]);
     int per = calibrate_per_layer(g);
+    /* One forward taps every swept block's q/k/v. */
+    int gh = H / c->patch, gw = W / c->patch, np = gh * gw;
+    float *taps = arena_alloc(r->a, sizeof(float) * 3 * (size_t)np * c->dim * g->n_layer);
+    if (!taps)
+        return err_set(e, ERR_TOOBIG, "no scratch for %d tapped blocks", g->n_layer);
+    struct vit_opts vo = {.layer = g->layer[0], .want = VIT_WANT_QKV, .n_taps = g->n_layer,
+                          .tap_layers = g->layer, .taps = taps};
+    struct vit_out v;
+    if ((rc = vit_forward(r->m, r->w, x, H, W, &vo, &v, e)))
+        return rc;
     for (int li = 0; li < g->n_layer; li++) {
-        /* One forward per tapped block: vit_forward stops after it. */
-        struct vit_opts vo = {.layer = g->layer[li], .want = VIT_WANT_QKV};
-        struct vit_out v;
-        if ((rc = vit_forward(r->m, r->w, x, H, W, &vo, &v, e)))
-            return rc;
+        const float *t = taps + (size_t)li * 3 * np * c->dim;
         const float *qkv[3];
-        qkv[MODEL_FEATURE_Q] = v.q;
-        qkv[MODEL_FEATURE_K] = v.k;
-        qkv[MODEL_FEATURE_V] = v.v;
+        qkv[MODEL_FEATURE_Q] = t;
+        qkv[MODEL_FEATURE_K] = t + (size_t)np * c->dim;
+        qkv[MODEL_FEATURE_V] = t + 2 * (size_t)np * c->dim;
         struct lost_grid lg = {.rows = v.grid_h, .cols = v.grid_w, .patch_y = c->patch,
                                .patch_x = c->patch, .img_h = in.h, .img_w = in.w};
         if ((rc = calibrate_layer_hits(g, qkv, v.dim, &lg, (float)img.w / in.w,

@@ -288,6 +288,21 @@ static void layer_tap(void)
             rc = vit_forward(m, w, x, 56, 70, &z, &o2, &e);
             CHECK(rc == 0 && memcmp(k1, o2.k, 20 * 64 * sizeof *k1), "layer 0 == layer 1");
             CHECK(vit_forward(m, w, x, 56, 70, &bad, &o2, &e) == ERR_INPUT, "layer 2 accepted");
+            /* several taps in one pass equal one forward per layer */
+            float *taps = malloc(2 * 3 * 20 * 64 * sizeof *taps);
+            int tl[2] = {-1, 0};
+            struct vit_opts tp = {.layer = -1, .n_taps = 2, .tap_layers = tl, .taps = taps};
+            rc = vit_forward(m, w, x, 56, 70, &tp, &o2, &e);
+            CHECK(rc == 0 && !memcmp(taps + 20 * 64, k1, 20 * 64 * sizeof *k1),
+                  "tap of the last block differs");
+            rc = vit_forward(m, w, x, 56, 70, &z, &o2, &e);
+            CHECK(rc == 0 && !memcmp(taps + 3 * 20 * 64 + 20 * 64, o2.k, 20 * 64 * sizeof *k1) &&
+                      !memcmp(taps + 3 * 20 * 64, o2.q, 20 * 64 * sizeof *k1) &&
+                      !memcmp(taps + 3 * 20 * 64 + 2 * 20 * 64, o2.v, 20 * 64 * sizeof *k1),
+                  "tap of block 0 differs");
+            tl[1] = 5;
+            CHECK(vit_forward(m, w, x, 56, 70, &tp, &o2, &e) == ERR_INPUT, "tap 5 accepted");
+            free(taps);
             CHECK(vit_forward(m, w, x, 56, 71, NULL, &o2, &e) == ERR_INPUT, "71 px accepted");
             CHECK(vit_forward(m, w, x, 70, 70, NULL, &o2, &e) == ERR_TOOBIG,
                   "25 patches in a 20-patch workspace");
