@@ -82,6 +82,26 @@ void kern_pack_nt(const float *B, int ldb, int n, int k, float *dst)
     }
 }
 
+/* Writes an mr x nr corner of the 12x32 tile: + bias, + C when acc. */
+static inline void store_tile(__m512 c[KERN_MR][2], float *C, int ldc, int mr, int nr,
+                              const float *bias, int acc)
+{
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        float *cr = C + (size_t)i * ldc;
+        __m512 v0 = _mm512_add_ps(c[i][0], bias0), v1 = _mm512_add_ps(c[i][1], bias1);
+        if (acc) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+}
+
 /* The 12x32 register tile: 24 accumulators, two B vectors, one broadcast.
  * A is read in place (row stride lda), no packing pass: the 12 rows' cache
  * lines stay in L1 across 16 steps of k. */
@@ -105,20 +125,7 @@ static void micro_direct(int kc, const float *A, int lda, const float *bp, float
         }
         bp += KERN_NR;
     }
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < mr; i++) {
-        float *cr = C + (size_t)i * ldc;
-        __m512 v0 = _mm512_add_ps(c[i][0], bias0), v1 = _mm512_add_ps(c[i][1], bias1);
-        if (acc) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
-        }
-        _mm512_mask_storeu_ps(cr, m0, v0);
-        _mm512_mask_storeu_ps(cr + 16, m1, v1);
-    }
+    store_tile(c, C, ldc, mr, nr, bias, acc);
 }
 
 void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
@@ -400,20 +407,7 @@ static void micro_bf16(int kc2, const unsigned short *ap, int lda2, const unsign
         }
         bp += 2 * KERN_NR;
     }
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < mr; i++) {
-        float *cr = C + (size_t)i * ldc;
-        __m512 v0 = _mm512_add_ps(c[i][0], bias0), v1 = _mm512_add_ps(c[i][1], bias1);
-        if (acc) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
-        }
-        _mm512_mask_storeu_ps(cr, m0, v0);
-        _mm512_mask_storeu_ps(cr + 16, m1, v1);
-    }
+    store_tile(c, C, ldc, mr, nr, bias, acc);
 }
 
 void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned short *Bp,

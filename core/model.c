@@ -677,9 +677,8 @@ static int infer_config(struct loader *L, const struct names *N, const char *pat
     return 0;
 }
 
-/* Packs one [n, k] Linear weight for the AVX-512 GEMM, into 64-byte
- * aligned memory the model owns. */
-static const float *pack(struct model *m, const float *w, int n, int k)
+/* 64-byte aligned memory the model owns (freed by model_free). */
+static void *own_aligned(struct model *m, size_t bytes)
 {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? 2 * m->cap_owned : 64;
@@ -689,33 +688,29 @@ static const float *pack(struct model *m, const float *w, int n, int k)
         m->owned = p;
         m->cap_owned = cap;
     }
-    size_t bytes = kern_packed_floats(n, k) * sizeof(float);
-    float *dst = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    void *dst = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (dst)
+        m->owned[m->n_owned++] = dst;
+    return dst;
+}
+
+/* Packs one [n, k] Linear weight for the AVX-512 GEMM (float32 or bf16),
+ * then drops the source pages, so the peak stays near one copy. */
+static const float *pack(struct model *m, const float *w, int n, int k)
+{
+    float *dst = own_aligned(m, kern_packed_floats(n, k) * sizeof(float));
     if (!dst)
         return NULL;
-    m->owned[m->n_owned++] = dst;
     kern_pack_nt(w, k, n, k, dst);
-    /* drop the source pages now, so the peak stays near one copy */
     safetensors_drop_range(m->st, w, (size_t)n * k * sizeof(float));
     return dst;
 }
 
-/* The bf16 twin of pack(). */
 static const unsigned short *pack_h(struct model *m, const float *w, int n, int k)
 {
-    if (m->n_owned == m->cap_owned) {
-        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
-        void **p = realloc(m->owned, cap * sizeof *p);
-        if (!p)
-            return NULL;
-        m->owned = p;
-        m->cap_owned = cap;
-    }
-    size_t bytes = kern_packed_bf16_elems(n, k) * 2;
-    unsigned short *dst = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    unsigned short *dst = own_aligned(m, kern_packed_bf16_elems(n, k) * 2);
     if (!dst)
         return NULL;
-    m->owned[m->n_owned++] = dst;
     kern_pack_nt_bf16(w, k, n, k, dst);
     safetensors_drop_range(m->st, w, (size_t)n * k * sizeof(float));
     return dst;

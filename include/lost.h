@@ -62,6 +62,12 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
                   const struct lost_params *p, struct arena *a,
                   struct lost_result *out, struct err *e);
 
+/* feats [n, dim] with every row scaled to unit L2 norm (x / max(||x||,
+ * 1e-12), as torch's F.normalize), into arena memory at *out. Returns 0 or
+ * ERR_TOOBIG. */
+int lost_l2normalize(const float *feats, int n, int dim, struct arena *a, const float **out,
+                     struct err *e);
+
 /* DINO-seg baseline (upstream `dino_seg`, spec 4).
  * attn: [n_head, rows * cols] row-major, the last block's attention of the
  * CLS token to the patch tokens (a[h, 0, 1:], register columns dropped).

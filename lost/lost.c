@@ -103,6 +103,30 @@ static int seed_component(const unsigned char *on, int rows, int cols, int seed,
     return background;
 }
 
+int lost_l2normalize(const float *feats, int n, int dim, struct arena *a, const float **out,
+                     struct err *e)
+{
+    /* Per-patch scaling of the whole (heads concatenated) vector, as
+     * torch.nn.functional.normalize(dim=-1): x / max(||x||, 1e-12). */
+    float *fn = arena_alloc(a, (size_t)n * (size_t)dim * sizeof(float));
+    if (!fn)
+        return err_set(e, ERR_TOOBIG, "lost: no scratch for %d x %d normalised features", n,
+                       dim);
+    for (int i = 0; i < n; i++) {
+        const float *x = feats + (size_t)i * dim;
+        double ss = 0;
+        for (int d = 0; d < dim; d++)
+            ss += (double)x[d] * x[d];
+        float nrm = (float)sqrt(ss);
+        if (nrm < 1e-12f)
+            nrm = 1e-12f;
+        for (int d = 0; d < dim; d++)
+            fn[(size_t)i * dim + d] = x[d] / nrm;
+    }
+    *out = fn;
+    return 0;
+}
+
 /* Entry (i, j) of the biased Gram matrix from its upper triangle U. */
 static inline float gram_at(const float *U, size_t n, int i, int j, float bias)
 {
@@ -132,24 +156,9 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
 
     const float *f = feats;
     if (p->l2norm) {
-        /* Per-patch scaling of the whole (heads concatenated) vector, as
-         * torch.nn.functional.normalize(dim=-1): x / max(||x||, 1e-12). */
-        float *fn = arena_alloc(a, n * (size_t)dim * sizeof(float));
-        if (!fn)
-            return err_set(e, ERR_TOOBIG, "lost: no scratch for %d x %d normalised features",
-                           N, dim);
-        for (int i = 0; i < N; i++) {
-            const float *x = feats + (size_t)i * dim;
-            double ss = 0;
-            for (int d = 0; d < dim; d++)
-                ss += (double)x[d] * x[d];
-            float nrm = (float)sqrt(ss);
-            if (nrm < 1e-12f)
-                nrm = 1e-12f;
-            for (int d = 0; d < dim; d++)
-                fn[(size_t)i * dim + d] = x[d] / nrm;
-        }
-        f = fn;
+        int rc2 = lost_l2normalize(feats, N, dim, a, &f, e);
+        if (rc2)
+            return rc2;
     }
 
     float *A = arena_alloc(a, n * n * sizeof(float)); /* [N, N] */

@@ -81,22 +81,9 @@ int lost_find_boxes(const float *feats, int dim, const struct lost_grid *g,
 
     const float *f = feats;
     if (p->l2norm) {
-        /* Same per-row scaling as lost_find_box. */
-        float *fn = arena_alloc(a, n * (size_t)dim * sizeof(float));
-        if (!fn)
-            return err_set(e, ERR_TOOBIG, "lost: no scratch for normalised features");
-        for (int i = 0; i < N; i++) {
-            const float *x = feats + (size_t)i * dim;
-            double ss = 0;
-            for (int d = 0; d < dim; d++)
-                ss += (double)x[d] * x[d];
-            float nrm = (float)sqrt(ss);
-            if (nrm < 1e-12f)
-                nrm = 1e-12f;
-            for (int d = 0; d < dim; d++)
-                fn[(size_t)i * dim + d] = x[d] / nrm;
-        }
-        f = fn;
+        int rc2 = lost_l2normalize(feats, N, dim, a, &f, e);
+        if (rc2)
+            return rc2;
     }
     float *A = arena_alloc(a, n * n * sizeof(float));
     int *degree = arena_alloc(a, n * sizeof(int));
