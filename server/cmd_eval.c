@@ -365,7 +365,7 @@ static int model_box(void *ctx, const struct dataset_item *it, float box[4], str
         arena_reset(s->a);
         rc = image_load_file(it->path, s->po.max_pixels, 1, s->a, &img, e);
         if (rc)
-            return rc == ERR_NOTFOUND ? err_set(e, ERR_IO, "%s", e->msg) : rc;
+            return rc == ERR_NOTFOUND ? (e->code = ERR_IO) : rc; /* message kept */
     }
     prefetch_start(s, s->next);
     int side = img.w > img.h ? img.w : img.h;
