@@ -54,6 +54,12 @@ run: $(BUILD)/lostd
 bench: $(BUILD)/lostd
 	@BUILD=$(BUILD) bash tests/bench.sh
 
+# The container image (docker/Dockerfile, README "Deploy"). Phony: docker/ is
+# also a folder.
+.PHONY: docker
+docker:
+	docker build -f docker/Dockerfile -t lostd .
+
 clean:
 	rm -rf build build-address build-thread
 
