@@ -15,7 +15,7 @@ SUDO=
 BUILD_PKGS="build-essential pkg-config ca-certificates libopenblas-dev libjansson-dev
     libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libmicrohttpd-dev
     libcurl4-openssl-dev libssl-dev"
-TEST_PKGS="curl python3 python3-numpy python3-torch chromium fonts-liberation"
+TEST_PKGS="curl python3 python3-numpy python3-torch python3-yaml chromium fonts-liberation"
 $SUDO apt-get update -qq
 if [ "${1:-test}" = build ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $BUILD_PKGS >/dev/null

@@ -140,6 +140,11 @@ fail:
     return NULL;
 }
 
+/* Set by a stop signal that reached a thread without the mask (see cli_serve). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
 int cli_serve(int argc, char **argv)
 {
     struct config cfg;
@@ -162,20 +167,29 @@ int cli_serve(int argc, char **argv)
     if (!cfg.static_dir[0])
         default_static_dir(cfg.static_dir, sizeof cfg.static_dir);
 
-    /* Process-wide setup, before the first thread: BLAS threads, libcurl,
-     * and SIGTERM / SIGINT blocked so only sigtimedwait below sees them. */
+    /* Process-wide setup, before the first thread of ours: SIGTERM / SIGINT
+     * blocked so only sigtimedwait below sees them, BLAS threads, libcurl.
+     * OpenBLAS may already have started threads when it was loaded, with the
+     * signals unblocked: a handler that only raises a flag makes a signal
+     * delivered there harmless instead of fatal, and the loop reads it. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
     /* One team of threads per worker: lostd's own on the AVX-512 path (then
      * OpenBLAS, used only by LOST, stays single-threaded), OpenBLAS's on the
      * fallback. */
     openblas_set_num_threads(vit_kernels_available() ? 1 : (int)cfg.threads);
     if (curl_global_init(CURL_GLOBAL_DEFAULT))
         return cli_fail(1, "serve", "cannot initialise libcurl");
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     struct log lg;
     log_init(&lg, stderr, cfg.log_format == CONFIG_LOG_JSON);
@@ -204,6 +218,8 @@ int cli_serve(int argc, char **argv)
     for (;;) {
         struct timespec ts = {0, 200 * 1000 * 1000};
         int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig < 0 && stop_signal)
+            sig = stop_signal;
         if (sig == SIGTERM || sig == SIGINT) {
             log_msg(&lg, "info", "%s: stopping (grace %lds)",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.grace);
