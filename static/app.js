@@ -1,7 +1,9 @@
 /* app.js - the demo page's behaviour: takes an image from the file picker, a
  * drop, a paste or a bundled sample, POSTs it to `discover?debug=1` and draws
  * the answer: the box, and over the patch grid the seed, the LOST mask, the
- * inverse-degree map and the output-token norm map. Reads the model from
+ * inverse-degree map and the output-token norm map, and on demand the
+ * artifacts view from `analyze` (high-norm outliers, CLS and register
+ * attention). Reads the model from
  * `v1/models`. Every URL is relative to the page, so it also works behind a
  * proxy that mounts the daemon under a sub-path. Never writes to the console:
  * problems are shown on the page. No dependencies, no build step. */
@@ -26,6 +28,8 @@
         started: 0,
         timer: 0,
         model: null,        /* entry from v1/models, if any */
+        analysis: null,     /* answer of `analyze` for the current image and grid */
+        analysisReq: null,
         maxUpload: 0
     };
 
@@ -355,6 +359,7 @@
         var which = document.querySelector('input[name="map"]:checked').value;
         g.setAttribute('opacity', $('opacity').value);
         if (!r || which === 'none') return;
+        if (which === 'outliers' || which === 'attn') { drawArtifacts(r, which); return; }
         var v = which === 'degree' ? r.maps.degree : r.maps.norm;
         if (!v) {
             legend.textContent = (which === 'degree' ? 'The degree map' : 'The token-norm map') +
@@ -411,6 +416,126 @@
                     : '');
             legend.appendChild(p);
         }
+    }
+
+    /* ---------- artifacts view (POST analyze) ---------- */
+
+    function legendBar(stops, title, lowText, highText, note) {
+        var legend = $('legend');
+        legend.textContent = '';
+        var h = document.createElement('p');
+        h.className = 'legend-title';
+        h.textContent = title;
+        legend.appendChild(h);
+        if (stops) {
+            var bar = document.createElement('div');
+            bar.className = 'legend-bar';
+            bar.style.backgroundImage = cssGradient(stops);
+            bar.setAttribute('role', 'img');
+            bar.setAttribute('aria-label', 'colour scale from ' + lowText + ' (dark) to ' + highText + ' (bright)');
+            var ends = document.createElement('div');
+            ends.className = 'legend-ends';
+            var a = document.createElement('span'), z = document.createElement('span');
+            a.className = 'legend-min'; a.textContent = lowText;
+            z.className = 'legend-max'; z.textContent = highText;
+            ends.appendChild(a); ends.appendChild(z);
+            legend.appendChild(bar); legend.appendChild(ends);
+        }
+        if (note) {
+            var p = document.createElement('p');
+            p.className = 'legend-note';
+            p.textContent = note;
+            legend.appendChild(p);
+        }
+    }
+
+    /* Asks `analyze` once per image (same image, same grid as the box). */
+    function fetchAnalysis(r) {
+        if (state.analysisReq || !state.file) return;
+        var fd = new FormData();
+        fd.append('image', state.file, state.fileName || 'image');
+        var file = state.file;
+        $('legend').textContent = 'Analysing the tokens\u2026';
+        state.analysisReq = fetch('analyze', { method: 'POST', body: fd, headers: { Accept: 'application/json' } })
+            .then(function (res) {
+                return res.text().then(function (t) {
+                    var j = null;
+                    try { j = JSON.parse(t); } catch (e) { j = null; }
+                    if (!res.ok) {
+                        var ex = explainHttp(res.status, j);
+                        throw new Error(ex.title + ' ' + ex.detail);
+                    }
+                    if (!j) throw new Error('analyze answered with something that is not JSON');
+                    return j;
+                });
+            }).then(function (j) {
+                state.analysisReq = null;
+                if (file !== state.file) return;
+                state.analysis = j;
+                var sel = $('attn-of'), keep = sel.value;
+                clear(sel);
+                var opt = document.createElement('option');
+                opt.value = 'cls'; opt.textContent = 'CLS';
+                sel.appendChild(opt);
+                var regs = (j.attention && j.attention.registers) || [];
+                regs.forEach(function (_, k) {
+                    var o = document.createElement('option');
+                    o.value = String(k); o.textContent = 'register ' + (k + 1);
+                    sel.appendChild(o);
+                });
+                if (Array.prototype.some.call(sel.options, function (o) { return o.value === keep; })) sel.value = keep;
+                drawHeat(state.result || r);
+            }).catch(function (e) {
+                state.analysisReq = null;
+                $('legend').textContent = 'The artifacts view is not available: ' + String(e && e.message || e);
+            });
+    }
+
+    function drawArtifacts(r, which) {
+        var a = state.analysis;
+        if (!a) { fetchAnalysis(r); return; }
+        var g = $('ov-heat');
+        var grid = a.grid || [];
+        if (grid[0] !== r.rows || grid[1] !== r.cols) {
+            $('legend').textContent = 'The analysis grid differs from the box\'s; rerun to refresh.';
+            return;
+        }
+        var n = r.rows * r.cols, im;
+        if (which === 'outliers') {
+            var o = a.outliers || {}, pos = o.positions || [], hit = new Array(n);
+            pos.forEach(function (p) {
+                var idx = Array.isArray(p) ? p[0] * r.cols + p[1] : Number(p);
+                if (idx >= 0 && idx < n) hit[idx] = true;
+            });
+            im = mapImage(r, function (i) { return hit[i] ? [255, 64, 64, 255] : [0, 0, 0, 110]; });
+            im.setAttribute('data-map', 'outliers');
+            im.setAttribute('data-count', pos.length);
+            g.appendChild(im);
+            legendBar(null, 'High-norm outlier patches (red)', '', '',
+                      (o.count || 0) + ' of ' + n + ' patches above ' + fmt(o.threshold, 1) +
+                      ' (' + (o.method || 'threshold') + (o.bimodal === false ? ', no second mode found' : '') +
+                      '); median norm ' + fmt(a.norm_stats && a.norm_stats.median, 1) +
+                      (a.register_norms && a.register_norms.length
+                          ? '; register norms ' + a.register_norms.map(function (x) { return fmt(x, 1); }).join(', ') : ''));
+            return;
+        }
+        var of = $('attn-of').value, att = a.attention || {};
+        var v = of === 'cls' ? att.cls : (att.registers || [])[Number(of)];
+        if (!Array.isArray(v) || v.length !== n) {
+            $('legend').textContent = 'No attention map for that token in the answer.';
+            return;
+        }
+        var rg = range(v);
+        im = mapImage(r, function (i) {
+            var c = ramp(RAMP_NORM, rg.hi > rg.lo ? (v[i] - rg.lo) / (rg.hi - rg.lo) : 0);
+            return [c[0], c[1], c[2], 255];
+        });
+        im.setAttribute('data-map', 'attn-' + of);
+        im.setAttribute('data-min', rg.lo);
+        im.setAttribute('data-max', rg.hi);
+        g.appendChild(im);
+        legendBar(RAMP_NORM, 'Attention of ' + (of === 'cls' ? 'the CLS token' : 'register ' + (Number(of) + 1)) +
+                  ' over the patches (last block, mean of heads)', fmt(rg.lo, 4), fmt(rg.hi, 4), null);
     }
 
     function applyToggles() {
@@ -605,6 +730,7 @@
         state.file = blob;
         state.fileName = name || blob.name || 'image';
         state.result = null;
+        state.analysis = null;
         clearOverlays();
         clearFacts();
         showImage(blob);
@@ -753,6 +879,10 @@
         });
         Array.prototype.forEach.call(document.querySelectorAll('input[name="map"]'), function (el) {
             el.addEventListener('change', function () { drawHeat(state.result); });
+        });
+        $('attn-of').addEventListener('change', function () {
+            $('map-attn').checked = true;
+            drawHeat(state.result);
         });
         $('opacity').addEventListener('input', function () { $('ov-heat').setAttribute('opacity', $('opacity').value); });
         $('cancel').addEventListener('click', function () { if (state.xhr) state.xhr.abort(); });

@@ -381,6 +381,31 @@ test('overlays: inverse-degree and token-norm maps with legends', async () => {
     await page.check('#map-degree');
 });
 
+test('artifacts view: outliers and attention maps from analyze', async () => {
+    const done = page.waitForResponse((res) => /\/analyze$/.test(new URL(res.url()).pathname));
+    await page.check('#map-outliers');
+    const res = await done;
+    assert.equal(res.status(), 200, 'analyze answered ' + res.status());
+    const a = await res.json();
+    await page.waitForSelector('#ov-heat image[data-map="outliers"]', { state: 'visible' });
+    const count = await page.$eval('#ov-heat image', (im) => Number(im.dataset.count));
+    assert.equal(count, a.outliers.positions.length, 'outlier count drawn vs analyze');
+    assert.ok(/outlier/i.test(await page.textContent('#legend')), 'no outlier legend');
+    await page.check('#map-attn');
+    await page.waitForSelector('#ov-heat image[data-map="attn-cls"]', { state: 'visible' });
+    const [lo, hi] = await page.$eval('#ov-heat image', (im) => [Number(im.dataset.min), Number(im.dataset.max)]);
+    assert.ok(Math.abs(lo - Math.min(...a.attention.cls)) < 1e-6 && Math.abs(hi - Math.max(...a.attention.cls)) < 1e-6,
+              `CLS attention range ${lo}..${hi}`);
+    const regs = a.attention.registers.length;
+    assert.equal(await page.$$eval('#attn-of option', (o) => o.length), 1 + regs, 'one option per register');
+    if (regs > 0) {
+        await page.selectOption('#attn-of', '0');
+        await page.waitForSelector('#ov-heat image[data-map="attn-0"]', { state: 'visible' });
+    }
+    await page.screenshot({ path: path.join(OUT, 'demo-artifacts.png'), fullPage: true });
+    await page.check('#map-degree');
+});
+
 test('screenshot of the box with the mask and the inverse-degree map', async () => {
     await page.screenshot({ path: path.join(OUT, 'demo.png'), fullPage: true });
     assert.ok(fs.statSync(path.join(OUT, 'demo.png')).size > 10000);
