@@ -481,7 +481,7 @@ static int param_put(struct req *r, struct params *p, const char *key, const cha
     }
     if (off == 0)
         p->len[i] = 0;
-    if (memchr(data, 0, size)) {
+    if (size && memchr(data, 0, size)) {
         snprintf(r->errmsg, sizeof r->errmsg, "parameter '%s' contains a NUL byte", key);
         return -1;
     }
@@ -490,7 +490,8 @@ static int param_put(struct req *r, struct params *p, const char *key, const cha
                  PARAM_MAX - 1);
         return -1;
     }
-    memcpy(p->v[i] + p->len[i], data, size);
+    if (size) /* data may be NULL for an empty field */
+        memcpy(p->v[i] + p->len[i], data, size);
     p->len[i] += size;
     p->v[i][p->len[i]] = 0;
     p->set[i] = 1;
@@ -530,6 +531,8 @@ static enum MHD_Result on_query_arg(void *cls, enum MHD_ValueKind kind, const ch
 
 static int append(struct req *r, const char *data, size_t size)
 {
+    if (size == 0) /* an empty form part: data and r->buf may both be NULL */
+        return 0;
     if (size > r->limit - r->n) {
         fail(r, 413, "payload_too_large", "the upload is over the %zu-byte limit", r->limit);
         return -1;

@@ -170,6 +170,9 @@ def post(name, want, body, ctype="image/jpeg", path="/discover", headers=None):
     try:
         st, _, b = request("POST", path, body, h)
     except Exception as e:
+        if not alive():
+            bad(name, "the daemon died")
+            sys.exit(1)
         return bad(name, repr(e))
     case(name, want, st, b)
 
@@ -461,8 +464,10 @@ time.sleep(0.5)
 rss1 = rss_kib()
 grew = (rss1 - rss0) / 1024
 print("rss: %.1f MiB after warm-up, %.1f MiB after the matrix" % (rss0 / 1024, rss1 / 1024))
-if grew < 64:
-    ok("RSS after the matrix within 64 MiB of warm-up (%+.1f MiB)" % grew)
+# A sanitizer build keeps freed memory in quarantine (ASan: 256 MiB).
+cap = 320 if os.environ.get("LOSTD_SAN") else 64
+if grew < cap:
+    ok("RSS after the matrix within %d MiB of warm-up (%+.1f MiB)" % (cap, grew))
 else:
     bad("memory bounded", "RSS grew by %.1f MiB" % grew)
 sys.exit(1 if failures else 0)
