@@ -7,7 +7,9 @@
 #                            Chromium and Node.js (the demo page's browser
 #                            test; node comes from Debian unless one is
 #                            already installed, e.g. from NodeSource, whose npm
-#                            must not be replaced by Debian's)
+#                            must not be replaced by Debian's), ImageMagick
+#                            (test images), clang with its libFuzzer and
+#                            sanitizer runtime (make fuzz)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=
@@ -15,7 +17,8 @@ SUDO=
 BUILD_PKGS="build-essential pkg-config ca-certificates libopenblas-dev libjansson-dev
     libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libmicrohttpd-dev
     libcurl4-openssl-dev libssl-dev"
-TEST_PKGS="curl python3 python3-numpy python3-torch python3-yaml chromium fonts-liberation"
+TEST_PKGS="curl python3 python3-numpy python3-torch python3-yaml chromium fonts-liberation
+    imagemagick clang libclang-rt-14-dev"
 $SUDO apt-get update -qq
 if [ "${1:-test}" = build ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $BUILD_PKGS >/dev/null
