@@ -61,7 +61,7 @@ docker:
 	docker build -f docker/Dockerfile -t lostd .
 
 clean:
-	rm -rf build build-address build-thread
+	rm -rf build build-address build-thread build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
