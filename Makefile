@@ -31,6 +31,10 @@ TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BIN   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
 .PHONY: all test run bench clean
+# Keep the test objects (they are intermediates of a chained rule), and never
+# leave a half-written target behind a failed command.
+.SECONDARY:
+.DELETE_ON_ERROR:
 all: $(BUILD)/lostd
 
 $(BUILD)/lostd: $(LIB_OBJ) $(MAIN_OBJ)
