@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CMD "eval"
@@ -800,6 +801,13 @@ static FILE *open_out(const struct opts *o, char *part, size_t cap, struct map *
                       struct err *e)
 {
     snprintf(part, cap, "%s.part", o->out);
+    /* The final rename must not fail after hours of work, nor replace a
+     * device or a folder: only a regular file (or nothing) may be there. */
+    struct stat sb;
+    if (stat(o->out, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        err_set(e, ERR_IO, "%s exists and is not a regular file", o->out);
+        return NULL;
+    }
     if (o->resume) {
         /* Counted later, when the loop meets each image: lines of images
          * outside this shard / limit are kept in the file but not counted. */

@@ -197,4 +197,16 @@ EOF
         fi
     done
 fi
+# --out must be a regular file (or not exist): checked before any work, so a
+# long run cannot fail at its final rename or replace a device.
+for bad in "$(mktemp -d)" /dev/null; do
+    if "$BIN" eval --dataset voc07 --root tests/fixtures/voc2007 \
+            --predictions tests/fixtures/lost/LOST_VOC07.csv --out "$bad" >/dev/null 2>"${TMPDIR:-/tmp}/lostd_eval_err"; then
+        fail "eval --out $bad refused" "exit 0"
+    elif grep -q "not a regular file" "${TMPDIR:-/tmp}/lostd_eval_err" && [ ! -e "$bad.part" ] && [ -e /dev/null ]; then
+        pass "eval --out $bad refused up front"
+    else
+        fail "eval --out $bad refused" "$(cat "${TMPDIR:-/tmp}/lostd_eval_err")"
+    fi
+done
 exit $failed
