@@ -796,7 +796,7 @@ int model_load(const char *path, const struct model_opts *opts, struct model **o
             m->ln_pre_w = get1(&L, find(&L, "%s", N->ln_pre_w), "ln_pre", D);
             m->ln_pre_b = get1(&L, find(&L, "%s", N->ln_pre_b), "ln_pre", D);
         }
-        const struct safetensors_tensor *pj = find(&L, N->proj);
+        const struct safetensors_tensor *pj = N->proj ? find(&L, "%s", N->proj) : NULL;
         if (pj && pj->ndim == 2 && pj->shape[0] == D && !L.rc) {
             c->embed_dim = (int)pj->shape[1];
             m->proj = get2(&L, pj, "image projection", D, c->embed_dim);
