@@ -699,6 +699,49 @@ static void block_fast(const struct model_config *c, const struct model_block *b
     }
 }
 
+/* ---- LOST's Gram matrix on the workspace's kernels ---------------------- */
+
+#define GRAM_ROWS 96 /* a multiple of KERN_MR and of KERN_NR: blocks start on a panel */
+
+struct gram_job {
+    const float *f, *Fp;
+    float *U;
+    int n, dim;
+};
+
+/* Rows [r0, r0 + 96) against columns r0..n-1: the upper triangle and a few
+ * entries below the diagonal inside the block, which nobody reads. */
+static void gram_task(void *ctx, int t, int th)
+{
+    (void)th;
+    struct gram_job *j = ctx;
+    int r0 = t * GRAM_ROWS, rows = j->n - r0 < GRAM_ROWS ? j->n - r0 : GRAM_ROWS;
+    const float *bp = j->Fp + (size_t)(r0 / KERN_NR) * j->dim * KERN_NR;
+    kern_gemm(rows, j->n - r0, j->dim, j->f + (size_t)r0 * j->dim, j->dim, bp,
+              j->U + (size_t)r0 * j->n + r0, j->n, NULL, 0);
+}
+
+int vit_work_gram(struct vit_work *w, const float *f, int n, int dim, float *U, struct err *e)
+{
+    if (n < 1 || dim < 1)
+        return err_set(e, ERR_INPUT, "gram: %d x %d features", n, dim);
+    if (n > w->max_patch || dim > w->m->cfg.dim)
+        return err_set(e, ERR_TOOBIG, "gram: %d x %d features exceed the workspace (%d x %d)",
+                       n, dim, w->max_patch, w->m->cfg.dim);
+    if (!w->fast) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, dim, 1.0f, f, dim, 0.0f, U, n);
+        return 0;
+    }
+    /* The packed features go where the attention packs its keys: that
+     * scratch holds n_head panels of [T, head_dim], at least [n, dim]. */
+    if (kern_packed_floats(n, dim) > w->kp_stride * (size_t)w->m->cfg.n_head)
+        return err_set(e, ERR_TOOBIG, "gram: %d x %d features exceed the workspace", n, dim);
+    kern_pack_nt(f, dim, n, dim, w->kp);
+    struct gram_job j = {.f = f, .Fp = w->kp, .U = U, .n = n, .dim = dim};
+    team_run(w->team, (n + GRAM_ROWS - 1) / GRAM_ROWS, gram_task, &j);
+    return 0;
+}
+
 static void copy_cols(const float *src, int ld, int col, int rows, int D, float *dst)
 {
     for (int t = 0; t < rows; t++)

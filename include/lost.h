@@ -19,9 +19,17 @@ struct lost_params {
                          * paper; not upstream). 0 = upstream LOST. */
     int l2norm;         /* nonzero: L2-normalise each patch's feature row first
                          * (a zero row stays zero) */
+    /* Optional Gram provider: writes the upper triangle (entries i <= j) of
+     * F F^T into U [n, n] row-major, F [n, dim]; returns 0 or an ERR_* code.
+     * NULL = cblas_ssyrk. Lets a caller run the product on its own threads and
+     * kernels (the pipeline uses the workspace's); signs of entries within
+     * rounding of 0 may then differ from OpenBLAS's. */
+    int (*gram)(void *ctx, const float *f, int n, int dim, float *U, struct err *e);
+    void *gram_ctx;
 };
 
-/* Fills p with upstream defaults: k_patches 100, gram_bias 0, l2norm 0. Cannot fail. */
+/* Fills p with upstream defaults: k_patches 100, gram_bias 0, l2norm 0, no
+ * Gram provider. Cannot fail. */
 void lost_params_default(struct lost_params *p);
 
 /* Geometry of one feature map. rows x cols = N patches, patch index

@@ -92,6 +92,13 @@ struct vit_out {
 int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h, int w_px,
                 const struct vit_opts *opts, struct vit_out *out, struct err *e);
 
+/* The upper triangle (entries i <= j) of F F^T into U [n, n] row-major, for
+ * F [n, dim] (LOST's Gram matrix), on this workspace's kernels and threads;
+ * OpenBLAS's ssyrk on the fallback. Only the attention scratch is reused:
+ * the outputs of the last forward (q, k, v, tokens) stay valid. Returns 0,
+ * or ERR_TOOBIG when n x dim is more than the workspace was sized for. */
+int vit_work_gram(struct vit_work *w, const float *f, int n, int dim, float *U, struct err *e);
+
 /* Resampling weights of one axis, exposed for tests: fills wts [n_out, n_in]
  * (dense, row per output) for the antialiased (aa = 1, PIL-style, a = -0.5)
  * or plain (aa = 0, A = -0.75, edge clamped) bicubic, with sampling scale s

@@ -20,6 +20,8 @@ void lost_params_default(struct lost_params *p)
     p->k_patches = LOST_K_PATCHES;
     p->gram_bias = 0.0f;
     p->l2norm = 0;
+    p->gram = NULL;
+    p->gram_ctx = NULL;
 }
 
 static int check_grid(const struct lost_grid *g, size_t *n_out, struct err *e)
@@ -178,7 +180,13 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
      * rank-k update); entries are read as a(i, j) = U[min, max] + b, so the
      * matrix is neither mirrored nor rewritten with the bias. The bias is
      * added in float exactly where upstream adds it (spec 3.1). */
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, N, dim, 1.0f, f, dim, 0.0f, A, N);
+    if (p->gram) {
+        int grc = p->gram(p->gram_ctx, f, N, dim, A, e);
+        if (grc)
+            return grc;
+    } else {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, N, dim, 1.0f, f, dim, 0.0f, A, N);
+    }
     const float bias = p->gram_bias;
 
     /* 2. Degree: positive entries off the diagonal (patch_scoring). Each

@@ -29,6 +29,12 @@ static void to_original(int b[4], const struct pipeline_result *r, const struct 
     b[3] = b[3] > img->h ? img->h : b[3];
 }
 
+static int gram_on_workspace(void *ctx, const float *f, int n, int dim, float *U,
+                             struct err *e)
+{
+    return vit_work_gram(ctx, f, n, dim, U, e);
+}
+
 int pipeline_max_patches(const struct model *m, int max_side)
 {
     int P = model_config(m)->patch;
@@ -109,7 +115,11 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
     }
     struct lost_grid g = {.rows = out.grid_h, .cols = out.grid_w, .patch_y = c->patch,
                           .patch_x = c->patch, .img_h = run.h, .img_w = run.w};
-    if ((rc = lost_find_box(f, out.dim, &g, &o->lost, a, &r->lost, e)))
+    /* LOST's Gram matrix on the workspace's kernels and threads */
+    struct lost_params lp = o->lost;
+    lp.gram = gram_on_workspace;
+    lp.gram_ctx = w;
+    if ((rc = lost_find_box(f, out.dim, &g, &lp, a, &r->lost, e)))
         return rc;
     r->dinoseg = 0;
     if (o->dinoseg) {

@@ -364,6 +364,16 @@ static void attention_maps(void)
  * in bfloat16 stays close to float32; the size of the gap is printed. */
 static void bf16_mode(void)
 {
+    {
+        struct model *probe = NULL;
+        struct err pe = {0};
+        struct model_opts po = {.act = -1, .precision = MODEL_PRECISION_BF16};
+        if (model_load(FIX "/models/tiny.safetensors", &po, &probe, &pe) == ERR_UNSUPPORTED) {
+            printf("SKIP bf16 forward close to fp32: %s\n", pe.msg);
+            return;
+        }
+        model_free(probe);
+    }
     CHECK_CASE("bf16 forward close to fp32", {
         struct model *m32 = NULL, *m16 = NULL;
         struct vit_work *w32 = NULL, *w16 = NULL;
@@ -405,8 +415,47 @@ static void bf16_mode(void)
     });
 }
 
+/* LOST's Gram matrix on the workspace: upper triangle equal to F F^T. */
+static void gram(void)
+{
+    CHECK_CASE("workspace Gram matrix equals F F^T on the upper triangle", {
+        struct model *m = NULL;
+        struct vit_work *w = NULL;
+        struct err e = {0};
+        int rc = model_load(FIX "/models/tiny.safetensors", NULL, &m, &e);
+        if (!rc)
+            rc = vit_work_init(m, 300, &w, &e);
+        if (!rc)
+            rc = vit_work_set_threads(w, 2, &e);
+        CHECK(rc == 0, "setup: %s", e.msg);
+        int n = 229, dim = 64;
+        float *f = malloc(sizeof *f * n * dim), *U = malloc(sizeof *U * n * n);
+        for (int i = 0; i < n * dim; i++)
+            f[i] = (float)((i * 7919) % 1013) / 500.0f - 1.0f;
+        if (!rc)
+            rc = vit_work_gram(w, f, n, dim, U, &e);
+        CHECK(rc == 0, "gram: %s", e.msg);
+        double worst = 0;
+        for (int i = 0; !rc && i < n; i++)
+            for (int j = i; j < n; j++) {
+                double r = 0;
+                for (int d = 0; d < dim; d++)
+                    r += (double)f[i * dim + d] * f[j * dim + d];
+                double dd = fabs(r - U[(size_t)i * n + j]);
+                worst = dd > worst ? dd : worst;
+            }
+        CHECK(worst < 1e-4, "max error %g", worst);
+        CHECK(vit_work_gram(w, f, 301, dim, U, &e) == ERR_TOOBIG, "oversized input accepted");
+        free(f);
+        free(U);
+        vit_work_free(w);
+        model_free(m);
+    });
+}
+
 int main(void)
 {
+    gram();
     bf16_mode();
     attention_maps();
     resample_weights();
