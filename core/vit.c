@@ -540,6 +540,11 @@ struct gemm_job {
     enum epi epi;
     const float *gamma; /* EPI_RESIDUAL: h += gamma * C */
     float *h;
+    /* EPI_RESIDUAL: then LayerNorm of the same rows of h into ln_out (the
+     * next step's input), while they are in cache; ln_w NULL = none. */
+    const float *ln_w, *ln_b;
+    float ln_eps;
+    float *ln_out;
 };
 
 static void gemm_task(void *ctx, int t, int th)
@@ -570,6 +575,9 @@ static void gemm_task(void *ctx, int t, int th)
         break;
     case EPI_RESIDUAL:
         kern_residual(j->h + (size_t)r0 * j->ldc, C, j->gamma, r1 - r0, j->n);
+        if (j->ln_w)
+            kern_layernorm(j->h + (size_t)r0 * j->ldc, j->ln_out + (size_t)r0 * j->ldc, r1 - r0,
+                           j->n, j->ln_w, j->ln_b, j->ln_eps);
         break;
     }
 }
@@ -589,6 +597,21 @@ static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, in
 {
     struct gemm_job j = {.w = w, .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .A = A,
                          .Bp = Bp, .Bh = Bh, .bias = bias, .C = C, .epi = epi, .gamma = gamma, .h = h};
+    int tasks = n_chunks(w, m, &j.chunk);
+    team_run(w->team, tasks, gemm_task, &j);
+}
+
+/* gemm_par with EPI_RESIDUAL followed by LayerNorm (ln_w, ln_b) of the
+ * updated rows of h into z: one pass instead of two parallel loops. */
+static void gemm_res_ln(struct vit_work *w, int m, int n, int k, const float *A, int lda,
+                        const float *Bp, const unsigned short *Bh, const float *bias, float *C,
+                        const float *gamma, float *h, const float *ln_w, const float *ln_b,
+                        float eps, float *z)
+{
+    struct gemm_job j = {.w = w, .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .A = A,
+                         .Bp = Bp, .Bh = Bh, .bias = bias, .C = C, .epi = EPI_RESIDUAL,
+                         .gamma = gamma, .h = h, .ln_w = ln_w, .ln_b = ln_b, .ln_eps = eps,
+                         .ln_out = z};
     int tasks = n_chunks(w, m, &j.chunk);
     team_run(w->team, tasks, gemm_task, &j);
 }
@@ -672,30 +695,35 @@ static void attention_fast(const struct model_config *c, struct vit_work *w, int
 }
 
 /* One transformer block on the AVX-512 path; stops after the q/k/v when
- * `stop_after_qkv` (the tapped block of a LOST-only forward). */
+ * `stop_after_qkv` (the tapped block of a LOST-only forward). LayerNorms are
+ * fused into the residual updates before them: LN2 into the attention
+ * projection's, and the next block's LN1 (when `next` is given) into the
+ * MLP's. `z_ready`: this block's LN1 output is already in w->z. */
 static void block_fast(const struct model_config *c, const struct model_block *b,
-                       struct vit_work *w, int T, int stop_after_qkv)
+                       const struct model_block *next, struct vit_work *w, int T,
+                       int stop_after_qkv, int z_ready)
 {
     int D = c->dim, F = c->ffn_hidden;
-    ln_par(w, w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
+    if (!z_ready)
+        ln_par(w, w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
     gemm_par(w, T, 3 * D, D, w->z, D, b->qkv_p, b->qkv_h, b->qkv_b, w->qkv, EPI_NONE, NULL,
              NULL);
     if (stop_after_qkv)
         return;
     attention_fast(c, w, T);
-    gemm_par(w, T, D, D, w->att, D, b->proj_p, b->proj_h, b->proj_b, w->tmp, EPI_RESIDUAL,
-             b->ls1, w->h);
-    ln_par(w, w->h, w->z, T, D, b->ln2_w, b->ln2_b, c->ln_eps);
+    gemm_res_ln(w, T, D, D, w->att, D, b->proj_p, b->proj_h, b->proj_b, w->tmp, b->ls1, w->h,
+                b->ln2_w, b->ln2_b, c->ln_eps, w->z);
+    const float *nw = next ? next->ln1_w : NULL, *nb = next ? next->ln1_b : NULL;
     if (c->ffn == MODEL_FFN_SWIGLU) {
         gemm_par(w, T, 2 * F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn, EPI_SWIGLU,
                  NULL, NULL);
-        gemm_par(w, T, D, F, w->ffn, 2 * F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp,
-                 EPI_RESIDUAL, b->ls2, w->h);
+        gemm_res_ln(w, T, D, F, w->ffn, 2 * F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2,
+                    w->h, nw, nb, c->ln_eps, w->z);
     } else {
         gemm_par(w, T, F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn,
                  c->act == MODEL_ACT_QUICKGELU ? EPI_QUICKGELU : EPI_GELU, NULL, NULL);
-        gemm_par(w, T, D, F, w->ffn, F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, EPI_RESIDUAL,
-                 b->ls2, w->h);
+        gemm_res_ln(w, T, D, F, w->ffn, F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2, w->h,
+                    nw, nb, c->ln_eps, w->z);
     }
 }
 
@@ -817,7 +845,8 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
         const struct model_block *b = &m->blocks[l];
         int stop = l == last && !full;
         if (w->fast) {
-            block_fast(c, b, w, T, stop);
+            /* the previous block left this block's LN1 output in w->z */
+            block_fast(c, b, l < last ? &m->blocks[l + 1] : NULL, w, T, stop, l > 0);
         } else {
             layer_norm(w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
             linear(w->z, T, D, b->qkv_w, b->qkv_b, 3 * D, w->qkv);
