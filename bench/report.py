@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Turns the raw lines of bench/run.sh ($BUILD/bench/results.jsonl) into one
+markdown report: the machine, the forward table (lostd, ONNX Runtime and
+PyTorch side by side), the key row with OpenBLAS's variables unset, lostd's
+other stages and memory, the daemon under load and eval throughput. Prints
+it and writes it to RESULTS. Figures only: nothing is asserted.
+
+usage: report.py RESULTS.jsonl RESULTS.md LOSTD
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine(rows, lostd):
+    lscpu = dict(line.split(":", 1) for line in sh("lscpu").splitlines() if ":" in line)
+    lscpu = {k.strip(): v.strip() for k, v in lscpu.items()}
+    flags = set(lscpu.get("Flags", "").split())
+    want = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+            "amx_tile", "amx_bf16"]
+    mem = ""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 2 ** 20)
+    cores = {r["env"]: r["r"].get("blas_core") for r in rows if r["kind"] == "lostd"}
+    ort = next((r["r"]["ort_version"] for r in rows if r["kind"] == "ort"), "not run")
+    torch = next((r["r"]["torch_version"] for r in rows if r["kind"] == "torch"), "not run")
+    jem = next((r["r"] for r in rows if r["kind"] == "torch"), {})
+    dirty = " (with uncommitted changes)" if sh("git", "status", "--porcelain", "core",
+                                                  "lost", "server", "include") else ""
+    starts = [r["r"] for r in rows if r["kind"] == "load" and r["r"]["when"] == "start"]
+    ends = [r["r"] for r in rows if r["kind"] == "load" and r["r"]["when"] == "end"]
+    lines = [
+        "| | |", "|---|---|",
+        "| CPU | %s (family %s, model %s), %s cores, %s thread(s) per core |" % (
+            lscpu.get("Model name", "?"), lscpu.get("CPU family", "?"),
+            lscpu.get("Model", "?"), lscpu.get("CPU(s)", "?"),
+            lscpu.get("Thread(s) per core", "?")),
+        "| ISA flags | %s |" % " ".join(f if f in flags else "~~%s~~" % f for f in want),
+        "| memory | %s |" % mem,
+        "| OS | Debian %s, kernel %s |" % (open("/etc/debian_version").read().strip()
+                                         if os.path.exists("/etc/debian_version") else "?",
+                                         platform.release()),
+        "| environment | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s |" % (
+            os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+            os.environ.get("OPENBLAS_L2_SIZE", "(unset)")),
+        "| OpenBLAS core | %s as set; %s with both variables unset |" % (
+            cores.get("set", "?"), cores.get("unset", "not run")),
+        "| lostd | %s, %s |" % (os.environ.get("BENCH_LOSTD_REV") or
+                               sh("git", "describe", "--always", "--dirty=+") + dirty,
+                               sh("cc", "--version").split("\n")[0]),
+        "| ONNX Runtime | onnxruntime-node %s (CPU EP), node %s |" % (ort, sh("node", "--version")),
+        "| PyTorch | %s (Debian python3-torch), %s |" % (
+            torch, ("libjemalloc2 preloaded, MALLOC_CONF=%s" % jem.get("malloc_conf")
+                    if jem.get("jemalloc") else "glibc malloc (no jemalloc!)") +
+            ", OMP_WAIT_POLICY=%s, OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = threads"
+            % (jem.get("omp_wait_policy") or "(unset)")),
+    ]
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        lines.append("| load average%s | %s at start, %s at the end; %s took %s s |" % (
+            "" if i == 0 else " (rows re-run)", a["loadavg"], b["loadavg"],
+            "the run" if i == 0 else "re-run %d" % i, b["seconds"]))
+    return lines
+
+
+def fmt(v, f="%.1f"):
+    return "-" if v is None else f % v
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None else "%.2fx" % (a / b)
+
+
+def forward_table(rows, env="set"):
+    key = {}
+    for r in rows:
+        if r["kind"] in ("lostd", "lostd_bf16", "ort", "torch") and r["env"] == env:
+            key.setdefault((r["model"], r["size"], r["threads"]), {})[r["kind"]] = r["r"]
+    out = ["| model | size HxW | patches | threads | lostd ms | ORT ms | PyTorch ms "
+           "| lostd vs ORT | lostd vs PyTorch | lostd bf16 ms | bf16 vs ORT | GFLOP "
+           "| lostd GFLOP/s | ceiling GFLOP/s | % of ceiling | peak RSS MB lostd / ORT / PyTorch |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for (m, s, t), e in key.items():
+        lo, o, p, bf = e.get("lostd"), e.get("ort"), e.get("torch"), e.get("lostd_bf16")
+        ms = lambda x: x["forward_ms_median"] if x else None  # noqa: E731
+        out.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s "
+                   "| %s | %s |" % (
+            m, s, "-" if not lo else lo["grid"][0] * lo["grid"][1], t,
+            fmt(ms(lo)), fmt(ms(o)), fmt(ms(p)), ratio(ms(o), ms(lo)), ratio(ms(p), ms(lo)),
+            fmt(ms(bf)), ratio(ms(o), ms(bf)),
+            fmt(lo and lo["gflop"], "%.2f"), fmt(lo and lo["gflops"]),
+            fmt(lo and lo["sgemm_gflops"]),
+            fmt(lo and 100 * lo["gflops"] / lo["sgemm_gflops"], "%.0f%%"),
+            " / ".join(fmt(x and x["peak_rss_mb"], "%.0f") for x in (lo, o, p))))
+    return out
+
+
+def key_rows(rows):
+    out = ["| engine | environment | ms median | ms min | lostd vs engine | notes |",
+           "|---|---|---:|---:|---:|---|"]
+    sel = [r for r in rows if r["kind"] in ("lostd", "lostd_bf16", "ort", "torch",
+                                            "torch_jedefault", "torch_glibc",
+                                            "torch_ompdefault")
+           and r["model"] == "vits14_reg" and r["size"] == "392x504" and r["threads"] == 2]
+    base = {r["env"]: r["r"]["forward_ms_median"] for r in sel if r["kind"] == "lostd"}
+    names = {"lostd": "lostd", "lostd_bf16": "lostd bf16", "ort": "ONNX Runtime",
+             "torch": "PyTorch + jemalloc", "torch_jedefault": "PyTorch + jemalloc",
+             "torch_glibc": "PyTorch", "torch_ompdefault": "PyTorch + jemalloc"}
+    for kind in ("lostd", "lostd_bf16", "ort", "torch", "torch_jedefault", "torch_glibc",
+                 "torch_ompdefault"):
+        for r in sel:
+            if r["kind"] != kind:
+                continue
+            x = r["r"]
+            note = ""
+            if kind.startswith("lostd"):
+                note = "kernels %s, OpenBLAS core %s" % (x.get("kernels"), x.get("blas_core"))
+                o = next((q["r"]["forward_ms_median"] for q in sel
+                          if q["kind"] == "ort" and q["env"] == r["env"]), None)
+                if kind == "lostd_bf16" and o:
+                    note += "; ORT / bf16 = %.2fx" % (o / x["forward_ms_median"])
+            elif kind == "ort" and x.get("max_abs_diff_vs_torch") is not None:
+                note = "output vs PyTorch: max abs %.1e" % x["max_abs_diff_vs_torch"]
+            elif kind.startswith("torch"):
+                note = ("MALLOC_CONF=" + x["malloc_conf"] if x.get("malloc_conf") else
+                        "jemalloc defaults" if x.get("jemalloc") else "glibc malloc")
+                note += ", OMP_WAIT_POLICY=" + (x.get("omp_wait_policy") or "(unset)")
+            env = "as set" if r["env"] == "set" else "OPENBLAS_* unset"
+            b = base.get(r["env"])
+            out.append("| %s | %s | %.1f | %.1f | %s | %s |" % (
+                names[kind], env, x["forward_ms_median"], x["forward_ms_min"],
+                "-" if kind.startswith("lostd") or b is None
+                else "%.2fx" % (x["forward_ms_median"] / b),
+                note))
+    return out
+
+
+def lostd_stages(rows):
+    out = ["| model | size | threads | preprocess ms | forward ms | LOST ms | LOST / forward "
+           "| peak RSS MB | weights MB | RSS - weights MB |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["kind"] != "lostd" or r["env"] != "set":
+            continue
+        x = r["r"]
+        w = os.path.getsize(r["weights"]) / 2 ** 20 if r.get("weights") else None
+        out.append("| %s | %s | %d | %.2f | %.1f | %.2f | %.1f%% | %.0f | %s | %s |" % (
+            r["model"], r["size"], r["threads"], x["preprocess_ms_median"],
+            x["forward_ms_median"], x["lost_ms_median"],
+            100 * x["lost_ms_median"] / x["forward_ms_median"], x["peak_rss_mb"],
+            fmt(w, "%.0f"), fmt(w and x["peak_rss_mb"] - w, "%.0f")))
+    return out
+
+
+def daemon(rows, ncores):
+    one = next((r["r"] for r in rows if r["kind"] == "single"), None)
+    ideal = ncores * 1000.0 / one["total_ms_median"] if one else None
+    out = ["| workers x threads | concurrency | requests | images/s | of ideal | p50 ms "
+           "| p99 ms | max ms | errors |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["kind"] != "daemon":
+            continue
+        x, w = r["r"], r["r"]["wrk"]
+        out.append("| %d x %d | %d | %d | %.2f | %s | %.0f | %.0f | %.0f | %d |" % (
+            x["workers"], r["threads"], x["concurrency"], w["requests"], w["rps"],
+            fmt(ideal and 100 * w["rps"] / ideal, "%.0f%%"), w["p50_ms"], w["p99_ms"],
+            w["max_ms"], w["non2xx"] + w["socket_errors"] + w["timeouts"]))
+    return out, ideal, one
+
+
+def evals(rows):
+    e = {r["r"]["images"]: r["r"] for r in rows if r["kind"] == "eval"}
+    if len(e) < 2:
+        return None
+    (n0, a), (n1, b) = sorted(e.items())[:2]
+    ok = all(x.get("summary") and x["summary"].get("images") == n for n, x in e.items())
+    return (n1 - n0) / (b["seconds"] - a["seconds"]), n1, b["seconds"], ok
+
+
+def dedupe(rows):
+    """A row re-run (BENCH_APPEND=1) replaces the earlier line of the same
+    row, in the earlier line's place; load lines are all kept."""
+    def key(r):
+        x = r["r"]
+        return (r["kind"], r["model"], r["size"], r["threads"], r["env"],
+                x.get("workers"), x.get("concurrency"), x.get("images"))
+    last = {key(r): r for r in rows if r["kind"] != "load"}
+    out, seen = [], set()
+    for r in rows:
+        if r["kind"] == "load":
+            out.append(r)
+        elif key(r) not in seen:
+            seen.add(key(r))
+            out.append(last[key(r)])
+    return out
+
+
+def main():
+    src, dst, lostd = sys.argv[1:4]
+    rows = dedupe([json.loads(line) for line in open(src) if line.strip()])
+    for r in rows:
+        if r["kind"] == "lostd":
+            r["weights"] = os.path.join(os.path.dirname(src),
+                                        "dinov2_%s_random.safetensors" % r["model"])
+    ncores = os.cpu_count() or 1
+    md = ["# lostd benchmark results", "",
+          "Written by `make bench` (bench/run.sh, bench/report.py); figures only. Every engine",
+          "times the same forward on the same random full-size weights (`lostd model init",
+          "--seed 0`): patch embedding, position table and registers, all blocks but the",
+          "last in full, then the last block's LayerNorm and qkv (what LOST reads); not the",
+          "last block's attention/MLP, not the final norm (see bench/model.py). Times are the",
+          "median of the timed runs after a warm-up, in milliseconds per image (batch 1);",
+          "\"lostd vs X\" is X's time over lostd's (above 1 = lostd faster). The ceiling is",
+          "what lostd's own GEMM path reaches on the model's GEMM shapes in the same run.",
+          "", "## Machine", ""]
+    md += machine(rows, lostd)
+    par = next((r["r"] for r in rows if r["kind"] == "parity"), None)
+    ort_d = [r["r"]["max_abs_diff_vs_torch"] for r in rows
+             if r["kind"] == "ort" and r["r"].get("max_abs_diff_vs_torch") is not None]
+    md += ["", "## Forward: lostd, ONNX Runtime, PyTorch", ""]
+    md += forward_table(rows)
+    md += ["", "Same output: lostd's q/k/v vs bench/model.py at %s: max abs %s (keys reach "
+           "%s); ONNX Runtime vs PyTorch over all rows: max abs %s." % (
+               "x".join(map(str, par["size"])) if par else "-",
+               "%.1e" % max(v for k, v in par["lostd_vs_torch_max_abs"].items()
+                            if k != "max_abs_keys") if par else "-",
+               "%.1f" % par["lostd_vs_torch_max_abs"]["max_abs_keys"] if par else "-",
+               "%.1e" % max(ort_d) if ort_d else "-")]
+    md += ["", "## Key row: ViT-S/14-reg, 392x504, 2 threads, environment as set and with",
+           "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset in that command alone", ""]
+    md += key_rows(rows)
+    bf = [r for r in rows if r["kind"] == "bf16_boxes"]
+    if bf:
+        md += ["", "bf16 against fp32 on the fixture images (tests/fixtures/images, "
+               "static/samples; random weights, so this shows drift, not accuracy): " +
+               "; ".join("%s: %d of %d boxes identical, %d of %d seeds, lowest IoU %s" % (
+                   r["model"], r["r"]["same_box"], r["r"]["images"], r["r"]["same_seed"],
+                   r["r"]["images"], fmt(r["r"]["min_iou"], "%.3f")) for r in bf) + "."]
+    md += ["", "## lostd: other stages and memory", ""]
+    md += lostd_stages(rows)
+    d, ideal, one = daemon(rows, ncores)
+    if len(d) > 2:
+        md += ["", "## Daemon (`lostd serve`, ViT-S/14-reg, VOC07_000236.jpg 500x381 POSTed "
+               "as image/jpeg, wrk on 127.0.0.1, closed loop, 12 s or 400 responses per run)",
+               "", "Ideal = cores / single-image time = %d / %.1f ms = %.2f images/s (lostd "
+               "bench, 392x504, 1 thread, preprocess + forward + LOST, measured just before "
+               "the load; JPEG decode excluded)." % (ncores, one["total_ms_median"], ideal) if one else "", ""]
+        md += d
+    ev = evals(rows)
+    if ev:
+        md += ["", "## `lostd eval --model` (ViT-S/14-reg, VOC layout, copies of "
+               "VOC07_000236.jpg)", "",
+               "%.2f images/s steady state (from the difference of a 4- and a %d-image run, "
+               "so model load drops out); the %d-image run took %.1f s wall in all.%s" % (
+                   ev[0], ev[1], ev[1], ev[2], "" if ev[3] else
+                   " (eval did not report every image: check the raw lines)")]
+    md += ["", "## Reproduce", "",
+           "    apt-get install -y python3-torch libjemalloc2 wrk curl nodejs npm",
+           "    (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm ci)",
+           "    make && make bench        # or BUILD=dir bash bench/run.sh",
+           "", "<details><summary>raw lines (%s)</summary>" % os.path.basename(src), "",
+           "```"]
+    md += [json.dumps({k: v for k, v in r.items() if k != "weights"}) for r in rows]
+    md += ["```", "", "</details>", ""]
+    text = "\n".join(md)
+    with open(dst, "w") as f:
+        f.write(text)
+    print(text.split("## Reproduce")[0].rstrip())
+    print("\nbench: wrote %s" % dst)
+
+
+if __name__ == "__main__":
+    main()

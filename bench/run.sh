@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# bench/run.sh - `make bench`: lostd's forward side by side with ONNX Runtime
+# and PyTorch on the same weights, then the daemon under a bounded loopback
+# load and `lostd eval --model` throughput. Figures only: nothing here
+# asserts a speed, and it is not part of `make test`.
+#
+# Every engine times the same work (bench/model.py says what): ViT-S/14-reg
+# and ViT-B/14-reg with random weights from `lostd model init`, at 224x224,
+# 392x504 (a VOC image padded) and 518x518, at 1 and 2 threads, rows
+# interleaved (lostd, ORT, PyTorch for one row, then the next) so that a
+# noisy neighbour hurts all three alike. The key row (ViT-S, 392x504, 2
+# threads) runs again with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset in
+# that command alone.
+#
+# env: BUILD        build dir holding lostd (default build); models, ONNX
+#                   files and raw results are cached in $BUILD/bench/
+#      BENCH_PARTS  which parts, default "forward daemon eval"
+#      BENCH_QUICK=1  forward rows of ViT-S at 392x504 only, short runs
+#      BENCH_RESULTS  where to write the report (default bench/RESULTS.md; with
+#                   BENCH_QUICK or BENCH_PARTS, $BUILD/bench/RESULTS.md)
+#      BENCH_MODELS, BENCH_SIZES  override the rows; with BENCH_APPEND=1 the
+#                   new lines replace the same rows of the last run (to re-run
+#                   rows a noisy neighbour spoiled; the key row always runs)
+# needs: node + `cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm ci`,
+#        python3-torch (/usr/bin/python3), libjemalloc2, wrk, curl
+# (a missing engine or tool is reported and its columns left empty).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+LOSTD=$BUILD/lostd
+OUT=$BUILD/bench
+PY=/usr/bin/python3
+JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+# jemalloc's defaults purge allocations above 8 MiB (attention scores, MLP
+# activations) as soon as they are freed, so each forward faults them in
+# again (a first touch costs 14-45 us a page on these VMs): slower than
+# glibc. Keeping freed pages makes PyTorch 5-8x faster here; the key row
+# also shows PyTorch with the defaults and with glibc malloc.
+JEMALLOC_CONF=oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1
+JPEG=tests/fixtures/images/VOC07_000236.jpg
+QUICK=${BENCH_QUICK:-0}
+PARTS=${BENCH_PARTS:-forward daemon eval}
+RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
+[ -z "${BENCH_PARTS:-}" ] && [ "$QUICK" != 1 ] || RESULTS=${BENCH_RESULTS:-$OUT/RESULTS.md}
+if [ "$QUICK" = 1 ]; then
+    MODELS="vits14_reg"; SIZES="392x504"; PARTS=forward
+else
+    MODELS=${BENCH_MODELS:-vits14_reg vitb14_reg}
+    SIZES=${BENCH_SIZES:-224x224 392x504 518x518}
+fi
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+THREADS="1 2"
+KEY_MODEL=vits14_reg KEY_SIZE=392x504 KEY_T=2
+
+[ -x "$LOSTD" ] || { echo "bench: $LOSTD not built (run make)" >&2; exit 1; }
+mkdir -p "$OUT/onnx"
+JL=$OUT/results.jsonl
+[ "${BENCH_APPEND:-0}" = 1 ] || : >"$JL"
+T0=$(date +%s)
+PIDS=()
+tmp=$(mktemp -d)
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+have_ort=0 have_torch=0 have_wrk=0 preload=""
+if command -v node >/dev/null && [ -f bench/node_modules/onnxruntime-node/package.json ]; then
+    have_ort=1
+else
+    echo "bench: no ONNX Runtime (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm ci)" >&2
+fi
+if [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then have_torch=1
+else echo "bench: no PyTorch for $PY (apt-get install python3-torch)" >&2; fi
+if [ -f "$JEMALLOC" ]; then preload=$JEMALLOC
+else echo "bench: $JEMALLOC missing (apt-get install libjemalloc2): PyTorch runs without" >&2; fi
+if command -v wrk >/dev/null && command -v curl >/dev/null; then have_wrk=1
+else echo "bench: no wrk/curl (apt-get install wrk curl): no daemon figures" >&2; fi
+
+# rec KIND MODEL SIZE THREADS ENV JSON: one line of $JL
+rec() {
+    printf '{"kind":"%s","model":"%s","size":"%s","threads":%s,"env":"%s","r":%s}\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" >>"$JL"
+}
+# inenv ENV CMD...: runs CMD as is ("set") or with both OpenBLAS variables
+# unset in this command alone ("unset")
+inenv() {
+    local e=$1; shift
+    if [ "$e" = unset ]; then env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; else "$@"; fi
+}
+# reps MODEL ENGINE: "repeat warmup", fewer for the slow ones (budget ~15 min)
+reps() {
+    if [ "$QUICK" = 1 ]; then echo "5 1"; return; fi
+    case "$1/$2" in
+        vits14_reg/torch) echo "5 2" ;;
+        vits14_reg/*) echo "10 2" ;;
+        */torch) echo "3 1" ;;
+        *) echo "5 1" ;;
+    esac
+}
+model_file() { echo "$OUT/dinov2_${1}_random.safetensors"; }
+onnx_file() { echo "$OUT/onnx/${1}_${2}.onnx"; }
+
+# torch KIND MODEL SIZE THREADS ENV REPEAT WARMUP PRELOAD MALLOC_CONF
+torch_run() {
+    local j
+    # OpenMP and Debian's OpenBLAS (which PyTorch's matmuls call) each get
+    # T threads. OpenMP's idle threads must sleep, not spin, while OpenBLAS's
+    # own threads run a GEMM: spinning they take its cores and PyTorch at 2
+    # threads is slower than at 1 (2x slower at 392x504 here). OMP_WAIT=''
+    # leaves libgomp's default (spin, then sleep) for the key row's record.
+    local wp=${OMP_WAIT-PASSIVE}
+    j=$(inenv "$5" env LD_PRELOAD="$8" MALLOC_CONF="$9" OMP_NUM_THREADS="$4" \
+        ${wp:+OMP_WAIT_POLICY=$wp} OPENBLAS_NUM_THREADS="$4" timeout 900 "$PY" bench/torch_bench.py \
+        --model "$(model_file "$2")" --size "$3" --threads "$4" --repeat "$6" --warmup "$7") \
+        && rec "$1" "$2" "$3" "$4" "$5" "$j"
+}
+
+# run_row MODEL SIZE THREADS ENV: lostd, ORT and PyTorch on one row
+run_row() {
+    local m=$1 s=$2 t=$3 e=$4 mf j r w
+    mf=$(model_file "$m")
+    read -r r w <<<"$(reps "$m" lostd)"
+    j=$(inenv "$e" timeout 600 "$LOSTD" bench --model "$mf" --size "$s" --threads "$t" \
+        --repeat "$r" --warmup "$w") && rec lostd "$m" "$s" "$t" "$e" "$j"
+    j=$(inenv "$e" timeout 600 "$LOSTD" bench --model "$mf" --size "$s" --threads "$t" \
+        --repeat "$r" --warmup "$w" --precision bf16) && rec lostd_bf16 "$m" "$s" "$t" "$e" "$j"
+    if [ $have_ort = 1 ]; then
+        j=$(inenv "$e" timeout 600 node bench/ort_bench.mjs --model "$(onnx_file "$m" "$s")" \
+            --size "$s" --threads "$t" --repeat "$r" --warmup "$w" --check) \
+            && rec ort "$m" "$s" "$t" "$e" "$j"
+    fi
+    if [ $have_torch = 1 ]; then
+        read -r r w <<<"$(reps "$m" torch)"
+        torch_run torch "$m" "$s" "$t" "$e" "$r" "$w" "$preload" "$JEMALLOC_CONF"
+    fi
+    echo "  $m $s threads $t ($e): done at $(($(date +%s) - T0)) s" >&2
+}
+
+echo "bench: load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+rec load - - 0 set "{\"when\":\"start\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
+
+# 1. models (cached) and one ONNX per model and size (cached)
+for m in $MODELS; do
+    mf=$(model_file "$m")
+    [ -f "$mf" ] || "$LOSTD" model init --arch "$m" --seed 0 --out "$mf" >&2
+    [ $have_torch = 1 ] && [ $have_ort = 1 ] || continue
+    for s in $SIZES; do
+        o=$(onnx_file "$m" "$s")
+        if [ ! -f "$o" ] || [ "$mf" -nt "$o" ] || [ bench/model.py -nt "$o" ]; then
+            echo "bench: exporting $o" >&2
+            "$PY" bench/model.py export "$mf" "$s" "$o" >/dev/null
+        fi
+    done
+done
+# the same work: lostd's q/k/v against bench/model.py on one input
+if [ $have_torch = 1 ] && part forward; then
+    j=$("$PY" bench/model.py check "$(model_file $KEY_MODEL)" $KEY_SIZE "$LOSTD") \
+        && rec parity $KEY_MODEL $KEY_SIZE 0 set "$j"
+fi
+
+# 2. the forward, every engine, every row; then the key row with OpenBLAS unset
+if part forward; then
+    echo "bench: forward rows (started $(date -u +%H:%M:%S))" >&2
+    for m in $MODELS; do
+        for s in $SIZES; do
+            for t in $THREADS; do run_row "$m" "$s" "$t" set; done
+        done
+    done
+    run_row $KEY_MODEL $KEY_SIZE $KEY_T unset
+    if [ $have_torch = 1 ]; then
+        [ -n "$preload" ] && torch_run torch_jedefault $KEY_MODEL $KEY_SIZE $KEY_T set 3 1 \
+            "$preload" ""
+        torch_run torch_glibc $KEY_MODEL $KEY_SIZE $KEY_T set 3 1 "" ""
+        OMP_WAIT='' torch_run torch_ompdefault $KEY_MODEL $KEY_SIZE $KEY_T set 3 1 \
+            "$preload" "$JEMALLOC_CONF"
+    fi
+    # bf16's effect on boxes: discover on the fixture images, fp32 vs bf16
+    imgs=(tests/fixtures/images/*.jpg static/samples/*)
+    for m in $MODELS; do
+        for p in fp32 bf16; do
+            "$LOSTD" discover --model "$(model_file "$m")" --precision $p "${imgs[@]}" \
+                >"$tmp/boxes_$p.jsonl" 2>/dev/null || true
+        done
+        j=$("$PY" - "$tmp/boxes_fp32.jsonl" "$tmp/boxes_bf16.jsonl" <<'PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(p) if l.strip()] for p in sys.argv[1:3])
+def iou(p, q):
+    w = max(0, min(p[2], q[2]) - max(p[0], q[0])); h = max(0, min(p[3], q[3]) - max(p[1], q[1]))
+    u = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - w * h
+    return w * h / u if u > 0 else 1.0
+pairs = [(x, y) for x, y in zip(a, b) if "box" in x and "box" in y]
+print(json.dumps({"images": len(pairs), "same_box": sum(x["box"] == y["box"] for x, y in pairs),
+                  "same_seed": sum(x["seed"] == y["seed"] for x, y in pairs),
+                  "min_iou": min((iou(x["box"], y["box"]) for x, y in pairs), default=None)}))
+PY
+        ) && rec bf16_boxes "$m" - 0 set "$j"
+    done
+fi
+
+# 3. the daemon: closed-loop load from wrk on loopback, bounded by -d and a
+# per-thread response cap; two layouts of the same 2 cores. The ideal is
+# cores / single-image time (preprocess + forward + LOST, one thread),
+# measured here, next to the load runs.
+if [ $have_wrk = 1 ] && part daemon; then
+    j=$(timeout 600 "$LOSTD" bench --model "$(model_file vits14_reg)" --size 392x504 \
+        --threads 1 --repeat 7 --warmup 2) && rec single vits14_reg 392x504 1 set "$j"
+    for layout in "2 1" "1 2"; do
+        read -r nw nt <<<"$layout"
+        "$LOSTD" serve --host 127.0.0.1 --port 0 --model "$(model_file vits14_reg)" \
+            --workers "$nw" --threads "$nt" >"$tmp/serve.out" 2>"$tmp/serve.err" &
+        pid=$!
+        PIDS+=("$pid")
+        port=
+        for _ in $(seq 1 200); do
+            port=$(sed -n 's|^lostd: listening on http://127.0.0.1:\([0-9]*\)$|\1|p' \
+                "$tmp/serve.out")
+            [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' \
+                "http://127.0.0.1:$port/health/ready")" = 200 ] && break
+            sleep 0.1
+        done
+        code=$(curl -s -o "$tmp/body" -w '%{http_code}' -H 'Content-Type: image/jpeg' \
+            --data-binary "@$JPEG" "http://127.0.0.1:$port/discover" || true)
+        if [ "$code" != 200 ]; then
+            echo "bench: daemon ($layout) answered $code: $(head -c 300 "$tmp/body")" >&2
+            cat "$tmp/serve.err" >&2
+        else
+            # warm every worker's workspace, then the measured runs
+            BENCH_JPEG=$JPEG wrk -t2 -c4 -d3s -s bench/post_jpeg.lua \
+                "http://127.0.0.1:$port" >/dev/null
+            for c in 1 2 8; do
+                wt=$((c < 2 ? c : 2))
+                j=$(BENCH_JPEG=$JPEG BENCH_MAX_PER_THREAD=$((400 / wt)) timeout 60 wrk \
+                    -t"$wt" -c"$c" -d12s --timeout 30s -s bench/post_jpeg.lua \
+                    "http://127.0.0.1:$port" | tail -n 1)
+                rec daemon vits14_reg 392x504 "$nt" set \
+                    "{\"workers\":$nw,\"concurrency\":$c,\"wrk\":$j}"
+            done
+        fi
+        kill -TERM "$pid"
+        wait "$pid" || true
+        echo "  daemon $nw workers x $nt threads: done at $(($(date +%s) - T0)) s" >&2
+    done
+fi
+
+# 4. lostd eval --model on a small VOC-layout set (copies of one image);
+# images/s from the difference of two runs, so model load drops out
+if part eval; then
+    V=$tmp/voc/VOCdevkit/VOC2007
+    mkdir -p "$V/Annotations" "$V/JPEGImages" "$V/ImageSets/Main"
+    for i in $(seq -w 1 24); do
+        cp "$JPEG" "$V/JPEGImages/0000$i.jpg"
+        printf '<annotation><filename>0000%s.jpg</filename><size><width>500</width><height>381</height><depth>3</depth></size><object><name>x</name><difficult>0</difficult><bndbox><xmin>85</xmin><ymin>169</ymin><xmax>266</xmax><ymax>266</ymax></bndbox></object></annotation>\n' \
+            "$i" >"$V/Annotations/0000$i.xml"
+        echo "0000$i" >>"$V/ImageSets/Main/trainval.txt"
+    done
+    targs=()
+    "$LOSTD" eval --help 2>&1 | grep -q -- '--threads' && targs=(--threads 2)
+    for n in 4 24; do
+        a=$(date +%s.%N)
+        "$LOSTD" eval --dataset voc07 --root "$tmp/voc" --model "$(model_file vits14_reg)" \
+            --limit "$n" "${targs[@]}" >"$tmp/eval.json" 2>/dev/null || true
+        b=$(date +%s.%N)
+        sum=$(tail -n 1 "$tmp/eval.json")
+        rec eval vits14_reg 392x504 2 set "{\"images\":$n,\"seconds\":$(awk \
+            "BEGIN { print $b - $a }"),\"summary\":${sum:-null}}"
+    done
+fi
+
+rec load - - 0 set "{\"when\":\"end\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"seconds\":$(($(date +%s) - T0))}"
+echo "bench: load after: $(cut -d' ' -f1-3 /proc/loadavg), $(($(date +%s) - T0)) s" >&2
+
+# 5. one table on stdout, the same plus the machine in $RESULTS
+"$PY" bench/report.py "$JL" "$RESULTS" "$LOSTD"
