@@ -805,7 +805,8 @@ static FILE *open_out(const struct opts *o, char *part, size_t cap, struct map *
      * device or a folder: only a regular file (or nothing) may be there. */
     struct stat sb;
     if (stat(o->out, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        err_set(e, ERR_IO, "%s exists and is not a regular file", o->out);
+        err_set(e, ERR_IO, "%s %s", o->out, S_ISDIR(sb.st_mode)
+                ? "is a directory, not a regular file" : "exists and is not a regular file");
         return NULL;
     }
     if (o->resume) {
