@@ -391,31 +391,16 @@
         im.setAttribute('data-max', rg.hi);
         g.appendChild(im);
 
-        var h = document.createElement('p');
-        h.className = 'legend-title';
-        h.textContent = title;
-        var bar = document.createElement('div');
-        bar.className = 'legend-bar';
-        bar.style.backgroundImage = cssGradient(stops);
-        bar.setAttribute('role', 'img');
-        bar.setAttribute('aria-label', 'colour scale from ' + lowText + ' (dark) to ' + highText + ' (bright)');
-        var ends = document.createElement('div');
-        ends.className = 'legend-ends';
-        var a = document.createElement('span'), z = document.createElement('span');
-        a.className = 'legend-min'; a.textContent = lowText;
-        z.className = 'legend-max'; z.textContent = highText;
-        ends.appendChild(a); ends.appendChild(z);
-        legend.appendChild(h); legend.appendChild(bar); legend.appendChild(ends);
+        var note = null;
         if (which === 'norm') {
-            var med = median(v), p = document.createElement('p');
-            p.className = 'legend-note';
+            var med = median(v);
             var high = v.filter(function (x) { return x > 2 * med; }).length;
-            p.textContent = 'median ' + fmt(med, 1) + '; ' + high + ' patch' + (high === 1 ? '' : 'es') +
+            note = 'median ' + fmt(med, 1) + '; ' + high + ' patch' + (high === 1 ? '' : 'es') +
                 ' above twice the median' + (r.registerNorms && r.registerNorms.length
                     ? '; register tokens: ' + r.registerNorms.map(function (x) { return fmt(x, 1); }).join(', ')
                     : '');
-            legend.appendChild(p);
         }
+        legendBar(stops, title, lowText, highText, note);
     }
 
     /* ---------- artifacts view (POST analyze) ---------- */
