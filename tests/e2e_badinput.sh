@@ -78,7 +78,12 @@ def request(method, path, body=None, headers=None, timeout=20):
     """One request with http.client: (status, headers dict, body bytes)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request(method, path, body=body, headers=headers or {})
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+        except (BrokenPipeError, ConnectionResetError):
+            # The daemon may answer (413) and close while the body is still
+            # being sent: its reply is then waiting to be read.
+            pass
         r = c.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
