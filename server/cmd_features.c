@@ -19,6 +19,7 @@
 static const char usage[] =
     "usage: lostd features --model FILE (--image IMG | --tensor X.npy) --out DIR\n"
     "                      [--layer L] [--heads N] [--act gelu|quickgelu] [--max-pixels N]\n"
+    "                      [--threads T]\n"
     "\n"
     "Runs the backbone once and writes float32 .npy files to DIR:\n"
     "  input.npy [3,H,W]   the preprocessed, zero-padded input\n"
@@ -40,7 +41,7 @@ static int save(const char *dir, const char *name, const float *p, int nd, long 
 int cli_features(int argc, char **argv)
 {
     const char *model_path = NULL, *image = NULL, *tensor_path = NULL, *out = NULL;
-    long layer = -1, heads = 0, max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    long layer = -1, heads = 0, max_pixels = IMAGE_DEFAULT_MAX_PIXELS, threads = 1;
     int act = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -64,6 +65,9 @@ int cli_features(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--heads")) {
             if (cli_parse_int("features", a, v, 1, 4096, &heads))
+                return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int("features", a, v, 1, 64, &threads))
                 return 2;
         } else if (!strcmp(a, "--act")) {
             act = !strcmp(v, "gelu") ? MODEL_ACT_GELU
@@ -126,7 +130,8 @@ int cli_features(int argc, char **argv)
     int N = (H / c->patch) * (W / c->patch);
     struct vit_opts vo = {.layer = (int)layer, .want = VIT_WANT_QKV | VIT_WANT_TOKENS};
     struct vit_out o;
-    if (vit_work_init(m, N, &w, &e) || vit_forward(m, w, x, H, W, &vo, &o, &e)) {
+    if (vit_work_init(m, N, &w, &e) || vit_work_set_threads(w, (int)threads, &e) ||
+        vit_forward(m, w, x, H, W, &vo, &o, &e)) {
         cli_fail(1, "features", "%s", e.msg);
         goto done;
     }

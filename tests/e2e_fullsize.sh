@@ -69,7 +69,9 @@ for c in $cases; do
     fi
     $PY -c "import numpy as np; r=np.random.default_rng($seed); np.save('$tmp/x.npy', r.standard_normal((3,$h,$w)).astype(np.float32))"
     rm -rf "$tmp/ours" "$tmp/ref"
-    if ! "$LOSTD" features --model "$m" --tensor "$tmp/x.npy" --out "$tmp/ours" --act "$act" 2>"$tmp/err"; then
+    # two threads: the parallel path of the forward must match the reference too
+    if ! "$LOSTD" features --model "$m" --tensor "$tmp/x.npy" --out "$tmp/ours" --act "$act" \
+            --threads 2 2>"$tmp/err"; then
         echo "FAIL $name: lostd features: $(cat "$tmp/err")"; continue
     fi
     if ! $PY tests/golden/ref_vit.py "$m" "$tmp/x.npy" "$tmp/ref" --act "$act" 2>"$tmp/err"; then
