@@ -241,25 +241,37 @@ static int isqrt_exact(int64_t v)
     return r * r == v ? (int)r : -1;
 }
 
-/* Reads config.json beside the weights, when it is a DINOv2 config.
- * Fills heads / eps when present. Missing file is not an error. */
-static int read_side_config(const char *path, int dim, int *heads, float *eps, struct err *e)
+/* Parses the JSON file `name` in the folder of the weights at `path` into
+ * *root (NULL, and 0 returned, when there is no such file; the caller
+ * decrefs). A file that is there but not JSON is ERR_MODEL, named in cfg. */
+static int load_side_json(const char *path, const char *name, char *cfg, size_t cap,
+                          json_t **root, struct err *e)
 {
-    char cfg[4096];
+    *root = NULL;
     const char *slash = strrchr(path, '/');
     int dl = slash ? (int)(slash - path) : 0;
-    if (snprintf(cfg, sizeof cfg, "%.*s%sconfig.json", dl, path, slash ? "/" : "") >=
-        (int)sizeof cfg)
+    if (snprintf(cfg, cap, "%.*s%s%s", dl, path, slash ? "/" : "", name) >= (int)cap)
         return 0;
     FILE *f = fopen(cfg, "rb");
     if (!f)
         return 0;
     json_error_t je;
-    json_t *root = json_loadf(f, 0, &je);
+    *root = json_loadf(f, 0, &je);
     fclose(f);
-    if (!root)
+    if (!*root)
         return err_set(e, ERR_MODEL, "%s: %s (line %d)", cfg, je.text, je.line);
-    int rc = 0;
+    return 0;
+}
+
+/* Reads config.json beside the weights, when it is a DINOv2 config.
+ * Fills heads / eps when present. Missing file is not an error. */
+static int read_side_config(const char *path, int dim, int *heads, float *eps, struct err *e)
+{
+    char cfg[4096];
+    json_t *root;
+    int rc = load_side_json(path, "config.json", cfg, sizeof cfg, &root, e);
+    if (rc || !root)
+        return rc;
     json_t *hs = json_object_get(root, "hidden_size");
     json_t *nh = json_object_get(root, "num_attention_heads");
     json_t *le = json_object_get(root, "layer_norm_eps");
@@ -370,19 +382,10 @@ static const struct names names_openclip = {
 static int read_openclip_act(const char *path, int *act, struct err *e)
 {
     char cfg[4096];
-    const char *slash = strrchr(path, '/');
-    int dl = slash ? (int)(slash - path) : 0;
-    if (snprintf(cfg, sizeof cfg, "%.*s%sopen_clip_config.json", dl, path,
-                 slash ? "/" : "") >= (int)sizeof cfg)
-        return 0;
-    FILE *f = fopen(cfg, "rb");
-    if (!f)
-        return 0;
-    json_error_t je;
-    json_t *root = json_loadf(f, 0, &je);
-    fclose(f);
-    if (!root)
-        return err_set(e, ERR_MODEL, "%s: %s (line %d)", cfg, je.text, je.line);
+    json_t *root;
+    int rc = load_side_json(path, "open_clip_config.json", cfg, sizeof cfg, &root, e);
+    if (rc || !root)
+        return rc;
     json_t *q = json_object_get(json_object_get(root, "model_cfg"), "quick_gelu");
     *act = json_is_true(q) ? MODEL_ACT_QUICKGELU : MODEL_ACT_GELU;
     json_decref(root);
