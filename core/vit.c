@@ -213,6 +213,7 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     size_t M = c->pos_grid;
     size_t side = N > M ? N : M; /* a grid side is at most N */
     w->m = m;
+    w->fast = m->packed;
     w->max_patch = (int)N;
     w->max_tok = (int)T;
     w->cols = alloc_f(w, N * 3 * P * P);
@@ -222,7 +223,8 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     w->att = alloc_f(w, T * D);
     w->tmp = alloc_f(w, T * D);
     w->ffn = alloc_f(w, T * F1);
-    w->scores = alloc_f(w, (size_t)QBLOCK * T);
+    /* the OpenBLAS path's score tile; the AVX-512 path has one per thread */
+    w->scores = alloc_f(w, w->fast ? 1 : (size_t)QBLOCK * T);
     w->q = alloc_f(w, N * D);
     w->k = alloc_f(w, N * D);
     w->v = alloc_f(w, N * D);
@@ -241,7 +243,6 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
         vit_work_free(w);
         return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
     }
-    w->fast = m->packed;
     if (w->fast) {
         int hd = c->head_dim;
         w->kp_stride = (kern_packed_floats((int)T, hd) + 15) / 16 * 16;
