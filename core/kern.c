@@ -104,9 +104,10 @@ static inline void store_tile(__m512 c[KERN_MR][2], float *C, int ldc, int mr, i
 
 /* The 12x32 register tile: 24 accumulators, two B vectors, one broadcast.
  * A is read in place (row stride lda), no packing pass: the 12 rows' cache
- * lines stay in L1 across 16 steps of k. */
+ * lines stay in L1 across 16 steps of k. Every second step also prefetches
+ * one of the pf_n cache lines at pf into L2 (see next_panel_lines). */
 static void micro_direct(int kc, const float *A, int lda, const float *bp, float *C, int ldc,
-                         int mr, int nr, const float *bias, int acc)
+                         int mr, int nr, const float *bias, int acc, const char *pf, int pf_n)
 {
     __m512 c[KERN_MR][2];
     const float *a[KERN_MR];
@@ -124,8 +125,32 @@ static void micro_direct(int kc, const float *A, int lda, const float *bp, float
             c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
         }
         bp += KERN_NR;
+        if (!(kk & 1) && (kk >> 1) < pf_n)
+            _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
     store_tile(c, C, ldc, mr, nr, bias, acc);
+}
+
+/* The panel of B used after this one comes from memory while this one is
+ * in use: its cache lines are spread over the row tiles that share this
+ * panel, `per` lines each, tile t taking lines [t * per, (t + 1) * per). */
+struct prefetch {
+    const char *next;
+    int lines, per;
+};
+
+static inline struct prefetch next_panel(const void *next, size_t bytes, int mc)
+{
+    struct prefetch p = {next, (int)(bytes / 64), 0};
+    int tiles = (mc + KERN_MR - 1) / KERN_MR;
+    p.per = (p.lines + tiles - 1) / tiles;
+    return p;
+}
+
+static inline int prefetch_count(const struct prefetch *p, int tile)
+{
+    int left = p->lines - tile * p->per;
+    return left < 0 ? 0 : left < p->per ? left : p->per;
 }
 
 void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
@@ -142,11 +167,15 @@ void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, fl
             for (int jp = 0; jp < np; jp++) {
                 const float *bp = Bp + ((size_t)jp * k + p0) * KERN_NR;
                 int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
-                for (int ir = 0; ir < mc; ir += KERN_MR) {
+                struct prefetch pf = next_panel(jp + 1 < np ? bp + (size_t)k * KERN_NR
+                                                            : Bp + (size_t)p0 * KERN_NR,
+                                                sizeof *bp * kc * KERN_NR, mc);
+                for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
                     int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
                     micro_direct(kc, A + (size_t)(i0 + ir) * lda + p0, lda, bp,
                                  C + (size_t)(i0 + ir) * ldc + j0, ldc, mr, nr,
-                                 bias_now ? bias_now + j0 : NULL, acc);
+                                 bias_now ? bias_now + j0 : NULL, acc,
+                                 pf.next + (size_t)t * pf.per * 64, prefetch_count(&pf, t));
                 }
             }
         }
@@ -386,7 +415,8 @@ static void pack_a_bf16(const float *A, int lda, int mc, int kc, int kc2, unsign
 }
 
 static void micro_bf16(int kc2, const unsigned short *ap, int lda2, const unsigned short *bp,
-                       float *C, int ldc, int mr, int nr, const float *bias, int acc)
+                       float *C, int ldc, int mr, int nr, const float *bias, int acc,
+                       const char *pf, int pf_n)
 {
     __m512 c[KERN_MR][2];
     const unsigned short *a[KERN_MR];
@@ -406,6 +436,8 @@ static void micro_bf16(int kc2, const unsigned short *ap, int lda2, const unsign
             c[i][1] = _mm512_dpbf16_ps(c[i][1], av, b1);
         }
         bp += 2 * KERN_NR;
+        if ((kk >> 1) < pf_n)
+            _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
     store_tile(c, C, ldc, mr, nr, bias, acc);
 }
@@ -425,11 +457,15 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
             for (int jp = 0; jp < np; jp++) {
                 const unsigned short *bp = Bp + ((size_t)jp * k2 + p0) * KERN_NR;
                 int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
-                for (int ir = 0; ir < mc; ir += KERN_MR) {
+                struct prefetch pf = next_panel(jp + 1 < np ? bp + (size_t)k2 * KERN_NR
+                                                            : Bp + (size_t)p0 * KERN_NR,
+                                                sizeof *bp * kc2 * KERN_NR, mc);
+                for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
                     int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
                     micro_bf16(kc2, scratch + (size_t)ir * kc2, kc2, bp,
                                C + (size_t)(i0 + ir) * ldc + j0, ldc, mr, nr,
-                               bias_now ? bias_now + j0 : NULL, acc);
+                               bias_now ? bias_now + j0 : NULL, acc,
+                               pf.next + (size_t)t * pf.per * 64, prefetch_count(&pf, t));
                 }
             }
         }

@@ -534,7 +534,9 @@ static void ffn(const struct model_config *c, const struct model_block *b, struc
 
 struct gemm_job {
     struct vit_work *w;
-    int m, n, k, lda, ldc, chunk;
+    int m, n, k, lda, ldc;
+    int chunk, n_row;     /* rows per task (a multiple of KERN_MR), row blocks */
+    int col_chunk, n_col; /* columns per task (a multiple of KERN_NR), column blocks */
     const float *A, *Bp, *bias;
     const unsigned short *Bh;   /* bf16-packed B instead of Bp, or NULL */
     float *C;
@@ -548,19 +550,31 @@ struct gemm_job {
     float *ln_out;
 };
 
-static void gemm_task(void *ctx, int t, int th)
+#define GEMM_MIN_ROWS 96 /* a task's rows: each weight panel it streams serves this many */
+
+/* Splits an m x n product into tasks: row blocks of at least GEMM_MIN_ROWS
+ * (each task streams its columns of B once), then column blocks when that
+ * leaves too few tasks to balance the team (short inputs: ViT-B at 224x224
+ * has 261 tokens against 2304 qkv columns). One task per team of one. */
+static void gemm_plan(const struct vit_work *w, int m, int n, struct gemm_job *j)
 {
-    struct gemm_job *j = ctx;
-    int r0 = t * j->chunk, r1 = r0 + j->chunk < j->m ? r0 + j->chunk : j->m;
-    if (r0 >= r1)
-        return;
+    int target = w->n_threads > 1 ? 3 * w->n_threads : 1;
+    int n_row = m / GEMM_MIN_ROWS;
+    n_row = n_row < 1 ? 1 : n_row > target ? target : n_row;
+    int c = (m + n_row - 1) / n_row;
+    j->chunk = (c + KERN_MR - 1) / KERN_MR * KERN_MR;
+    j->n_row = (m + j->chunk - 1) / j->chunk;
+    int panels = (n + KERN_NR - 1) / KERN_NR;
+    int n_col = (target + j->n_row - 1) / j->n_row;
+    n_col = n_col > panels ? panels : n_col;
+    j->col_chunk = (panels + n_col - 1) / n_col * KERN_NR;
+    j->n_col = (n + j->col_chunk - 1) / j->col_chunk;
+}
+
+/* The row-wise epilogue of rows [r0, r1) (whole rows of C). */
+static void gemm_epilogue(const struct gemm_job *j, int r0, int r1)
+{
     float *C = j->C + (size_t)r0 * j->ldc;
-    if (j->Bh)
-        kern_gemm_bf16(r1 - r0, j->n, j->k, j->A + (size_t)r0 * j->lda, j->lda, j->Bh, C,
-                       j->ldc, j->bias, 0, j->w->hscr[th]);
-    else
-        kern_gemm(r1 - r0, j->n, j->k, j->A + (size_t)r0 * j->lda, j->lda, j->Bp, C, j->ldc,
-                  j->bias, 0);
     switch (j->epi) {
     case EPI_NONE:
         break;
@@ -583,6 +597,54 @@ static void gemm_task(void *ctx, int t, int th)
     }
 }
 
+/* One block of rows x columns. With whole rows the epilogue runs here,
+ * while they are in cache; an element-wise one also runs on a column
+ * block; the others (SwiGLU pairs columns, LayerNorm needs the whole row)
+ * wait for gemm_epilogue_task. */
+static void gemm_task(void *ctx, int t, int th)
+{
+    struct gemm_job *j = ctx;
+    int rt = t / j->n_col, ct = t % j->n_col;
+    int r0 = rt * j->chunk, r1 = r0 + j->chunk < j->m ? r0 + j->chunk : j->m;
+    int c0 = ct * j->col_chunk, c1 = c0 + j->col_chunk < j->n ? c0 + j->col_chunk : j->n;
+    if (r0 >= r1 || c0 >= c1)
+        return;
+    float *C = j->C + (size_t)r0 * j->ldc + c0;
+    const float *bias = j->bias ? j->bias + c0 : NULL;
+    size_t panel0 = (size_t)(c0 / KERN_NR) * KERN_NR;
+    if (j->Bh)
+        kern_gemm_bf16(r1 - r0, c1 - c0, j->k, j->A + (size_t)r0 * j->lda, j->lda,
+                       j->Bh + panel0 * (size_t)((j->k + 1) / 2 * 2), C, j->ldc, bias, 0,
+                       j->w->hscr[th]);
+    else
+        kern_gemm(r1 - r0, c1 - c0, j->k, j->A + (size_t)r0 * j->lda, j->lda,
+                  j->Bp + panel0 * (size_t)j->k, C, j->ldc, bias, 0);
+    if (j->n_col == 1)
+        gemm_epilogue(j, r0, r1);
+    else if (j->epi == EPI_GELU || j->epi == EPI_QUICKGELU)
+        for (int r = 0; r < r1 - r0; r++)
+            (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(C + (size_t)r * j->ldc,
+                                                              (size_t)(c1 - c0));
+}
+
+static void gemm_epilogue_task(void *ctx, int t, int th)
+{
+    (void)th;
+    const struct gemm_job *j = ctx;
+    int r0 = t * j->chunk, r1 = r0 + j->chunk < j->m ? r0 + j->chunk : j->m;
+    if (r0 < r1)
+        gemm_epilogue(j, r0, r1);
+}
+
+static void gemm_run(struct gemm_job *j)
+{
+    gemm_plan(j->w, j->m, j->n, j);
+    team_run(j->w->team, j->n_row * j->n_col, gemm_task, j);
+    if (j->n_col > 1 && (j->epi == EPI_SWIGLU || j->epi == EPI_RESIDUAL))
+        team_run(j->w->team, j->n_row, gemm_epilogue_task, j);
+}
+
+/* Rows split for the element-wise passes (LayerNorm): about three per thread. */
 static int n_chunks(const struct vit_work *w, int m, int *chunk)
 {
     int nt = w->n_threads > 1 ? 3 * w->n_threads : 1;
@@ -598,8 +660,7 @@ static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, in
 {
     struct gemm_job j = {.w = w, .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .A = A,
                          .Bp = Bp, .Bh = Bh, .bias = bias, .C = C, .epi = epi, .gamma = gamma, .h = h};
-    int tasks = n_chunks(w, m, &j.chunk);
-    team_run(w->team, tasks, gemm_task, &j);
+    gemm_run(&j);
 }
 
 /* gemm_par with EPI_RESIDUAL followed by LayerNorm (ln_w, ln_b) of the
@@ -613,8 +674,7 @@ static void gemm_res_ln(struct vit_work *w, int m, int n, int k, const float *A,
                          .Bp = Bp, .Bh = Bh, .bias = bias, .C = C, .epi = EPI_RESIDUAL,
                          .gamma = gamma, .h = h, .ln_w = ln_w, .ln_b = ln_b, .ln_eps = eps,
                          .ln_out = z};
-    int tasks = n_chunks(w, m, &j.chunk);
-    team_run(w->team, tasks, gemm_task, &j);
+    gemm_run(&j);
 }
 
 struct ln_job {

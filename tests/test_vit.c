@@ -415,6 +415,69 @@ static void bf16_mode(void)
     });
 }
 
+/* The work split over threads (row blocks, and column blocks with the
+ * row-wise epilogues after them for short inputs) changes which thread
+ * computes a block, never the order of its sums: tokens and keys are
+ * bit-identical for 1, 2 and 3 threads, short and long inputs, MLP and
+ * SwiGLU blocks, float32 and (when the CPU has it) bfloat16. */
+static void thread_split(void)
+{
+    const char *models[] = {"tiny", "tiny_swiglu", "tiny_noreg"};
+    int sizes[][2] = {{42, 56}, {392, 504}};
+    for (int prec = MODEL_PRECISION_FP32; prec <= MODEL_PRECISION_BF16; prec++)
+        for (size_t mi = 0; mi < sizeof models / sizeof *models; mi++) {
+            char path[256], name[256];
+            snprintf(path, sizeof path, FIX "/models/%s.safetensors", models[mi]);
+            snprintf(name, sizeof name, "same forward on 1, 2 and 3 threads: %s %s", models[mi],
+                     model_precision_name(prec));
+            struct model_opts mo = {.act = -1, .precision = prec};
+            struct model *m = NULL;
+            struct err e = {0};
+            int rc = model_load(path, &mo, &m, &e);
+            if (rc == ERR_UNSUPPORTED) {
+                printf("SKIP %s: %s\n", name, e.msg);
+                continue;
+            }
+            CHECK_CASE(name, {
+                CHECK(rc == 0, "load: %s", e.msg);
+                const struct model_config *c = rc ? NULL : model_config(m);
+                for (size_t si = 0; !rc && si < sizeof sizes / sizeof *sizes; si++) {
+                    int H = sizes[si][0] / c->patch * c->patch, W = sizes[si][1] / c->patch * c->patch;
+                    int N = (H / c->patch) * (W / c->patch), T = 1 + c->n_reg + N;
+                    float *x = malloc(sizeof *x * 3 * H * W);
+                    float *ref = malloc(sizeof *ref * ((size_t)T * c->dim + (size_t)N * c->dim));
+                    for (int i = 0; i < 3 * H * W; i++)
+                        x[i] = (float)((i * 7919) % 2003) / 1001.0f - 1.0f;
+                    for (int th = 1; !rc && th <= 3; th++) {
+                        struct vit_work *w = NULL;
+                        struct vit_opts o = {.layer = -1, .want = VIT_WANT_QKV | VIT_WANT_TOKENS};
+                        struct vit_out out;
+                        rc = vit_work_init(m, N, &w, &e);
+                        if (!rc)
+                            rc = vit_work_set_threads(w, th, &e);
+                        if (!rc)
+                            rc = vit_forward(m, w, x, H, W, &o, &out, &e);
+                        CHECK(rc == 0, "%dx%d on %d threads: %s", H, W, th, e.msg);
+                        size_t nt = (size_t)T * c->dim, nk = (size_t)N * c->dim;
+                        if (!rc && th == 1) {
+                            memcpy(ref, out.tokens, sizeof *ref * nt);
+                            memcpy(ref + nt, out.k, sizeof *ref * nk);
+                        } else if (!rc) {
+                            CHECK(!memcmp(ref, out.tokens, sizeof *ref * nt),
+                                  "%dx%d: tokens on %d threads differ from 1 thread", H, W, th);
+                            CHECK(!memcmp(ref + nt, out.k, sizeof *ref * nk),
+                                  "%dx%d: keys on %d threads differ from 1 thread", H, W, th);
+                        }
+                        vit_work_free(w);
+                    }
+                    free(x);
+                    free(ref);
+                }
+                model_free(m);
+            });
+        }
+}
+
 /* LOST's Gram matrix on the workspace: upper triangle equal to F F^T. */
 static void gram(void)
 {
@@ -455,6 +518,7 @@ static void gram(void)
 
 int main(void)
 {
+    thread_split();
     gram();
     bf16_mode();
     attention_maps();
