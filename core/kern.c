@@ -202,6 +202,24 @@ static inline __m512 exp512(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
+/* 2^t for t <= 0 (softmax exponents after the row maximum is taken off):
+ * t = n + r, n = round(t), |r| <= 1/2, 2^r by its degree-6 Taylor
+ * polynomial (coefficients ln2^k / k!, relative error < 2e-7), 2^n by
+ * scalef, which also takes t -> -inf to 0 without a clamp. */
+static inline __m512 exp2_neg512(__m512 t)
+{
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.24022650695910071f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.69314718055994531f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
 static inline float hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
@@ -216,16 +234,19 @@ void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *s
             mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
         if (tail)
             mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, s + n16));
-        __m512 vs = _mm512_set1_ps(scale);
-        __m512 off = _mm512_set1_ps(-hmax(mx) * scale);
+        /* e^(scale (s - max)) = 2^((s - max) c), c = scale log2(e); the
+         * difference first, so the entries near the maximum stay exact */
+        __m512 vc = _mm512_set1_ps(scale * 1.44269504088896341f);
+        __m512 vmax = _mm512_set1_ps(hmax(mx));
         __m512 acc = _mm512_setzero_ps();
         for (int j = 0; j < n16; j += 16) {
-            __m512 e = exp512(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), vs, off));
+            __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax), vc));
             _mm512_storeu_ps(s + j, e);
             acc = _mm512_add_ps(acc, e);
         }
         if (tail) {
-            __m512 e = exp512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + n16), vs, off));
+            __m512 e = exp2_neg512(
+                _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + n16), vmax), vc));
             e = _mm512_maskz_mov_ps(tail, e);
             _mm512_mask_storeu_ps(s + n16, tail, e);
             acc = _mm512_add_ps(acc, e);

@@ -122,12 +122,15 @@ int main(void)
     } else {
         printf("SKIP gemm bf16: this CPU has no AVX-512 BF16\n");
     }
-    CHECK_CASE("softmax rows", {
+    /* logits spread 10 (flat rows) and 400 (peaked rows, most entries
+     * underflow towards 0) */
+    for (int spread = 10; spread <= 400; spread *= 40)
+    CHECK_CASE(spread == 10 ? "softmax rows" : "softmax rows, wide logits", {
         unsigned s = 5;
         int rows = 3, n = 37, ld = 40;
         float S[3 * 40], sums[3], ref[3 * 40];
         for (int i = 0; i < rows * ld; i++)
-            S[i] = ref[i] = 10 * frand(&s);
+            S[i] = ref[i] = spread * frand(&s);
         kern_softmax_rows(S, rows, n, ld, 0.125f, sums);
         for (int r = 0; r < rows; r++) {
             double mx = -1e30, sum = 0;
@@ -138,7 +141,8 @@ int main(void)
             CHECK(fabs(sums[r] - sum) < 1e-5 * sum, "row %d sum %g vs %g", r, sums[r], sum);
             for (int j = 0; j < n; j++) {
                 double e = exp(0.125 * (ref[r * ld + j] - mx));
-                CHECK(fabs(S[r * ld + j] - e) < 2e-7 * (1 + e), "row %d col %d", r, j);
+                CHECK(fabs(S[r * ld + j] - e) < 2e-7 * (1 + e), "row %d col %d: %.9g vs %.9g", r, j,
+                      S[r * ld + j], e);
             }
             CHECK(S[r * ld + n] == ref[r * ld + n], "wrote past n");
         }
