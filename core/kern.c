@@ -205,9 +205,10 @@ static inline __m512 exp512(__m512 x)
 /* 2^t for t <= 0 (softmax exponents after the row maximum is taken off):
  * t = n + r, n = round(t), |r| <= 1/2, 2^r by its degree-6 Taylor
  * polynomial (coefficients ln2^k / k!, relative error < 2e-7), 2^n by
- * scalef, which also takes t -> -inf to 0 without a clamp. */
+ * scalef; t below -200 (also -inf) gives 0. */
 static inline __m512 exp2_neg512(__m512 t)
 {
+    t = _mm512_max_ps(t, _mm512_set1_ps(-200.0f));
     __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_sub_ps(t, n);
     __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
@@ -255,22 +256,32 @@ void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *s
     }
 }
 
+/* 1 / d: the 14-bit hardware estimate and one Newton step (relative
+ * error ~1e-8), cheaper than a division. d > 0 and finite or +inf. */
+static inline __m512 recip512(__m512 d)
+{
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
+
 /* gelu(u) = u/2 (1 + erf(u / sqrt 2)). With z = |u| / sqrt 2 and
  * q = erfc(z) = t P(t) e^{-z^2}, t = 1 / (1 + p z) (Abramowitz-Stegun
  * 7.1.26, |error| <= 1.5e-7): 1 + erf = q for u < 0 (no cancellation),
- * 2 - q otherwise. */
+ * 2 - q otherwise. e^{-z^2} = 2^{-z^2 log2(e)}. */
 static inline __m512 gelu512(__m512 u)
 {
-    __m512 z = _mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(0.70710678118654752f));
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
-                             _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
+    /* z capped at 1e4 (erfc is 0 in float long before): 1 + p z and z^2 stay finite */
+    __m512 z = _mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(0.70710678118654752f)),
+                             _mm512_set1_ps(1e4f));
+    __m512 t = recip512(_mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f)));
     __m512 p = _mm512_set1_ps(1.061405429f);
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
     p = _mm512_mul_ps(p, t);
-    __m512 q = _mm512_mul_ps(p, exp512(_mm512_mul_ps(_mm512_mul_ps(z, z), _mm512_set1_ps(-1.0f))));
+    __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_mul_ps(z, z), _mm512_set1_ps(-1.44269504088896341f)));
+    __m512 q = _mm512_mul_ps(p, e);
     __mmask16 neg = _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_LT_OQ);
     __m512 one_plus_erf = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(2.0f), q), q);
     return _mm512_mul_ps(_mm512_mul_ps(u, _mm512_set1_ps(0.5f)), one_plus_erf);
@@ -279,7 +290,7 @@ static inline __m512 gelu512(__m512 u)
 static inline __m512 sigmoid_mul512(__m512 u, float k)
 {
     __m512 e = exp512(_mm512_mul_ps(u, _mm512_set1_ps(-k)));
-    return _mm512_div_ps(u, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    return _mm512_mul_ps(u, recip512(_mm512_add_ps(_mm512_set1_ps(1.0f), e)));
 }
 
 void kern_gelu(float *x, size_t n)

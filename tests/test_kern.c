@@ -160,6 +160,11 @@ int main(void)
             worst = d > worst ? d : worst;
         }
         CHECK(worst < 2e-6, "gelu max error %g", worst);
+        float big[5] = {1e30f, -1e30f, 3e38f, -3e38f, INFINITY};
+        kern_gelu(big, 5);
+        CHECK(big[0] == 1e30f && big[1] == 0 && big[2] == 3e38f && big[3] == 0 &&
+                  big[4] == INFINITY,
+              "gelu of huge inputs: %g %g %g %g %g", big[0], big[1], big[2], big[3], big[4]);
         memcpy(x, y, sizeof x);
         kern_quickgelu(x, N);
         worst = 0;
