@@ -88,20 +88,49 @@ def forward_table(rows, env="set"):
             key.setdefault((r["model"], r["size"], r["threads"]), {})[r["kind"]] = r["r"]
     out = ["| model | size HxW | patches | threads | lostd ms | ORT ms | PyTorch ms "
            "| lostd vs ORT | lostd vs PyTorch | lostd bf16 ms | bf16 vs ORT | GFLOP "
-           "| lostd GFLOP/s | ceiling GFLOP/s | % of ceiling | peak RSS MB lostd / ORT / PyTorch |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "| lostd GFLOP/s | ceiling GFLOP/s | % of ceiling | FMA peak GFLOP/s | % of peak "
+           "| peak RSS MB lostd / ORT / PyTorch |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for (m, s, t), e in key.items():
         lo, o, p, bf = e.get("lostd"), e.get("ort"), e.get("torch"), e.get("lostd_bf16")
         ms = lambda x: x["forward_ms_median"] if x else None  # noqa: E731
+        peak = lo and lo.get("fma_peak_gflops")
         out.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s "
-                   "| %s | %s |" % (
+                   "| %s | %s | %s | %s |" % (
             m, s, "-" if not lo else lo["grid"][0] * lo["grid"][1], t,
             fmt(ms(lo)), fmt(ms(o)), fmt(ms(p)), ratio(ms(o), ms(lo)), ratio(ms(p), ms(lo)),
             fmt(ms(bf)), ratio(ms(o), ms(bf)),
             fmt(lo and lo["gflop"], "%.2f"), fmt(lo and lo["gflops"]),
             fmt(lo and lo["sgemm_gflops"]),
             fmt(lo and 100 * lo["gflops"] / lo["sgemm_gflops"], "%.0f%%"),
+            fmt(peak), fmt(peak and 100 * lo["gflops"] / peak, "%.0f%%"),
             " / ".join(fmt(x and x["peak_rss_mb"], "%.0f") for x in (lo, o, p))))
+    return out
+
+
+def roofline(rows):
+    """What the key row's arithmetic allows: the forward at the FMA peak
+    measured in the same run, and the share of that peak a given speed-up
+    over PyTorch (OpenBLAS variables unset) would take."""
+    def pick(kind, env):
+        return next((r["r"] for r in rows if r["kind"] == kind and r["env"] == env
+                     and r["model"] == "vits14_reg" and r["size"] == "392x504"
+                     and r["threads"] == 2), None)
+    lo, pt = pick("lostd", "unset") or pick("lostd", "set"), pick("torch", "unset")
+    peak = lo and lo.get("fma_peak_gflops")
+    if not peak:
+        return []
+    floor = lo["gflop"] / peak * 1e3
+    out = ["", "Arithmetic bound: %.2f GFLOP at the FMA peak of that run (%.0f GFLOP/s on 2 "
+           "threads) take %.1f ms; lostd's %.1f ms is %.0f%% of that peak." % (
+               lo["gflop"], peak, floor, lo["forward_ms_median"],
+               100 * floor / lo["forward_ms_median"])]
+    if pt:
+        need = pt["forward_ms_median"] / 2.5
+        out[-1] += (" Being 2.5x faster than PyTorch with the OpenBLAS variables unset "
+                    "(%.1f ms) would take %.1f ms: %.0f%% of the FMA peak over the whole "
+                    "forward, softmax, LayerNorm and GELU included." % (
+                        pt["forward_ms_median"], need, 100 * floor / need))
     return out
 
 
@@ -222,7 +251,9 @@ def main():
           "last block's attention/MLP, not the final norm (see bench/model.py). Times are the",
           "median of the timed runs after a warm-up, in milliseconds per image (batch 1);",
           "\"lostd vs X\" is X's time over lostd's (above 1 = lostd faster). The ceiling is",
-          "what lostd's own GEMM path reaches on the model's GEMM shapes in the same run.",
+          "what lostd's own GEMM path reaches on the model's GEMM shapes in the same run;",
+          "the FMA peak is the same threads running nothing but independent FMAs (the",
+          "arithmetic bound: no forward of that many FLOPs can take less time).",
           "", "## Machine", ""]
     md += machine(rows, lostd)
     par = next((r["r"] for r in rows if r["kind"] == "parity"), None)
@@ -240,6 +271,7 @@ def main():
     md += ["", "## Key row: ViT-S/14-reg, 392x504, 2 threads, environment as set and with",
            "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset in that command alone", ""]
     md += key_rows(rows)
+    md += roofline(rows)
     bf = [r for r in rows if r["kind"] == "bf16_boxes"]
     if bf:
         md += ["", "bf16 against fp32 on the fixture images (tests/fixtures/images, "

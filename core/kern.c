@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int kern_available(void)
 {
@@ -80,6 +81,41 @@ void kern_pack_nt(const float *B, int ldb, int n, int k, float *dst)
             _mm512_store_ps(d + (size_t)kk * KERN_NR + 16, v1);
         }
     }
+}
+
+/* The arithmetic peak of the calling core: twelve independent chains of
+ * 512-bit FMAs (enough to cover the latency of two FMA pipes), nothing
+ * else, for about `ms` milliseconds. Returns GFLOP/s. */
+double kern_fma_peak(double ms)
+{
+    __m512 a0 = _mm512_set1_ps(0.1f), a1 = _mm512_set1_ps(0.2f), a2 = _mm512_set1_ps(0.3f);
+    __m512 a3 = _mm512_set1_ps(0.4f), a4 = _mm512_set1_ps(0.5f), a5 = _mm512_set1_ps(0.6f);
+    __m512 a6 = _mm512_set1_ps(0.7f), a7 = _mm512_set1_ps(0.8f), a8 = _mm512_set1_ps(0.9f);
+    __m512 a9 = _mm512_set1_ps(1.0f), a10 = _mm512_set1_ps(1.1f), a11 = _mm512_set1_ps(1.2f);
+    __m512 m = _mm512_set1_ps(0.99999994f), c = _mm512_set1_ps(1e-7f);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long steps = 0;
+    double el;
+    do {
+        for (int i = 0; i < 4096; i++) {
+            a0 = _mm512_fmadd_ps(a0, m, c), a1 = _mm512_fmadd_ps(a1, m, c);
+            a2 = _mm512_fmadd_ps(a2, m, c), a3 = _mm512_fmadd_ps(a3, m, c);
+            a4 = _mm512_fmadd_ps(a4, m, c), a5 = _mm512_fmadd_ps(a5, m, c);
+            a6 = _mm512_fmadd_ps(a6, m, c), a7 = _mm512_fmadd_ps(a7, m, c);
+            a8 = _mm512_fmadd_ps(a8, m, c), a9 = _mm512_fmadd_ps(a9, m, c);
+            a10 = _mm512_fmadd_ps(a10, m, c), a11 = _mm512_fmadd_ps(a11, m, c);
+        }
+        steps += 4096;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        el = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    } while (el < ms);
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                               _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    sum = _mm512_add_ps(sum, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    volatile float sink = _mm512_reduce_add_ps(sum); /* keeps the chains alive */
+    (void)sink;
+    return steps * 12.0 * 32.0 / (el * 1e6);
 }
 
 /* Writes an mr x nr corner of the 12x32 tile: + bias, + C when acc. */

@@ -34,6 +34,10 @@ void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst);
 void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
                int ldc, const float *bias, int accumulate);
 
+/* GFLOP/s of the calling core on nothing but independent 512-bit FMAs,
+ * measured for about ms milliseconds: the arithmetic peak. */
+double kern_fma_peak(double ms);
+
 /* bfloat16 variant (AVX-512 BF16 dot products): 1 when the CPU has it. */
 int kern_bf16_available(void);
 

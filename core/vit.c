@@ -162,6 +162,29 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
     }
     return ms > 0 ? flop / (ms * 1e6) : 0;
 }
+struct peak_job {
+    double gflops[MAX_THREADS];
+};
+
+static void peak_task(void *ctx, int t, int th)
+{
+    (void)th;
+    ((struct peak_job *)ctx)->gflops[t] = kern_fma_peak(40.0);
+}
+
+double vit_work_fma_peak_gflops(struct vit_work *w)
+{
+    if (!w->fast)
+        return 0;
+    struct peak_job j = {{0}};
+    int n = w->n_threads > 0 ? w->n_threads : 1;
+    team_run(w->team, n, peak_task, &j);
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += j.gflops[i];
+    return sum;
+}
+
 int vit_work_fast(const struct vit_work *w) { return w->fast; }
 int vit_kernels_available(void) { return kern_available(); }
 

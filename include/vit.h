@@ -39,6 +39,10 @@ int vit_work_fast(const struct vit_work *w);
  * projection shapes for n_patch patches (best of 5 each): the ceiling a
  * forward is measured against. Overwrites the workspace's buffers. */
 double vit_work_gemm_gflops(struct vit_work *w, int n_patch);
+/* The arithmetic peak (GFLOP/s) of the workspace's threads, each running
+ * nothing but independent 512-bit FMAs for 40 ms: the bound no forward can
+ * pass. 0 on the OpenBLAS path (no AVX-512 kernels to measure). */
+double vit_work_fma_peak_gflops(struct vit_work *w);
 /* Bytes the workspace holds. */
 unsigned long vit_work_bytes(const struct vit_work *w);
 

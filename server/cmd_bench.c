@@ -26,8 +26,9 @@ static const char usage[] =
     "(default 2 and 10) on a synthetic image of --size (default 392x504) or on IMG,\n"
     "and prints one JSON object: forward_ms_median, forward_ms_min, lost_ms_median,\n"
     "preprocess_ms_median, total_ms_median, gflop (forward), gflops (effective),\n"
-    "sgemm_gflops (this machine on the model's GEMM shapes), peak_rss_mb, threads,\n"
-    "precision, plus the model and size.\n\n";
+    "sgemm_gflops (this machine on the model's GEMM shapes), fma_peak_gflops (the\n"
+    "threads on nothing but FMAs: the arithmetic bound; null without AVX-512),\n"
+    "peak_rss_mb, threads, precision, plus the model and size.\n\n";
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -185,6 +186,8 @@ int cli_bench(int argc, char **argv)
     json_object_set_new(j, "gflop", json_real(gflop));
     json_object_set_new(j, "gflops", json_real(gflop / (fmed / 1e3)));
     json_object_set_new(j, "sgemm_gflops", json_real(vit_work_gemm_gflops(vw, r.grid_h * r.grid_w)));
+    double peak = vit_work_fma_peak_gflops(vw);
+    json_object_set_new(j, "fma_peak_gflops", peak > 0 ? json_real(peak) : json_null());
     json_object_set_new(j, "peak_rss_mb", json_real(ru.ru_maxrss / 1024.0));
     json_object_set_new(j, "threads", json_integer(threads));
     json_object_set_new(j, "kernels", json_string(vit_work_fast(vw) ? "avx512" : "openblas"));

@@ -151,3 +151,29 @@ else
     fail "discover --dinoseg adds the baseline's box, LOST's unchanged" "$out $(cat "$tmp/err")"
 fi
 expect_fail "discover --dinoseg with a head the model lacks" "out of range" "$LOSTD" discover --model "$M" --dinoseg 2 "$IMG"
+
+# bench: one JSON object with every documented field, numbers where numbers
+# are due, the arithmetic bound above the forward's rate on the AVX-512 path
+if out=$("$LOSTD" bench --model "$M" --size 56x70 --repeat 2 --warmup 1 --threads 2 2>"$tmp/err"); then
+    if py -c "
+import json, sys
+j = json.loads(sys.argv[1])
+num = ['forward_ms_median', 'forward_ms_min', 'lost_ms_median', 'preprocess_ms_median',
+       'total_ms_median', 'gflop', 'gflops', 'sgemm_gflops', 'peak_rss_mb']
+bad = [k for k in num if not isinstance(j.get(k), (int, float)) or j[k] <= 0]
+bad += [k for k in ('threads', 'precision', 'fma_peak_gflops') if k not in j]
+if j.get('kernels') == 'avx512' and not (j['fma_peak_gflops'] or 0) > j['gflops']:
+    bad.append('fma_peak_gflops %s not above gflops %s' % (j['fma_peak_gflops'], j['gflops']))
+if j.get('kernels') == 'openblas' and j['fma_peak_gflops'] is not None:
+    bad.append('fma_peak_gflops without kernels')
+ok = not bad and j['threads'] == 2 and j['precision'] == 'fp32' and j['size'] == [56, 70]
+sys.exit(0 if ok else print(bad, j) or 1)" "$out"; then
+        pass "bench prints every documented field"
+    else
+        fail "bench prints every documented field" "$out"
+    fi
+else
+    fail "bench prints every documented field" "$(cat "$tmp/err")"
+fi
+expect_fail "bench with a bad size" "size" "$LOSTD" bench --model "$M" --size 10xq
+expect_fail "bench with zero repeats" "repeat" "$LOSTD" bench --model "$M" --repeat 0
