@@ -558,8 +558,7 @@ static void ffn(const struct model_config *c, const struct model_block *b, struc
 struct gemm_job {
     struct vit_work *w;
     int m, n, k, lda, ldc;
-    int chunk, n_row;     /* rows per task (a multiple of KERN_MR), row blocks */
-    int col_chunk, n_col; /* columns per task (a multiple of KERN_NR), column blocks */
+    int n_row, n_col; /* row blocks x column blocks, one task each */
     const float *A, *Bp, *bias;
     const unsigned short *Bh;   /* bf16-packed B instead of Bp, or NULL */
     float *C;
@@ -582,16 +581,28 @@ struct gemm_job {
 static void gemm_plan(const struct vit_work *w, int m, int n, struct gemm_job *j)
 {
     int target = w->n_threads > 1 ? 3 * w->n_threads : 1;
+    int tiles = (m + KERN_MR - 1) / KERN_MR, panels = (n + KERN_NR - 1) / KERN_NR;
     int n_row = m / GEMM_MIN_ROWS;
     n_row = n_row < 1 ? 1 : n_row > target ? target : n_row;
-    int c = (m + n_row - 1) / n_row;
-    j->chunk = (c + KERN_MR - 1) / KERN_MR * KERN_MR;
-    j->n_row = (m + j->chunk - 1) / j->chunk;
-    int panels = (n + KERN_NR - 1) / KERN_NR;
+    j->n_row = n_row > tiles ? tiles : n_row;
     int n_col = (target + j->n_row - 1) / j->n_row;
-    n_col = n_col > panels ? panels : n_col;
-    j->col_chunk = (panels + n_col - 1) / n_col * KERN_NR;
-    j->n_col = (n + j->col_chunk - 1) / j->col_chunk;
+    j->n_col = n_col > panels ? panels : n_col;
+}
+
+/* Block i of `parts` over `units` units of `size` (row tiles or column
+ * panels), as [*lo, *hi) clipped to `total`: the units are shared out as
+ * evenly as they go, so no block is left short. */
+static void share(int i, int parts, int units, int size, int total, int *lo, int *hi)
+{
+    *lo = (int)((long)i * units / parts) * size;
+    *hi = (int)((long)(i + 1) * units / parts) * size;
+    *lo = *lo < total ? *lo : total;
+    *hi = *hi < total ? *hi : total;
+}
+
+static void row_block(const struct gemm_job *j, int rt, int *r0, int *r1)
+{
+    share(rt, j->n_row, (j->m + KERN_MR - 1) / KERN_MR, KERN_MR, j->m, r0, r1);
 }
 
 /* The row-wise epilogue of rows [r0, r1) (whole rows of C). */
@@ -627,9 +638,9 @@ static void gemm_epilogue(const struct gemm_job *j, int r0, int r1)
 static void gemm_task(void *ctx, int t, int th)
 {
     struct gemm_job *j = ctx;
-    int rt = t / j->n_col, ct = t % j->n_col;
-    int r0 = rt * j->chunk, r1 = r0 + j->chunk < j->m ? r0 + j->chunk : j->m;
-    int c0 = ct * j->col_chunk, c1 = c0 + j->col_chunk < j->n ? c0 + j->col_chunk : j->n;
+    int r0, r1, c0, c1;
+    row_block(j, t / j->n_col, &r0, &r1);
+    share(t % j->n_col, j->n_col, (j->n + KERN_NR - 1) / KERN_NR, KERN_NR, j->n, &c0, &c1);
     if (r0 >= r1 || c0 >= c1)
         return;
     float *C = j->C + (size_t)r0 * j->ldc + c0;
@@ -654,7 +665,8 @@ static void gemm_epilogue_task(void *ctx, int t, int th)
 {
     (void)th;
     const struct gemm_job *j = ctx;
-    int r0 = t * j->chunk, r1 = r0 + j->chunk < j->m ? r0 + j->chunk : j->m;
+    int r0, r1;
+    row_block(j, t, &r0, &r1);
     if (r0 < r1)
         gemm_epilogue(j, r0, r1);
 }
