@@ -135,7 +135,8 @@ def roofline(rows):
 
 
 def key_rows(rows):
-    out = ["| engine | environment | ms median | ms min | lostd vs engine | notes |",
+    out = ["| engine | environment | ms median (median round) | ms min | lostd vs engine "
+           "| notes |",
            "|---|---|---:|---:|---:|---|"]
     sel = [r for r in rows if r["kind"] in ("lostd", "lostd_bf16", "ort", "torch",
                                             "torch_jedefault", "torch_glibc",
@@ -164,6 +165,8 @@ def key_rows(rows):
                 note = ("MALLOC_CONF=" + x["malloc_conf"] if x.get("malloc_conf") else
                         "jemalloc defaults" if x.get("jemalloc") else "glibc malloc")
                 note += ", OMP_WAIT_POLICY=" + (x.get("omp_wait_policy") or "(unset)")
+            if len(x.get("rounds", [])) > 1:
+                note += "; round medians %s" % " / ".join("%.1f" % v for v in x["rounds"])
             env = "as set" if r["env"] == "set" else "OPENBLAS_* unset"
             b = base.get(r["env"])
             out.append("| %s | %s | %.1f | %.1f | %s | %s |" % (
@@ -222,7 +225,7 @@ def dedupe(rows):
     row, in the earlier line's place; load lines are all kept."""
     def key(r):
         x = r["r"]
-        return (r["kind"], r["model"], r["size"], r["threads"], r["env"],
+        return (r["kind"], r["model"], r["size"], r["threads"], r["env"], r.get("round", 1),
                 x.get("workers"), x.get("concurrency"), x.get("images"))
     last = {key(r): r for r in rows if r["kind"] != "load"}
     out, seen = [], set()
@@ -235,9 +238,37 @@ def dedupe(rows):
     return out
 
 
+def merge_rounds(rows):
+    """The key row's rounds as one row each: the round with the median
+    forward time stands for them, with the lowest minimum over all rounds
+    and every round's median in r["rounds"]."""
+    groups, out = {}, []
+    for r in rows:
+        if r["kind"] == "load" or "forward_ms_median" not in r["r"]:
+            out.append(r)
+            continue
+        k = (r["kind"], r["model"], r["size"], r["threads"], r["env"])
+        if k not in groups:
+            groups[k] = []
+            out.append(k)
+        groups[k].append(r)
+    merged = []
+    for r in out:
+        if not isinstance(r, tuple):
+            merged.append(r)
+            continue
+        g = sorted(groups[r], key=lambda x: x["r"]["forward_ms_median"])
+        m = dict(g[(len(g) - 1) // 2])
+        m["r"] = dict(m["r"])
+        m["r"]["forward_ms_min"] = min(x["r"]["forward_ms_min"] for x in g)
+        m["r"]["rounds"] = [x["r"]["forward_ms_median"] for x in groups[r]]
+        merged.append(m)
+    return merged
+
+
 def main():
     src, dst, lostd = sys.argv[1:4]
-    rows = dedupe([json.loads(line) for line in open(src) if line.strip()])
+    rows = merge_rounds(dedupe([json.loads(line) for line in open(src) if line.strip()]))
     for r in rows:
         if r["kind"] == "lostd":
             r["weights"] = os.path.join(os.path.dirname(src),
