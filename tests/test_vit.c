@@ -447,7 +447,7 @@ static void thread_split(void)
                     float *x = malloc(sizeof *x * 3 * H * W);
                     float *ref = malloc(sizeof *ref * ((size_t)T * c->dim + (size_t)N * c->dim));
                     for (int i = 0; i < 3 * H * W; i++)
-                        x[i] = (float)((i * 7919) % 2003) / 1001.0f - 1.0f;
+                        x[i] = (float)((unsigned)i * 7919u % 2003u) / 1001.0f - 1.0f;
                     for (int th = 1; !rc && th <= 3; th++) {
                         struct vit_work *w = NULL;
                         struct vit_opts o = {.layer = -1, .want = VIT_WANT_QKV | VIT_WANT_TOKENS};
