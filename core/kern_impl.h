@@ -61,6 +61,16 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
  * sums[rows] (the caller divides later). */
 void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *sums);
 
+/* One block of keys of an online softmax: for each of `rows` rows of
+ * S[rows, n] (stride lds), with the running maximum m[r] (-inf before the
+ * first block) and running sum l[r] (0 before): m[r] becomes the maximum
+ * over all blocks so far, S the block's exp(scale * (s - m[r])), alpha[r]
+ * the factor exp(scale * (m_before - m[r])) that every earlier term (the
+ * caller's accumulated output row) must be multiplied by, and
+ * l[r] = l[r] * alpha[r] + the block's sum. */
+void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l,
+                         float *alpha);
+
 /* x[i] = gelu(x[i]) (exact-erf form, |error| < 1e-6 relative), n floats. */
 void kern_gelu(float *x, size_t n);
 /* x[i] = x[i] * sigmoid(1.702 x[i]) */

@@ -17,6 +17,7 @@
 
 #define QBLOCK 128 /* query rows per attention tile: scores are [QBLOCK, T] */
 #define QB_FAST 48 /* the same for the AVX-512 path (a multiple of KERN_MR) */
+#define ATT_KB 512 /* keys per block of the online softmax (a multiple of KERN_NR) */
 #define MAX_THREADS 64
 
 struct vit_work {
@@ -46,8 +47,9 @@ struct vit_work {
     int fast;
     struct team *team;
     int n_threads;
-    float *sblk[MAX_THREADS];   /* [QB_FAST, T] attention scores per thread */
-    float *ssum[MAX_THREADS];   /* [QB_FAST] row sums */
+    float *sblk[MAX_THREADS];   /* [QB_FAST, ATT_KB] attention scores per thread */
+    float *oacc[MAX_THREADS];   /* [QB_FAST, head_dim] attention output so far */
+    float *ssum[MAX_THREADS];   /* [3, QB_FAST] running maxima, sums, rescale factors */
     unsigned short *hscr[MAX_THREADS]; /* bf16 A-block scratch per thread (bf16 mode) */
     float *kp, *vp;             /* packed keys / values, one slot per head */
     size_t kp_stride, vp_stride;
@@ -71,9 +73,10 @@ static void free_threads(struct vit_work *w)
     w->team = NULL;
     for (int i = 0; i < MAX_THREADS; i++) {
         free(w->sblk[i]);
+        free(w->oacc[i]);
         free(w->ssum[i]);
         free(w->hscr[i]);
-        w->sblk[i] = w->ssum[i] = NULL;
+        w->sblk[i] = w->oacc[i] = w->ssum[i] = NULL;
         w->hscr[i] = NULL;
     }
     w->n_threads = 0;
@@ -107,10 +110,11 @@ int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
     if (!(w->team = team_init(n)))
         return err_set(e, ERR_NOMEM, "cannot start %d threads", n);
     for (int i = 0; i < n; i++) {
-        w->sblk[i] = alloc64(w, (size_t)QB_FAST * w->max_tok);
-        w->ssum[i] = alloc64(w, QB_FAST);
+        w->sblk[i] = alloc64(w, (size_t)QB_FAST * ATT_KB);
+        w->oacc[i] = alloc64(w, (size_t)QB_FAST * w->m->cfg.head_dim);
+        w->ssum[i] = alloc64(w, 3 * QB_FAST);
         w->hscr[i] = alloc64(w, (kern_bf16_scratch_elems() + 1) / 2);
-        if (!w->sblk[i] || !w->ssum[i] || !w->hscr[i]) {
+        if (!w->sblk[i] || !w->oacc[i] || !w->ssum[i] || !w->hscr[i]) {
             free_threads(w);
             return err_set(e, ERR_NOMEM, "out of memory for %d threads", n);
         }
@@ -753,9 +757,11 @@ static void attn_pack_task(void *ctx, int h, int th)
     kern_pack_nn(qkv + 2 * D + h * hd, 3 * D, j->T, hd, j->w->vp + h * j->w->vp_stride);
 }
 
-/* One head, one block of queries: S = Q K^T (all keys at once), softmax
- * with the normalisation deferred to the QB x hd output, O = P V. Only a
- * [QB_FAST, T] tile of scores exists per thread. */
+/* One head, one block of QB_FAST queries, keys in blocks of ATT_KB: the
+ * block's scores S = Q K^T, an online softmax (running maximum and sum per
+ * query; the output so far is rescaled when the maximum grows), O += P V;
+ * O is divided by the sums at the end. Per thread only a [QB_FAST, ATT_KB]
+ * tile of scores and the [QB_FAST, hd] output exist, whatever T is. */
 static void attn_task(void *ctx, int t, int th)
 {
     struct attn_job *j = ctx;
@@ -763,23 +769,54 @@ static void attn_task(void *ctx, int t, int th)
     const struct model_config *c = j->c;
     int h = t / j->nqb, qb = t % j->nqb, T = j->T, D = c->dim, hd = c->head_dim;
     int r0 = qb * QB_FAST, rows = T - r0 < QB_FAST ? T - r0 : QB_FAST;
-    float *S = w->sblk[th], *sums = w->ssum[th];
-    kern_gemm(rows, T, hd, w->qkv + (size_t)r0 * 3 * D + h * hd, 3 * D,
-              w->kp + h * w->kp_stride, S, T, NULL, 0);
-    kern_softmax_rows(S, rows, T, T, 1.0f / sqrtf((float)hd), sums);
-    int pre = 1 + c->n_reg;
-    if (w->keep_attn)
-        for (int i = 0; i < rows && r0 + i < pre; i++) {
-            float *dst = w->attn + ((size_t)h * pre + r0 + i) * T, inv = 1.0f / sums[i];
-            for (int k = 0; k < T; k++)
-                dst[k] = S[(size_t)i * T + k] * inv;
-        }
-    float *O = w->att + (size_t)r0 * D + h * hd;
-    kern_gemm(rows, hd, T, S, T, w->vp + h * w->vp_stride, O, D, NULL, 0);
+    float *S = w->sblk[th], *O = w->oacc[th];
+    float *mx = w->ssum[th], *sum = mx + QB_FAST, *alpha = sum + QB_FAST;
+    const float *Q = w->qkv + (size_t)r0 * 3 * D + h * hd;
+    const float *kp = w->kp + h * w->kp_stride, *vp = w->vp + h * w->vp_stride;
+    float scale = 1.0f / sqrtf((float)hd);
+    memset(O, 0, sizeof *O * (size_t)rows * hd);
     for (int i = 0; i < rows; i++) {
-        float inv = 1.0f / sums[i], *o = O + (size_t)i * D;
-        for (int k = 0; k < hd; k++)
-            o[k] *= inv;
+        mx[i] = -INFINITY;
+        sum[i] = 0.0f;
+    }
+    for (int k0 = 0; k0 < T; k0 += ATT_KB) {
+        int nk = T - k0 < ATT_KB ? T - k0 : ATT_KB;
+        kern_gemm(rows, nk, hd, Q, 3 * D, kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
+        kern_softmax_online(S, rows, nk, ATT_KB, scale, mx, sum, alpha);
+        for (int i = 0; k0 > 0 && i < rows; i++)
+            if (alpha[i] != 1.0f)
+                for (int d = 0; d < hd; d++)
+                    O[(size_t)i * hd + d] *= alpha[i];
+        /* the values' panels hold all T keys each: one product per panel */
+        for (int p0 = 0; p0 < hd; p0 += KERN_NR)
+            kern_gemm(rows, hd - p0 < KERN_NR ? hd - p0 : KERN_NR, nk, S, ATT_KB,
+                      vp + (size_t)p0 * T + (size_t)k0 * KERN_NR, O + p0, hd, NULL, 1);
+    }
+    float *out = w->att + (size_t)r0 * D + h * hd;
+    for (int i = 0; i < rows; i++) {
+        float inv = 1.0f / sum[i];
+        for (int d = 0; d < hd; d++)
+            out[(size_t)i * D + d] = O[(size_t)i * hd + d] * inv;
+    }
+}
+
+/* VIT_WANT_ATTN: the CLS and register rows of one head's attention over
+ * all keys, normalised, written straight into w->attn. */
+static void attn_rows_task(void *ctx, int h, int th)
+{
+    (void)th;
+    struct attn_job *j = ctx;
+    struct vit_work *w = j->w;
+    const struct model_config *c = j->c;
+    int T = j->T, D = c->dim, hd = c->head_dim, pre = 1 + c->n_reg;
+    float *A = w->attn + (size_t)h * pre * T;
+    kern_gemm(pre, T, hd, w->qkv + h * hd, 3 * D, w->kp + h * w->kp_stride, A, T, NULL, 0);
+    for (int i = 0; i < pre; i++) {
+        float s, *row = A + (size_t)i * T;
+        kern_softmax_rows(row, 1, T, T, 1.0f / sqrtf((float)hd), &s);
+        float inv = 1.0f / s;
+        for (int k = 0; k < T; k++)
+            row[k] *= inv;
     }
 }
 
@@ -788,6 +825,8 @@ static void attention_fast(const struct model_config *c, struct vit_work *w, int
     struct attn_job j = {.c = c, .w = w, .T = T, .nqb = (T + QB_FAST - 1) / QB_FAST};
     team_run(w->team, c->n_head, attn_pack_task, &j);
     team_run(w->team, c->n_head * j.nqb, attn_task, &j);
+    if (w->keep_attn)
+        team_run(w->team, c->n_head, attn_rows_task, &j);
 }
 
 /* One transformer block on the AVX-512 path; stops after the q/k/v when

@@ -147,6 +147,47 @@ int main(void)
             CHECK(S[r * ld + n] == ref[r * ld + n], "wrote past n");
         }
     });
+    /* keys in blocks of 128 (the last one short), logits whose maximum
+     * grows from block to block and one that falls: the running output
+     * sum(p_j v_j), rescaled by alpha, equals the full softmax's */
+    CHECK_CASE("online softmax over key blocks", {
+        enum { R = 3, N = 300, KB = 128 };
+        static float S[R * N], blk[R * KB];
+        float m[R], l[R], alpha[R], o[R] = {0}, v[N];
+        unsigned s = 9;
+        for (int i = 0; i < N; i++)
+            v[i] = frand(&s);
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < N; j++)
+                S[r * N + j] = 20 * frand(&s) + (r == 0 ? 0.2f * j : r == 1 ? -0.2f * j : 0);
+        for (int r = 0; r < R; r++)
+            m[r] = -INFINITY, l[r] = 0;
+        for (int k0 = 0; k0 < N; k0 += KB) {
+            int nk = N - k0 < KB ? N - k0 : KB;
+            for (int r = 0; r < R; r++)
+                memcpy(blk + r * KB, S + r * N + k0, sizeof *blk * nk);
+            kern_softmax_online(blk, R, nk, KB, 0.125f, m, l, alpha);
+            for (int r = 0; r < R; r++) {
+                o[r] *= alpha[r];
+                for (int j = 0; j < nk; j++)
+                    o[r] += blk[r * KB + j] * v[k0 + j];
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            double mx = -1e30, sum = 0, ref = 0;
+            for (int j = 0; j < N; j++)
+                mx = S[r * N + j] > mx ? S[r * N + j] : mx;
+            for (int j = 0; j < N; j++) {
+                double e = exp(0.125 * (S[r * N + j] - mx));
+                sum += e;
+                ref += e * v[j];
+            }
+            CHECK(fabs(m[r] - mx) == 0, "row %d maximum %g vs %g", r, m[r], mx);
+            CHECK(fabs(l[r] - sum) < 1e-5 * sum, "row %d sum %g vs %g", r, l[r], sum);
+            CHECK(fabs(o[r] / l[r] - ref / sum) < 1e-5, "row %d output %g vs %g", r,
+                  o[r] / l[r], ref / sum);
+        }
+    });
     CHECK_CASE("gelu, quickgelu, swiglu", {
         enum { N = 2003 };
         static float x[N], y[N], g[N];
