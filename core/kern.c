@@ -620,6 +620,74 @@ static void micro_bf16(int kc2, const unsigned short *ap, int lda2, const unsign
     store_tile(c, C, ldc, mr, nr, bias, acc);
 }
 
+/* micro_bf16 for a whole 12 x 32 tile: rows on four base pointers,
+ * accumulators stored straight from registers (as micro_full). */
+static void micro_bf16_full(int kc2, const unsigned short *ap, size_t lda2,
+                            const unsigned short *bp, float *C, size_t ldc, const float *bias,
+                            int acc, const char *pf, int pf_n)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
+    __m512 c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+    const unsigned short *p0 = ap, *p3 = ap + 3 * lda2, *p6 = ap + 6 * lda2, *p9 = ap + 9 * lda2;
+    size_t l2 = 2 * lda2;
+#define ROW(ca, cb, ptr)                                                                \
+    do {                                                                                \
+        unsigned int pair_;                                                             \
+        memcpy(&pair_, ptr, 4);                                                         \
+        __m512bh a_ = (__m512bh)_mm512_set1_epi32((int)pair_);                          \
+        ca = _mm512_dpbf16_ps(ca, a_, b0);                                              \
+        cb = _mm512_dpbf16_ps(cb, a_, b1);                                              \
+    } while (0)
+    for (int kk = 0; kk < kc2; kk += 2) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 32);
+        ROW(c00, c01, p0);
+        ROW(c10, c11, p0 + lda2);
+        ROW(c20, c21, p0 + l2);
+        ROW(c30, c31, p3);
+        ROW(c40, c41, p3 + lda2);
+        ROW(c50, c51, p3 + l2);
+        ROW(c60, c61, p6);
+        ROW(c70, c71, p6 + lda2);
+        ROW(c80, c81, p6 + l2);
+        ROW(c90, c91, p9);
+        ROW(ca0, ca1, p9 + lda2);
+        ROW(cb0, cb1, p9 + l2);
+        p0 += 2, p3 += 2, p6 += 2, p9 += 2;
+        bp += 2 * KERN_NR;
+        if ((kk >> 1) < pf_n)
+            _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
+    }
+#undef ROW
+    __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+#define PUT(i, ca, cb)                                                                  \
+    do {                                                                                \
+        float *r_ = C + (i) * ldc;                                                      \
+        __m512 v0_ = _mm512_add_ps(ca, bias0), v1_ = _mm512_add_ps(cb, bias1);          \
+        if (acc) {                                                                      \
+            v0_ = _mm512_add_ps(v0_, _mm512_loadu_ps(r_));                              \
+            v1_ = _mm512_add_ps(v1_, _mm512_loadu_ps(r_ + 16));                         \
+        }                                                                               \
+        _mm512_storeu_ps(r_, v0_);                                                      \
+        _mm512_storeu_ps(r_ + 16, v1_);                                                 \
+    } while (0)
+    PUT(0, c00, c01);
+    PUT(1, c10, c11);
+    PUT(2, c20, c21);
+    PUT(3, c30, c31);
+    PUT(4, c40, c41);
+    PUT(5, c50, c51);
+    PUT(6, c60, c61);
+    PUT(7, c70, c71);
+    PUT(8, c80, c81);
+    PUT(9, c90, c91);
+    PUT(10, ca0, ca1);
+    PUT(11, cb0, cb1);
+#undef PUT
+}
+
 void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned short *Bp,
                     float *C, int ldc, const float *bias, int accumulate,
                     unsigned short *scratch)
@@ -640,10 +708,16 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
                                                 sizeof *bp * kc2 * KERN_NR, mc);
                 for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
                     int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
-                    micro_bf16(kc2, scratch + (size_t)ir * kc2, kc2, bp,
-                               C + (size_t)(i0 + ir) * ldc + j0, ldc, mr, nr,
-                               bias_now ? bias_now + j0 : NULL, acc,
-                               pf.next + (size_t)t * pf.per * 64, prefetch_count(&pf, t));
+                    const char *pfa = pf.next + (size_t)t * pf.per * 64;
+                    float *c = C + (size_t)(i0 + ir) * ldc + j0;
+                    if (mr == KERN_MR && nr == KERN_NR)
+                        micro_bf16_full(kc2, scratch + (size_t)ir * kc2, (size_t)kc2, bp, c,
+                                        (size_t)ldc, bias_now ? bias_now + j0 : NULL, acc, pfa,
+                                        prefetch_count(&pf, t));
+                    else
+                        micro_bf16(kc2, scratch + (size_t)ir * kc2, kc2, bp, c, ldc, mr, nr,
+                                   bias_now ? bias_now + j0 : NULL, acc, pfa,
+                                   prefetch_count(&pf, t));
                 }
             }
         }
