@@ -167,6 +167,35 @@ static void micro_direct(int kc, const float *A, int lda, const float *bp, float
     store_tile(c, C, ldc, mr, nr, bias, acc);
 }
 
+/* The whole-tile kernels' 24 accumulators, c<row><half> (rows 0-9, a, b),
+ * as named variables so they stay in registers, and their store to C
+ * (row stride ldc) with bias (or NULL) and, when acc, C's old values. */
+#define FULL_TILE_ACCUMULATORS                                                          \
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00; \
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;           \
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;           \
+    __m512 c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00
+#define PUT_ROW(i, ca, cb)                                                              \
+    do {                                                                                \
+        float *r_ = C + (i) * ldc;                                                      \
+        __m512 v0_ = _mm512_add_ps(ca, bias0), v1_ = _mm512_add_ps(cb, bias1);          \
+        if (acc) {                                                                      \
+            v0_ = _mm512_add_ps(v0_, _mm512_loadu_ps(r_));                              \
+            v1_ = _mm512_add_ps(v1_, _mm512_loadu_ps(r_ + 16));                         \
+        }                                                                               \
+        _mm512_storeu_ps(r_, v0_);                                                      \
+        _mm512_storeu_ps(r_ + 16, v1_);                                                 \
+    } while (0)
+#define STORE_FULL_TILE()                                                               \
+    do {                                                                                \
+        __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();              \
+        __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();         \
+        PUT_ROW(0, c00, c01); PUT_ROW(1, c10, c11); PUT_ROW(2, c20, c21);               \
+        PUT_ROW(3, c30, c31); PUT_ROW(4, c40, c41); PUT_ROW(5, c50, c51);               \
+        PUT_ROW(6, c60, c61); PUT_ROW(7, c70, c71); PUT_ROW(8, c80, c81);               \
+        PUT_ROW(9, c90, c91); PUT_ROW(10, ca0, ca1); PUT_ROW(11, cb0, cb1);             \
+    } while (0)
+
 /* micro_direct for a whole 12 x 32 tile, the common case: the twelve rows
  * are addressed from four base pointers and two strides (so no pointer is
  * spilled in the loop), and the accumulators go from registers to C
@@ -174,10 +203,7 @@ static void micro_direct(int kc, const float *A, int lda, const float *bp, float
 static void micro_full(int kc, const float *A, size_t lda, const float *bp, float *C,
                        size_t ldc, const float *bias, int acc, const char *pf, int pf_n)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
-    __m512 c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+    FULL_TILE_ACCUMULATORS;
     const float *p0 = A, *p3 = A + 3 * lda, *p6 = A + 6 * lda, *p9 = A + 9 * lda;
     size_t l2 = 2 * lda;
 #define ROW(ca, cb, v)                                                                  \
@@ -206,32 +232,7 @@ static void micro_full(int kc, const float *A, size_t lda, const float *bp, floa
             _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
 #undef ROW
-    __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-    __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
-#define PUT(i, ca, cb)                                                                  \
-    do {                                                                                \
-        float *r_ = C + (i) * ldc;                                                      \
-        __m512 v0_ = _mm512_add_ps(ca, bias0), v1_ = _mm512_add_ps(cb, bias1);          \
-        if (acc) {                                                                      \
-            v0_ = _mm512_add_ps(v0_, _mm512_loadu_ps(r_));                              \
-            v1_ = _mm512_add_ps(v1_, _mm512_loadu_ps(r_ + 16));                         \
-        }                                                                               \
-        _mm512_storeu_ps(r_, v0_);                                                      \
-        _mm512_storeu_ps(r_ + 16, v1_);                                                 \
-    } while (0)
-    PUT(0, c00, c01);
-    PUT(1, c10, c11);
-    PUT(2, c20, c21);
-    PUT(3, c30, c31);
-    PUT(4, c40, c41);
-    PUT(5, c50, c51);
-    PUT(6, c60, c61);
-    PUT(7, c70, c71);
-    PUT(8, c80, c81);
-    PUT(9, c90, c91);
-    PUT(10, ca0, ca1);
-    PUT(11, cb0, cb1);
-#undef PUT
+    STORE_FULL_TILE();
 }
 
 /* The panel of B used after this one comes from memory while this one is
@@ -626,10 +627,7 @@ static void micro_bf16_full(int kc2, const unsigned short *ap, size_t lda2,
                             const unsigned short *bp, float *C, size_t ldc, const float *bias,
                             int acc, const char *pf, int pf_n)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
-    __m512 c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+    FULL_TILE_ACCUMULATORS;
     const unsigned short *p0 = ap, *p3 = ap + 3 * lda2, *p6 = ap + 6 * lda2, *p9 = ap + 9 * lda2;
     size_t l2 = 2 * lda2;
 #define ROW(ca, cb, ptr)                                                                \
@@ -660,32 +658,7 @@ static void micro_bf16_full(int kc2, const unsigned short *ap, size_t lda2,
             _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
 #undef ROW
-    __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-    __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
-#define PUT(i, ca, cb)                                                                  \
-    do {                                                                                \
-        float *r_ = C + (i) * ldc;                                                      \
-        __m512 v0_ = _mm512_add_ps(ca, bias0), v1_ = _mm512_add_ps(cb, bias1);          \
-        if (acc) {                                                                      \
-            v0_ = _mm512_add_ps(v0_, _mm512_loadu_ps(r_));                              \
-            v1_ = _mm512_add_ps(v1_, _mm512_loadu_ps(r_ + 16));                         \
-        }                                                                               \
-        _mm512_storeu_ps(r_, v0_);                                                      \
-        _mm512_storeu_ps(r_ + 16, v1_);                                                 \
-    } while (0)
-    PUT(0, c00, c01);
-    PUT(1, c10, c11);
-    PUT(2, c20, c21);
-    PUT(3, c30, c31);
-    PUT(4, c40, c41);
-    PUT(5, c50, c51);
-    PUT(6, c60, c61);
-    PUT(7, c70, c71);
-    PUT(8, c80, c81);
-    PUT(9, c90, c91);
-    PUT(10, ca0, ca1);
-    PUT(11, cb0, cb1);
-#undef PUT
+    STORE_FULL_TILE();
 }
 
 void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned short *Bp,
