@@ -335,35 +335,63 @@ static inline __m512 exp2_neg512(__m512 t)
 static inline float hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+/* The maximum of s[0..n), n = n16 + the lanes in tail. */
+static inline float row_max(const float *s, int n16, __mmask16 tail)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < n16; j += 16)
+        mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
+    if (tail)
+        mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, s + n16));
+    return hmax(mx);
+}
+
+/* s[j] = 2^((s[j] - m) c) in place (e^(scale (s - m)) with c = scale
+ * log2(e); the difference first, so the entries near m stay exact);
+ * returns their sum. */
+static inline float row_exp_sum(float *s, int n16, __mmask16 tail, float m, float c)
+{
+    __m512 vc = _mm512_set1_ps(c), vmax = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    for (int j = 0; j < n16; j += 16) {
+        __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax), vc));
+        _mm512_storeu_ps(s + j, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (tail) {
+        __m512 e = exp2_neg512(
+            _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + n16), vmax), vc));
+        e = _mm512_maskz_mov_ps(tail, e);
+        _mm512_mask_storeu_ps(s + n16, tail, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    return hsum(acc);
+}
+
 void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *sums)
 {
     int n16 = n & ~15;
     __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
+    float c = scale * 1.44269504088896341f;
     for (int r = 0; r < rows; r++) {
         float *s = S + (size_t)r * lds;
-        __m512 mx = _mm512_set1_ps(-INFINITY);
-        for (int j = 0; j < n16; j += 16)
-            mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
-        if (tail)
-            mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, s + n16));
-        /* e^(scale (s - max)) = 2^((s - max) c), c = scale log2(e); the
-         * difference first, so the entries near the maximum stay exact */
-        __m512 vc = _mm512_set1_ps(scale * 1.44269504088896341f);
-        __m512 vmax = _mm512_set1_ps(hmax(mx));
-        __m512 acc = _mm512_setzero_ps();
-        for (int j = 0; j < n16; j += 16) {
-            __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax), vc));
-            _mm512_storeu_ps(s + j, e);
-            acc = _mm512_add_ps(acc, e);
-        }
-        if (tail) {
-            __m512 e = exp2_neg512(
-                _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + n16), vmax), vc));
-            e = _mm512_maskz_mov_ps(tail, e);
-            _mm512_mask_storeu_ps(s + n16, tail, e);
-            acc = _mm512_add_ps(acc, e);
-        }
-        sums[r] = hsum(acc);
+        sums[r] = row_exp_sum(s, n16, tail, row_max(s, n16, tail), c);
+    }
+}
+
+void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l,
+                         float *alpha)
+{
+    int n16 = n & ~15;
+    __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
+    float c = scale * 1.44269504088896341f;
+    for (int r = 0; r < rows; r++) {
+        float *s = S + (size_t)r * lds;
+        float bm = row_max(s, n16, tail), m_old = m[r], m_new = bm > m_old ? bm : m_old;
+        /* the earlier blocks' terms were taken relative to m_old */
+        float a = m_old == -INFINITY ? 0.0f : exp2f((m_old - m_new) * c);
+        l[r] = l[r] * a + row_exp_sum(s, n16, tail, m_new, c);
+        alpha[r] = a;
+        m[r] = m_new;
     }
 }
 
@@ -373,42 +401,6 @@ static inline __m512 recip512(__m512 d)
 {
     __m512 r = _mm512_rcp14_ps(d);
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
-}
-
-void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l,
-                         float *alpha)
-{
-    int n16 = n & ~15;
-    __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
-    float c = scale * 1.44269504088896341f;
-    __m512 vc = _mm512_set1_ps(c);
-    for (int r = 0; r < rows; r++) {
-        float *s = S + (size_t)r * lds;
-        __m512 mx = _mm512_set1_ps(-INFINITY);
-        for (int j = 0; j < n16; j += 16)
-            mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
-        if (tail)
-            mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, s + n16));
-        float bm = hmax(mx), m_old = m[r], m_new = bm > m_old ? bm : m_old;
-        /* the earlier blocks' terms were taken relative to m_old */
-        float a = m_old == -INFINITY ? 0.0f : exp2f((m_old - m_new) * c);
-        __m512 vmax = _mm512_set1_ps(m_new), acc = _mm512_setzero_ps();
-        for (int j = 0; j < n16; j += 16) {
-            __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax), vc));
-            _mm512_storeu_ps(s + j, e);
-            acc = _mm512_add_ps(acc, e);
-        }
-        if (tail) {
-            __m512 e = exp2_neg512(
-                _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + n16), vmax), vc));
-            e = _mm512_maskz_mov_ps(tail, e);
-            _mm512_mask_storeu_ps(s + n16, tail, e);
-            acc = _mm512_add_ps(acc, e);
-        }
-        l[r] = l[r] * a + hsum(acc);
-        alpha[r] = a;
-        m[r] = m_new;
-    }
 }
 
 /* gelu(u) = u/2 (1 + erf(u / sqrt 2)). With z = |u| / sqrt 2 and

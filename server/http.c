@@ -1031,6 +1031,31 @@ static json_t *discover_reply(const struct discover_job *j, const struct pipelin
     return root;
 }
 
+/* A worker's reply: the error body for rc != 0, else root (consumed) as
+ * compact JSON with 7 significant digits plus extra_flags; 500 when the
+ * body cannot be built. */
+static void set_reply(struct discover_job *j, int rc, const struct err *e, json_t *root,
+                      size_t extra_flags)
+{
+    if (rc) {
+        const char *type;
+        j->status = now_status(rc, &type);
+        snprintf(j->errmsg, sizeof j->errmsg, "%s", e->msg);
+        j->body = error_json(j->status, type, j->status == 500 ? "internal error" : e->msg);
+    } else {
+        j->body = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(7) | extra_flags)
+                       : NULL;
+        json_decref(root);
+        j->status = 200;
+    }
+    if (!j->body) {
+        j->status = 500;
+        snprintf(j->errmsg, sizeof j->errmsg, "out of memory for the reply");
+    } else {
+        j->body_len = strlen(j->body);
+    }
+}
+
 /* POST /analyze on a worker: server/analyze_json.c builds the reply. */
 static void analyze_run(struct discover_job *j, const struct model *m, struct vit_work *w,
                         struct arena *a)
@@ -1045,23 +1070,9 @@ static void analyze_run(struct discover_job *j, const struct model *m, struct vi
     free(j->data);
     j->data = NULL;
     j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : cli_now_ms() - t0;
-    if (rc) {
-        const char *type;
-        j->status = now_status(rc, &type);
-        snprintf(j->errmsg, sizeof j->errmsg, "%s", e.msg);
-        j->body = error_json(j->status, type, j->status == 500 ? "internal error" : e.msg);
-    } else {
+    if (!rc)
         json_object_set_new(root, "model", json_string(j->model_id));
-        j->body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
-        json_decref(root);
-        j->status = 200;
-    }
-    if (!j->body) {
-        j->status = 500;
-        snprintf(j->errmsg, sizeof j->errmsg, "out of memory for the reply");
-    } else {
-        j->body_len = strlen(j->body);
-    }
+    set_reply(j, rc, &e, root, JSON_PRESERVE_ORDER);
 }
 
 static void discover_run(struct pool_job *pj, const struct model *m, struct vit_work *w,
@@ -1083,23 +1094,7 @@ static void discover_run(struct pool_job *pj, const struct model *m, struct vit_
     j->ms[METRICS_STAGE_PREPROCESS] = rc ? 0 : res.ms_preprocess;
     j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : res.ms_forward;
     j->ms[METRICS_STAGE_LOST] = rc ? 0 : res.ms_lost;
-    if (rc) {
-        const char *type;
-        j->status = now_status(rc, &type);
-        snprintf(j->errmsg, sizeof j->errmsg, "%s", e.msg);
-        j->body = error_json(j->status, type, j->status == 500 ? "internal error" : e.msg);
-    } else {
-        json_t *root = discover_reply(j, &res);
-        j->body = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(7));
-        json_decref(root);
-        j->status = 200;
-    }
-    if (!j->body) {
-        j->status = 500;
-        snprintf(j->errmsg, sizeof j->errmsg, "out of memory for the reply");
-    } else {
-        j->body_len = strlen(j->body);
-    }
+    set_reply(j, rc, &e, rc ? NULL : discover_reply(j, &res), 0);
 }
 
 static void discover_destroy(struct pool_job *pj)
