@@ -5,6 +5,7 @@
  * Never prints. */
 #include "safetensors.h"
 #include "err.h"
+#include "file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -438,35 +439,29 @@ int safetensors_write(const char *path, const struct safetensors_entry *entries,
     if (!hdr)
         return err_set(e, ERR_NOMEM, "out of memory");
     size_t hl = strlen(hdr), padded = (hl + 8 + 7) / 8 * 8 - 8;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp) {
+    struct file_out f;
+    int rc = file_out_open(&f, path, e);
+    if (rc) {
         free(hdr);
-        return err_set(e, ERR_IO, "path too long");
-    }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(hdr);
-        return err_set(e, ERR_IO, "%s: %s", tmp, strerror(errno));
+        return rc;
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, hl, f) == hl;
-    for (size_t i = hl; ok && i < padded; i++)
-        ok = fputc(' ', f) != EOF;
+    rc = file_out_write(&f, len8, 8, e);
+    if (!rc)
+        rc = file_out_write(&f, hdr, hl, e);
     free(hdr);
-    for (int i = 0; ok && i < n; i++) {
+    static const char spaces[8] = "        ";
+    if (!rc && padded > hl)
+        rc = file_out_write(&f, spaces, padded - hl, e);
+    for (int i = 0; !rc && i < n; i++) {
         size_t numel = 1;
         for (int d = 0; d < entries[i].ndim; d++)
             numel *= (size_t)entries[i].shape[d];
-        ok = fwrite(entries[i].data, 4, numel, f) == numel;
+        rc = file_out_write(&f, entries[i].data, 4 * numel, e);
     }
-    if (fclose(f) != 0)
-        ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        int er = errno;
-        unlink(tmp);
-        return err_set(e, ERR_IO, "%s: write failed: %s", path, strerror(er));
-    }
-    return 0;
+    if (!rc)
+        rc = file_out_commit(&f, e);
+    return rc;
 }

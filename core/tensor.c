@@ -8,6 +8,7 @@
 #include "tensor.h"
 
 #include "err.h"
+#include "file.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -374,47 +375,22 @@ int tensor_save_npy(const char *path, const float *data, int ndim, const long *s
     if (!hn)
         return err_set(e, ERR_INTERNAL, "%s: npy header does not fit", path);
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp)
-        return err_set(e, ERR_NOMEM, "%s: no memory", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int rc = err_set(e, ERR_IO, "%s: cannot create temporary file: %s", path,
-                         strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    (void)fchmod(fd, 0644);  /* mkstemp makes 0600; ours are plain data files */
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        goto fail;
-    }
-    int ok = fwrite(hdr, 1, hn, f) == hn;
-    if (ok && numel) {
-        if (host_is_little_endian()) {
-            ok = fwrite(data, 4, numel, f) == numel;
-        } else {
-            for (size_t i = 0; ok && i < numel; i++) {
-                float v = data[i];
-                swap_f32(&v, 1);
-                ok = fwrite(&v, 4, 1, f) == 1;
-            }
+    struct file_out f;
+    int rc = file_out_open(&f, path, e);
+    if (!rc)
+        rc = file_out_write(&f, hdr, hn, e);
+    if (!rc && numel && host_is_little_endian()) {
+        rc = file_out_write(&f, data, 4 * numel, e);
+    } else if (!rc && numel) {
+        float chunk[1024];
+        for (size_t i = 0; !rc && i < numel; i += 1024) {
+            size_t m = numel - i < 1024 ? numel - i : 1024;
+            memcpy(chunk, data + i, 4 * m);
+            swap_f32(chunk, m);
+            rc = file_out_write(&f, chunk, 4 * m, e);
         }
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (fclose(f) != 0)
-        ok = 0;
-    if (!ok || rename(tmp, path) != 0)
-        goto fail;
-    free(tmp);
-    return 0;
-fail:;
-    int rc = err_set(e, ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    unlink(tmp);
-    free(tmp);
+    if (!rc)
+        rc = file_out_commit(&f, e);
     return rc;
 }
