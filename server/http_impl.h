@@ -1,0 +1,172 @@
+/* http_impl.h - private to server/http*.c: the state shared by the files of
+ * the HTTP front (server, request, job, parameters) and their internal
+ * calls. Nobody outside these files includes it. */
+#ifndef LOSTD_HTTP_IMPL_H
+#define LOSTD_HTTP_IMPL_H
+
+#include <microhttpd.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "log.h"
+#include "lost_opts.h"
+#include "metrics.h"
+#include "model.h"
+#include "pipeline.h"
+#include "pool.h"
+
+#ifndef LOSTD_VERSION
+#define LOSTD_VERSION "0.1.0"
+#endif
+
+#define PARAM_MAX 64                  /* bytes of one parameter value */
+#define FORM_OVERHEAD (1L << 20)      /* multipart framing and fields beyond the image */
+#define DISCARD_MAX (64L << 20)       /* bytes swallowed after a 413 before we hang up */
+#define STATIC_MAX (16L << 20)        /* largest static file served */
+
+struct http_server {
+    const struct config *c;
+    const struct log *log;
+    struct MHD_Daemon *d;
+    int port;
+    struct metrics *metrics;
+    pthread_mutex_t mu;
+    pthread_cond_t idle_cv;     /* signalled when active drops to 0 */
+    long active;                /* requests between first call and on_completed */
+    int stopping;
+    char reason[256];           /* why not ready */
+    const struct model *m;      /* set once by http_attach */
+    struct pool *pool;
+    struct http_model_info info;
+    struct pipeline_opts lost_defaults; /* --lost-config, else pipeline_opts_default */
+};
+
+/* ---------------------------------------------------------------- params */
+
+enum {
+    P_K_PATCHES, P_GRAM_BIAS, P_FEATURES, P_L2NORM, P_LAYER, P_MAX_SIDE, P_FORMAT,
+    P_IMAGE_ID, P_DEBUG, P_THRESHOLD, N_PARAM
+};
+static const char *const param_names[N_PARAM] = {
+    "k_patches", "gram_bias", "features", "l2norm", "layer", "max_side", "format",
+    "image_id", "debug", "threshold"};
+
+struct params {
+    char v[N_PARAM][PARAM_MAX];
+    size_t len[N_PARAM];
+    unsigned char set[N_PARAM];
+};
+
+enum { FMT_DEFAULT = 0, FMT_HF, FMT_COCO };
+
+/* ------------------------------------------------------------------ jobs */
+
+struct discover_job {
+    struct pool_job base;       /* first: the pool hands us back this pointer */
+    unsigned char *data;        /* the image bytes; freed by the worker once decoded */
+    size_t n;
+    struct pipeline_opts opts;
+    int format, debug;
+    long long image_id;
+    const char *model_id;       /* lives in the server */
+    int analyze;                /* POST /analyze: artifact analysis instead of LOST */
+    float threshold;            /* /analyze: fixed outlier threshold, 0 = automatic */
+    /* out, written by the worker before it marks the job done */
+    int status;
+    char *body;                 /* malloc'd JSON text */
+    size_t body_len;
+    char errmsg[ERR_MSG_MAX];
+    double ms[METRICS_N_STAGE];
+};
+
+/* --------------------------------------------------------------- request */
+
+enum body_kind { BODY_NONE = 0, BODY_RAW, BODY_JSON, BODY_FORM };
+
+struct req {
+    struct http_server *s;
+    double t0;
+    int route;                  /* enum metrics_route; /analyze counts as discover */
+    int analyze;                /* the path is /analyze */
+    char method[16];
+    char path[256];
+    int status;                 /* sent, 0 = nothing sent yet */
+    unsigned long long bytes;
+    char errmsg[ERR_MSG_MAX];   /* for the access log */
+    int replied;
+    /* POST /discover */
+    int kind;
+    unsigned char *buf;
+    size_t n, cap, limit;
+    unsigned long long received;
+    int fail_status;            /* a 4xx decided while receiving, sent at the end */
+    const char *fail_type;
+    struct MHD_PostProcessor *pp;
+    int image_parts;
+    struct params qp, bp;       /* query string, body */
+    struct discover_job *job;
+};
+
+/* http_reply.c */
+/* The HTTP status of an ERR_* code and the error "type" it is reported as. */
+int http_status_of(int code, const char **type);
+/* {"error": {"code", "type", "message"}} as heap text (free()), or NULL. */
+char *http_error_json(int status, const char *type, const char *msg);
+/* Queues one reply. extra: NULL-terminated name, value pairs. */
+enum MHD_Result http_send(struct req *r, struct MHD_Connection *c, int status,
+                          const char *ctype, const void *body, size_t n,
+                          const char *const *extra);
+/* root is consumed. */
+enum MHD_Result http_send_json(struct req *r, struct MHD_Connection *c, int status,
+                               json_t *root, const char *const *extra);
+/* The message also goes to the access log; a 500 says "internal error". */
+enum MHD_Result http_send_error(struct req *r, struct MHD_Connection *c, int status,
+                                const char *type, const char *const *extra,
+                                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+extern const char *const http_retry_1[];
+extern const char *const http_retry_5[];
+
+/* http_get.c */
+/* 1 ready; 0 not, with the reason in buf. */
+int http_is_ready(struct http_server *s, char *buf, size_t n);
+enum MHD_Result http_get_health(struct req *r, struct MHD_Connection *c, int live);
+enum MHD_Result http_get_models(struct req *r, struct MHD_Connection *c);
+enum MHD_Result http_get_version(struct req *r, struct MHD_Connection *c);
+enum MHD_Result http_get_metrics(struct req *r, struct MHD_Connection *c);
+enum MHD_Result http_get_openapi(struct req *r, struct MHD_Connection *c);
+/* Index of url in the fixed list of static files, or -1. */
+int http_static_index(const char *url);
+enum MHD_Result http_get_static(struct req *r, struct MHD_Connection *c, int idx);
+
+/* http_body.c */
+/* Records the first refusal decided while receiving (sent when the body ends). */
+void http_fail(struct req *r, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+enum MHD_Result http_on_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value);
+/* First call of POST /discover: everything refused before the body is read. */
+enum MHD_Result http_body_begin(struct req *r, struct MHD_Connection *c, int stopping);
+/* One piece of the body. */
+enum MHD_Result http_body_feed(struct req *r, struct MHD_Connection *c, const char *data,
+                               size_t size);
+/* {"inputs", "parameters"} into r->buf and r->bp. 0, or an HTTP status with r->errmsg. */
+int http_body_parse_json(struct req *r);
+/* b when it starts with the magic of an image format we do not decode, else NULL. */
+const unsigned char *http_find_magic(const unsigned char *b, size_t n);
+
+/* http_params.c */
+/* Stores (part of) a parameter value at offset off. 0, or -1 with r->errmsg. */
+int http_param_put(struct req *r, struct params *p, const char *key, const char *data,
+                   size_t off, size_t size);
+/* The parameters into the job. 0, or -1 with r->errmsg (a 400). */
+int http_params_parse(struct req *r, struct discover_job *j);
+
+/* http_job.c */
+/* The body is complete: check it, run the job on the pool, send its reply. */
+enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c);
+
+#endif
