@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define ALIGN 64
 
 struct arena {
     unsigned char *base;
     size_t cap, used, peak;
+    size_t touched;     /* highest end used since the last arena_trim */
 };
 
 struct arena *arena_init(size_t cap)
@@ -53,6 +55,8 @@ void *arena_alloc(struct arena *a, size_t n)
     a->used = start + n;
     if (a->used > a->peak)
         a->peak = a->used;
+    if (a->used > a->touched)
+        a->touched = a->used;
     return a->base + start;
 }
 
@@ -70,6 +74,26 @@ void arena_reset(struct arena *a)
 {
     if (a)
         a->used = 0;
+}
+
+size_t arena_trim(struct arena *a, size_t keep)
+{
+    if (!a)
+        return 0;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t from = (keep > a->used ? keep : a->used);
+    from = (from + page - 1) / page * page;
+    size_t to = (a->touched + page - 1) / page * page;
+    if (to > a->cap)
+        to = a->cap / page * page;
+    size_t n = 0;
+    /* The pages stay mapped (no new reservation); the kernel drops them and
+     * hands out zero pages on the next touch. */
+    if (to > from && madvise(a->base + from, to - from, MADV_DONTNEED) == 0)
+        n = to - from;
+    if (a->touched > from)
+        a->touched = from;
+    return n;
 }
 
 size_t arena_used(const struct arena *a) { return a ? a->used : 0; }

@@ -19,9 +19,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <spng.h>
 
 /* Torch's Normalize constants, as float32 like the reference tensors. */
@@ -32,8 +34,9 @@ const struct image_norm IMAGE_NORM_CLIP = {
 
 /* A progressive JPEG may carry thousands of tiny scans, each a full pass over
  * the coefficients: cheap to send, slow to decode. Real encoders emit about
- * ten; libjpeg-turbo's own tools offer the same kind of cap (-maxscans). */
-#define JPEG_MAX_SCANS 1000
+ * ten (jpegtran -progressive: 10; mozjpeg's scan optimisation: a few dozen);
+ * libjpeg-turbo's own tools offer the same kind of cap (-maxscans). */
+#define JPEG_MAX_SCANS 100
 
 enum image_format image_sniff(const unsigned char *buf, size_t n)
 {
@@ -160,6 +163,8 @@ struct jpeg_guard {
     struct jpeg_error_mgr pub;    /* first: libjpeg casts cinfo->err to it */
     struct jpeg_progress_mgr progress;
     jmp_buf jump;
+    int code;                     /* ERR_* the jump reports (ERR_INPUT unless set) */
+    double deadline_ms;           /* > 0: stop once image_now_ms() passes it */
     char msg[JMSG_LENGTH_MAX];
 };
 
@@ -167,6 +172,12 @@ static void jpeg_on_error(j_common_ptr c)
 {
     struct jpeg_guard *g = (struct jpeg_guard *)c->err;
     (*c->err->format_message)(c, g->msg);
+    /* Our max_memory_to_use was reached: libjpeg would need to spill its
+     * whole-image buffers to disk, which we do not allow. */
+    if (c->err->msg_code == JERR_NO_BACKING_STORE) {
+        g->code = ERR_TOOBIG;
+        snprintf(g->msg, sizeof g->msg, "needs more decoder memory than allowed");
+    }
     longjmp(g->jump, 1);
 }
 
@@ -185,15 +196,22 @@ static void jpeg_silent(j_common_ptr c)
     (void)c;
 }
 
+/* Called by libjpeg between passes and MCU rows: the scan cap and the
+ * caller's deadline, so a crafted file cannot keep a worker for long. */
 static void jpeg_on_progress(j_common_ptr c)
 {
+    struct jpeg_guard *g = (struct jpeg_guard *)c->err;
     if (c->is_decompressor) {
         j_decompress_ptr d = (j_decompress_ptr)c;
         if (d->input_scan_number > JPEG_MAX_SCANS) {
-            struct jpeg_guard *g = (struct jpeg_guard *)c->err;
             snprintf(g->msg, sizeof g->msg, "more than %d scans", JPEG_MAX_SCANS);
             longjmp(g->jump, 1);
         }
+    }
+    if (g->deadline_ms > 0 && image_now_ms() > g->deadline_ms) {
+        g->code = ERR_BUSY;
+        snprintf(g->msg, sizeof g->msg, "decoding ran past the request's deadline");
+        longjmp(g->jump, 1);
     }
 }
 
@@ -224,42 +242,105 @@ static void cmyk_row_to_rgb(const unsigned char *in, unsigned char *out, int w, 
     }
 }
 
+/* What a decode of this header with these options will do and cost: the
+ * orientation, the upright size, the target of the fit, the DCT scale M/8,
+ * and the decoder's memory. Fills info; returns 0 or ERR_UNSUPPORTED. */
+struct jpeg_plan {
+    int orient;             /* 1..8 */
+    int scale;              /* M of M/8 */
+    int tw, th;             /* stored-orientation size after the fit (= full if none) */
+    int cmyk;
+};
+
+static int jpeg_plan(j_decompress_ptr cinfo, const struct image_decode_opts *o,
+                     struct jpeg_plan *p, struct image_info *info, struct err *e)
+{
+    memset(p, 0, sizeof *p);
+    int W = (int)cinfo->image_width, H = (int)cinfo->image_height;
+    p->orient = 1;
+    if (o->exif == IMAGE_EXIF_APPLY) {
+        int or = 0;
+        for (jpeg_saved_marker_ptr m = cinfo->marker_list; m && !or; m = m->next)
+            if (m->marker == JPEG_APP0 + 1)
+                or = exif_orientation(m->data, m->data_length);
+        if (or >= 1)
+            p->orient = or;
+    }
+    p->cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
+    if (!p->cmyk && cinfo->num_components != 1 && cinfo->num_components != 3)
+        return err_set(e, ERR_UNSUPPORTED, "jpeg: %d components, colour space %d",
+                       cinfo->num_components, (int)cinfo->jpeg_color_space);
+    int swap = p->orient >= 5;
+    int uw = swap ? H : W, uh = swap ? W : H;
+    int tw = uw, th = uh;
+    if (o->fit_side > 0)
+        image_fit_size(uw, uh, o->fit_side, &tw, &th);
+    p->tw = swap ? th : tw;
+    p->th = swap ? tw : th;
+    /* The smallest DCT scale whose output still covers the target: the
+     * area-average downscale then does the rest, as it would from full size. */
+    p->scale = 8;
+    if (p->tw < W || p->th < H)
+        for (int m = 1; m < 8; m++)
+            if ((W * (long)m + 7) / 8 >= p->tw && (H * (long)m + 7) / 8 >= p->th) {
+                p->scale = m;
+                break;
+            }
+    size_t coef = 0;
+    if (jpeg_has_multiple_scans(cinfo)) {
+        /* The coefficient controller keeps every block of the image, each
+         * component rounded up to whole MCUs: 64 coefficients of 2 bytes. */
+        for (int c = 0; c < cinfo->num_components; c++) {
+            const jpeg_component_info *ci = &cinfo->comp_info[c];
+            size_t bw = (ci->width_in_blocks + ci->h_samp_factor - 1) / ci->h_samp_factor *
+                        ci->h_samp_factor;
+            size_t bh = (ci->height_in_blocks + ci->v_samp_factor - 1) / ci->v_samp_factor *
+                        ci->v_samp_factor;
+            coef += bw * bh * 64 * sizeof(JCOEF);
+        }
+    }
+    size_t ow = ((size_t)W * p->scale + 7) / 8, oh = ((size_t)H * p->scale + 7) / 8;
+    info->format = IMAGE_FORMAT_JPEG;
+    info->w = W;
+    info->h = H;
+    info->up_w = uw;
+    info->up_h = uh;
+    info->orientation = p->orient;
+    info->multi_scan = jpeg_has_multiple_scans(cinfo) ? 1 : 0;
+    info->coef_bytes = coef;
+    info->decoder_bytes = coef + ow * oh * 3 + (size_t)W * 4 * 2 + ((size_t)1 << 20);
+    return 0;
+}
+
 /* Everything after jpeg_read_header. Any libjpeg error or warning in here
- * longjmps straight to image_decode_jpeg, so this frame keeps nothing that
- * needs cleaning up: its memory is arena memory. */
-static int jpeg_decode_body(j_decompress_ptr cinfo, long max_pixels, int apply_exif,
-                            struct arena *a, struct image *out, struct err *e)
+ * longjmps straight to jpeg_run, so this frame keeps nothing that needs
+ * cleaning up: its memory is arena memory. */
+static int jpeg_decode_body(j_decompress_ptr cinfo, const struct image_decode_opts *o,
+                            struct arena *a, struct image *out, struct image_info *info,
+                            struct err *e)
 {
     int rc = check_dims("jpeg", (long)cinfo->image_width, (long)cinfo->image_height,
-                        max_pixels, e);
+                        o->max_pixels, e);
     if (rc)
         return rc;
-
     /* Saved markers live in libjpeg's image pool, which
-     * jpeg_finish_decompress releases: read the orientation now. */
-    int orient = 0;
-    if (apply_exif) {
-        for (jpeg_saved_marker_ptr m = cinfo->marker_list; m && !orient; m = m->next)
-            if (m->marker == JPEG_APP0 + 1)
-                orient = exif_orientation(m->data, m->data_length);
-    }
+     * jpeg_finish_decompress releases: plan (orientation) now. */
+    struct jpeg_plan p;
+    if ((rc = jpeg_plan(cinfo, o, &p, info, e)))
+        return rc;
 
     /* Decode settings stay at libjpeg's defaults (JDCT_ISLOW, fancy
      * upsampling): they are what PIL uses, so the pixels, and the golden
-     * tensors, match it exactly. */
-    int cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
-    if (cmyk)
-        cinfo->out_color_space = JCS_CMYK;  /* libjpeg has no CMYK -> RGB */
-    else if (cinfo->num_components == 1 || cinfo->num_components == 3)
-        cinfo->out_color_space = JCS_RGB;   /* grey is replicated, as PIL does */
-    else
-        return err_set(e, ERR_UNSUPPORTED, "jpeg: %d components, colour space %d",
-                       cinfo->num_components, (int)cinfo->jpeg_color_space);
+     * tensors, match it exactly at full scale. */
+    cinfo->out_color_space = p.cmyk ? JCS_CMYK : JCS_RGB; /* grey is replicated, as PIL */
+    cinfo->scale_num = (unsigned)p.scale;
+    cinfo->scale_denom = 8;
     jpeg_start_decompress(cinfo);
 
     int w = (int)cinfo->output_width, h = (int)cinfo->output_height;
-    if (w != (int)cinfo->image_width || h != (int)cinfo->image_height ||
-        cinfo->output_components != (cmyk ? 4 : 3))
+    if (w != (int)(((long)cinfo->image_width * p.scale + 7) / 8) ||
+        h != (int)(((long)cinfo->image_height * p.scale + 7) / 8) ||
+        cinfo->output_components != (p.cmyk ? 4 : 3))
         return err_set(e, ERR_INTERNAL, "jpeg: unexpected output %dx%dx%d", w, h,
                        cinfo->output_components);
     struct image img = {w, h, arena_alloc(a, (size_t)w * (size_t)h * 3)};
@@ -267,30 +348,40 @@ static int jpeg_decode_body(j_decompress_ptr cinfo, long max_pixels, int apply_e
         return err_set(e, ERR_TOOBIG, "jpeg: no scratch left for %dx%d pixels", w, h);
     size_t mark = arena_mark(a);
     unsigned char *cmyk_row = NULL;
-    if (cmyk && !(cmyk_row = arena_alloc(a, (size_t)w * 4)))
+    if (p.cmyk && !(cmyk_row = arena_alloc(a, (size_t)w * 4)))
         return err_set(e, ERR_TOOBIG, "jpeg: no scratch left for a %d pixel row", w);
     /* Photoshop writes CMYK inverted (0 = full ink) and tags it with APP14;
      * libjpeg passes the values through. Without the marker we take them
      * as plain ink. PIL inverts unconditionally, but libjpeg itself always
      * writes APP14 for CMYK, so the two only differ on exotic files. */
-    int inverted = cmyk && cinfo->saw_Adobe_marker;
+    int inverted = p.cmyk && cinfo->saw_Adobe_marker;
     while (cinfo->output_scanline < cinfo->output_height) {
         unsigned char *dst = img.px + (size_t)cinfo->output_scanline * w * 3;
-        JSAMPROW row = cmyk ? cmyk_row : dst;
+        JSAMPROW row = p.cmyk ? cmyk_row : dst;
         if (jpeg_read_scanlines(cinfo, &row, 1) != 1)
             return err_set(e, ERR_INPUT, "jpeg: decoder stalled");
-        if (cmyk)
+        if (p.cmyk)
             cmyk_row_to_rgb(cmyk_row, dst, w, inverted);
     }
     arena_rewind(a, mark);
     jpeg_finish_decompress(cinfo);
-    return apply_orientation(&img, orient, a, out, e);
+    /* Fit first, then turn upright: the rotation copies the small image. */
+    struct image fit = img;
+    if (p.tw != w || p.th != h) {
+        if ((rc = image_downscale_to(&img, p.tw, p.th, a, &fit, e)))
+            return rc;
+    }
+    return apply_orientation(&fit, p.orient, a, out, e);
 }
 
-int image_decode_jpeg(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
-                      struct arena *a, struct image *out, struct err *e)
+/* Sets up libjpeg on buf with our error, progress and memory handling, reads
+ * the header, then either plans (out == NULL: image_probe) or decodes. */
+static int jpeg_run(const unsigned char *buf, size_t n, const struct image_decode_opts *o,
+                    struct arena *a, struct image *out, struct image_info *info,
+                    struct err *e)
 {
-    memset(out, 0, sizeof *out);
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!buf || n == 0)
         return err_set(e, ERR_INPUT, "jpeg: empty input");
 #if SIZE_MAX > ULONG_MAX
@@ -301,6 +392,8 @@ int image_decode_jpeg(const unsigned char *buf, size_t n, long max_pixels, int a
     struct jpeg_decompress_struct cinfo;
     struct jpeg_guard g;
     memset(&g, 0, sizeof g);
+    g.code = ERR_INPUT;
+    g.deadline_ms = o->deadline_ms;
     cinfo.err = jpeg_std_error(&g.pub);
     g.pub.error_exit = jpeg_on_error;
     g.pub.emit_message = jpeg_on_message;
@@ -311,22 +404,46 @@ int image_decode_jpeg(const unsigned char *buf, size_t n, long max_pixels, int a
      * nothing. No local of this frame changes after setjmp. */
     if (setjmp(g.jump)) {
         jpeg_destroy_decompress(&cinfo);
-        memset(out, 0, sizeof *out);
-        return err_set(e, ERR_INPUT, "jpeg: %s", g.msg);
+        if (out)
+            memset(out, 0, sizeof *out);
+        return err_set(e, g.code, "jpeg: %s", g.msg);
     }
     jpeg_create_decompress(&cinfo);
+    /* Whole-image coefficient buffers (progressive and multi-scan files)
+     * beyond this fail instead of growing: see image_decode_opts. */
+    if (o->max_memory > 0)
+        cinfo.mem->max_memory_to_use = (long)(o->max_memory > LONG_MAX ? LONG_MAX
+                                                                        : o->max_memory);
     g.progress.progress_monitor = jpeg_on_progress;
     cinfo.progress = &g.progress;
     jpeg_mem_src(&cinfo, buf, (unsigned long)n);
-    if (apply_exif)
+    if (o->exif == IMAGE_EXIF_APPLY)
         jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
     /* Adobe's APP14 is parsed by libjpeg itself (saw_Adobe_marker). */
     jpeg_read_header(&cinfo, TRUE);
-    int rc = jpeg_decode_body(&cinfo, max_pixels, apply_exif, a, out, e);
+    int rc;
+    if (out) {
+        rc = jpeg_decode_body(&cinfo, o, a, out, info, e);
+    } else {
+        struct jpeg_plan p;
+        rc = check_dims("jpeg", (long)cinfo.image_width, (long)cinfo.image_height,
+                        o->max_pixels, e);
+        if (!rc)
+            rc = jpeg_plan(&cinfo, o, &p, info, e);
+    }
     jpeg_destroy_decompress(&cinfo);
-    if (rc)
+    if (rc && out)
         memset(out, 0, sizeof *out);
     return rc;
+}
+
+int image_decode_jpeg(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
+                      struct arena *a, struct image *out, struct err *e)
+{
+    struct image_decode_opts o = {.max_pixels = max_pixels,
+                                  .exif = apply_exif ? IMAGE_EXIF_APPLY : IMAGE_EXIF_IGNORE};
+    struct image_info info;
+    return jpeg_run(buf, n, &o, a, out, &info, e);
 }
 
 /* ---- PNG ----------------------------------------------------------------- */
@@ -344,10 +461,12 @@ static int png_code(int spng_rc)
     }
 }
 
-int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
-                     struct arena *a, struct image *out, struct err *e)
+/* Reads the header; with out, also decodes into arena pixels. */
+static int png_run(const unsigned char *buf, size_t n, long max_pixels, struct arena *a,
+                   struct image *out, struct image_info *info, struct err *e)
 {
-    memset(out, 0, sizeof *out);
+    if (out)
+        memset(out, 0, sizeof *out);
     if (!buf || n == 0)
         return err_set(e, ERR_INPUT, "png: empty input");
     /* Flags 0: the zlib Adler-32 and chunk CRCs are checked. */
@@ -369,6 +488,16 @@ int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
         goto done;
     }
     if ((rc = check_dims("png", (long)ihdr.width, (long)ihdr.height, max_pixels, e)))
+        goto done;
+    info->format = IMAGE_FORMAT_PNG;
+    info->w = info->up_w = (int)ihdr.width;
+    info->h = info->up_h = (int)ihdr.height;
+    info->orientation = 1;
+    info->multi_scan = ihdr.interlace_method != 0;
+    /* Full-size pixels (arena) plus spng's rows and inflate state. */
+    info->decoder_bytes = (size_t)ihdr.width * ihdr.height * 3 + (size_t)ihdr.width * 16 +
+                          ((size_t)1 << 20);
+    if (!out)
         goto done;
     /* RGB8 covers every colour type and depth: grey is replicated, palettes
      * are expanded, 16-bit keeps the high byte, alpha is dropped (not
@@ -397,31 +526,80 @@ int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
     out->px = px;
 done:
     spng_ctx_free(ctx);
-    if (rc)
+    if (rc && out)
         memset(out, 0, sizeof *out);
     return rc;
+}
+
+int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
+                     struct arena *a, struct image *out, struct err *e)
+{
+    struct image_info info;
+    return png_run(buf, n, max_pixels, a, out, &info, e);
 }
 
 int image_decode(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
                  struct arena *a, struct image *out, struct err *e)
 {
-    memset(out, 0, sizeof *out);
+    struct image_decode_opts o = {.max_pixels = max_pixels,
+                                  .exif = apply_exif ? IMAGE_EXIF_APPLY : IMAGE_EXIF_IGNORE};
+    struct image_info info;
+    return image_decode_fit(buf, n, &o, a, out, &info, e);
+}
+
+int image_probe(const unsigned char *buf, size_t n, const struct image_decode_opts *o,
+                struct image_info *info, struct err *e)
+{
+    memset(info, 0, sizeof *info);
     if (!buf || n == 0)
         return err_set(e, ERR_INPUT, "empty image");
     switch (image_sniff(buf, n)) {
     case IMAGE_FORMAT_JPEG:
-        return image_decode_jpeg(buf, n, max_pixels, apply_exif, a, out, e);
+        return jpeg_run(buf, n, o, NULL, NULL, info, e);
     case IMAGE_FORMAT_PNG:
-        return image_decode_png(buf, n, max_pixels, a, out, e);
+        return png_run(buf, n, o->max_pixels, NULL, NULL, info, e);
     default:
         return err_set(e, ERR_UNSUPPORTED, "not a JPEG or PNG image");
     }
 }
 
-int image_load_file(const char *path, long max_pixels, int apply_exif,
-                    struct arena *a, struct image *out, struct err *e)
+int image_decode_fit(const unsigned char *buf, size_t n, const struct image_decode_opts *o,
+                     struct arena *a, struct image *out, struct image_info *info,
+                     struct err *e)
 {
     memset(out, 0, sizeof *out);
+    memset(info, 0, sizeof *info);
+    if (!buf || n == 0)
+        return err_set(e, ERR_INPUT, "empty image");
+    switch (image_sniff(buf, n)) {
+    case IMAGE_FORMAT_JPEG:
+        return jpeg_run(buf, n, o, a, out, info, e);
+    case IMAGE_FORMAT_PNG: {
+        struct image full;
+        int rc = png_run(buf, n, o->max_pixels, a, &full, info, e);
+        if (rc || o->fit_side <= 0)
+            return rc ? rc : (*out = full, 0);
+        int tw, th;
+        image_fit_size(full.w, full.h, o->fit_side, &tw, &th);
+        return image_downscale_to(&full, tw, th, a, out, e);
+    }
+    default:
+        return err_set(e, ERR_UNSUPPORTED, "not a JPEG or PNG image");
+    }
+}
+
+double image_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int image_read_file(const char *path, struct arena *a, unsigned char **out, size_t *n_out,
+                    struct err *e)
+{
+    *out = NULL;
+    *n_out = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return err_set(e, errno == ENOENT ? ERR_NOTFOUND : ERR_IO, "%s: %s", path,
@@ -455,7 +633,21 @@ int image_load_file(const char *path, long max_pixels, int apply_exif,
         got += (size_t)r;
     }
     close(fd);
-    int rc = image_decode(buf, n, max_pixels, apply_exif, a, out, e);
+    *out = buf;
+    *n_out = n;
+    return 0;
+}
+
+int image_load_file(const char *path, long max_pixels, int apply_exif,
+                    struct arena *a, struct image *out, struct err *e)
+{
+    memset(out, 0, sizeof *out);
+    unsigned char *buf;
+    size_t n;
+    int rc = image_read_file(path, a, &buf, &n, e);
+    if (rc)
+        return rc;
+    rc = image_decode(buf, n, max_pixels, apply_exif, a, out, e);
     return rc ? err_prefix(e, "%s", path) : 0;
 }
 
@@ -500,6 +692,94 @@ static int axis_init(struct axis *ax, int n_in, int n_out, struct arena *a)
     return 0;
 }
 
+void image_fit_size(int w, int h, int max_side, int *ow, int *oh)
+{
+    int big = w > h ? w : h;
+    if (max_side < 1 || big <= max_side) {
+        *ow = w;
+        *oh = h;
+        return;
+    }
+    *ow = w >= h ? max_side : (int)((double)w * max_side / big + 0.5);
+    *oh = h >= w ? max_side : (int)((double)h * max_side / big + 0.5);
+    if (*ow < 1)
+        *ow = 1;
+    if (*oh < 1)
+        *oh = 1;
+}
+
+/* One source row averaged horizontally into hrow [ow * 3]. */
+static void hpass(const unsigned char *src, const struct axis *ax, int ow, float *hrow)
+{
+    for (int i = 0; i < ow; i++) {
+        const float *wt = ax->wt + (size_t)i * ax->stride;
+        const unsigned char *s = src + (size_t)ax->first[i] * 3;
+        float r = 0, g = 0, b = 0;
+        for (int k = 0; k < ax->cnt[i]; k++, s += 3) {
+            r += wt[k] * s[0];
+            g += wt[k] * s[1];
+            b += wt[k] * s[2];
+        }
+        hrow[3 * i] = r;
+        hrow[3 * i + 1] = g;
+        hrow[3 * i + 2] = b;
+    }
+}
+
+int image_downscale_to(const struct image *in, int ow, int oh, struct arena *a,
+                       struct image *out, struct err *e)
+{
+    if (!in || !in->px || in->w < 1 || in->h < 1 || in->w > IMAGE_MAX_SIDE ||
+        in->h > IMAGE_MAX_SIDE)
+        return err_set(e, ERR_INPUT, "downscale: image is %dx%d, allowed 1..%d",
+                       in ? in->w : 0, in ? in->h : 0, IMAGE_MAX_SIDE);
+    int w = in->w, h = in->h;
+    if (ow < 1 || oh < 1 || ow > w || oh > h)
+        return err_set(e, ERR_INPUT, "downscale: %dx%d to %dx%d", w, h, ow, oh);
+    if (ow == w && oh == h) {
+        *out = *in;
+        return 0;
+    }
+    unsigned char *px = arena_alloc(a, (size_t)ow * (size_t)oh * 3);
+    if (!px)
+        return err_set(e, ERR_TOOBIG, "downscale: no scratch left for %dx%d", ow, oh);
+    size_t mark = arena_mark(a);
+    /* Row by row: an output row sums its source rows, each averaged
+     * horizontally once (a row shared by two output rows is kept), so the
+     * scratch is two rows, not a [h, ow] plane. The sums run in the same
+     * order as over a whole plane: the pixels do not depend on it. */
+    struct axis ax, ay;
+    float *hrow, *acc;
+    if (axis_init(&ax, w, ow, a) || axis_init(&ay, h, oh, a) ||
+        !(hrow = arena_alloc(a, sizeof(float) * (size_t)ow * 3)) ||
+        !(acc = arena_alloc(a, sizeof(float) * (size_t)ow * 3))) {
+        arena_rewind(a, mark);
+        return err_set(e, ERR_TOOBIG, "downscale: no scratch left for %dx%d -> %dx%d",
+                       w, h, ow, oh);
+    }
+    int have = -1; /* source row now in hrow */
+    for (int j = 0; j < oh; j++) {
+        const float *wt = ay.wt + (size_t)j * ay.stride;
+        for (int k = 0; k < ay.cnt[j]; k++) {
+            int y = ay.first[j] + k;
+            if (y != have) {
+                hpass(in->px + (size_t)y * w * 3, &ax, ow, hrow);
+                have = y;
+            }
+            for (int i = 0; i < ow * 3; i++)
+                acc[i] = (k ? acc[i] : 0.0f) + wt[k] * hrow[i];
+        }
+        unsigned char *dst = px + (size_t)j * ow * 3;
+        for (int i = 0; i < ow * 3; i++)
+            dst[i] = clip8((int)(acc[i] + 0.5f));
+    }
+    arena_rewind(a, mark);
+    out->w = ow;
+    out->h = oh;
+    out->px = px;
+    return 0;
+}
+
 int image_downscale(const struct image *in, int max_side, struct arena *a,
                     struct image *out, struct err *e)
 {
@@ -509,63 +789,9 @@ int image_downscale(const struct image *in, int max_side, struct arena *a,
                        in ? in->w : 0, in ? in->h : 0, IMAGE_MAX_SIDE);
     if (max_side < 1)
         return err_set(e, ERR_INPUT, "downscale: max side %d", max_side);
-    int w = in->w, h = in->h, big = w > h ? w : h;
-    if (big <= max_side) {
-        *out = *in;
-        return 0;
-    }
-    int ow = w >= h ? max_side : (int)((double)w * max_side / big + 0.5);
-    int oh = h >= w ? max_side : (int)((double)h * max_side / big + 0.5);
-    if (ow < 1)
-        ow = 1;
-    if (oh < 1)
-        oh = 1;
-
-    unsigned char *px = arena_alloc(a, (size_t)ow * (size_t)oh * 3);
-    if (!px)
-        return err_set(e, ERR_TOOBIG, "downscale: no scratch left for %dx%d", ow, oh);
-    size_t mark = arena_mark(a);
-    struct axis ax, ay;
-    float *tmp;  /* [h, ow, 3]: rows averaged horizontally */
-    if (axis_init(&ax, w, ow, a) || axis_init(&ay, h, oh, a) ||
-        !(tmp = arena_alloc(a, sizeof(float) * (size_t)h * (size_t)ow * 3))) {
-        arena_rewind(a, mark);
-        return err_set(e, ERR_TOOBIG, "downscale: no scratch left for %dx%d -> %dx%d",
-                       w, h, ow, oh);
-    }
-    for (int y = 0; y < h; y++) {
-        const unsigned char *src = in->px + (size_t)y * w * 3;
-        float *dst = tmp + (size_t)y * ow * 3;
-        for (int i = 0; i < ow; i++) {
-            const float *wt = ax.wt + (size_t)i * ax.stride;
-            const unsigned char *s = src + (size_t)ax.first[i] * 3;
-            float r = 0, g = 0, b = 0;
-            for (int k = 0; k < ax.cnt[i]; k++, s += 3) {
-                r += wt[k] * s[0];
-                g += wt[k] * s[1];
-                b += wt[k] * s[2];
-            }
-            dst[3 * i] = r;
-            dst[3 * i + 1] = g;
-            dst[3 * i + 2] = b;
-        }
-    }
-    for (int j = 0; j < oh; j++) {
-        const float *wt = ay.wt + (size_t)j * ay.stride;
-        unsigned char *dst = px + (size_t)j * ow * 3;
-        for (int i = 0; i < ow * 3; i++) {
-            const float *s = tmp + (size_t)ay.first[j] * ow * 3 + i;
-            float v = 0;
-            for (int k = 0; k < ay.cnt[j]; k++, s += (size_t)ow * 3)
-                v += wt[k] * *s;
-            dst[i] = clip8((int)(v + 0.5f));
-        }
-    }
-    arena_rewind(a, mark);
-    out->w = ow;
-    out->h = oh;
-    out->px = px;
-    return 0;
+    int ow, oh;
+    image_fit_size(in->w, in->h, max_side, &ow, &oh);
+    return image_downscale_to(in, ow, oh, a, out, e);
 }
 
 /* ---- normalise and pad ---------------------------------------------------- */

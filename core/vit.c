@@ -13,6 +13,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <time.h>
 
 #define QBLOCK 128 /* query rows per attention tile: scores are [QBLOCK, T] */
@@ -57,14 +59,52 @@ struct vit_work {
 
 static float *alloc_f(struct vit_work *w, size_t n)
 {
-    /* Faulted in once here, not in the first forward: a first touch costs
-     * tens of microseconds per page on a VM. (calloc of a large block maps
-     * zero pages lazily, so write them.) */
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (p)
-        memset(p, 0, (n ? n : 1) * sizeof *p);
+    /* Zeroed; a large block is a fresh mapping whose pages the forwards
+     * fault in as they use them (the server's warm-up touches a typical
+     * image's share). */
+    float *p = calloc(n ? n : 1, sizeof *p);
     w->bytes += n * sizeof *p;
     return p;
+}
+
+/* MADV_DONTNEED on the whole pages of p[used, total) (bytes). */
+static unsigned long trim_tail(void *p, size_t used, size_t total)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + used + page - 1) / page * page;
+    uintptr_t hi = ((uintptr_t)p + total) / page * page;
+    if (!p || hi <= lo || madvise((void *)lo, hi - lo, MADV_DONTNEED))
+        return 0;
+    return (unsigned long)(hi - lo);
+}
+
+unsigned long vit_work_trim(struct vit_work *w, int keep_patches)
+{
+    const struct model_config *c = &w->m->cfg;
+    size_t D = c->dim, P = c->patch, N = (size_t)w->max_patch, T = (size_t)w->max_tok;
+    size_t F1 = (size_t)c->ffn_hidden * (c->ffn == MODEL_FFN_SWIGLU ? 2 : 1);
+    size_t kn = keep_patches < 0 ? 0 : (size_t)keep_patches;
+    if (kn >= N)
+        return 0;
+    size_t kt = T - N + kn, f = sizeof(float);
+    unsigned long n = 0;
+    n += trim_tail(w->cols, kn * 3 * P * P * f, N * 3 * P * P * f);
+    float *rows_t[] = {w->h, w->z, w->att, w->tmp, w->tokens};
+    for (size_t i = 0; i < sizeof rows_t / sizeof rows_t[0]; i++)
+        n += trim_tail(rows_t[i], kt * D * f, T * D * f);
+    n += trim_tail(w->qkv, kt * 3 * D * f, T * 3 * D * f);
+    n += trim_tail(w->ffn, kt * F1 * f, T * F1 * f);
+    float *rows_n[] = {w->q, w->k, w->v, w->pe};
+    for (size_t i = 0; i < sizeof rows_n / sizeof rows_n[0]; i++)
+        n += trim_tail(rows_n[i], kn * D * f, N * D * f);
+    /* The cached position table is still valid for its grid only if kept
+     * whole: forget it when trimmed. */
+    unsigned long pos = trim_tail(w->pos, (1 + kn) * D * f, (1 + N) * D * f);
+    if (pos) {
+        w->pos_gh = w->pos_gw = 0;
+        n += pos;
+    }
+    return n;
 }
 
 static void free_threads(struct vit_work *w)

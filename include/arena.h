@@ -26,6 +26,13 @@ void *arena_calloc(struct arena *a, size_t count, size_t size);
 /* Forgets every allocation; the memory is reused by the next allocations. */
 void arena_reset(struct arena *a);
 
+/* Gives the pages above max(keep, bytes in use) that were touched since the
+ * last trim back to the OS (madvise MADV_DONTNEED; the range stays reserved
+ * and reads as zeros when touched again). Call after arena_reset with keep =
+ * what a typical request uses, so one huge request does not pin its memory
+ * for the life of the process. Returns the bytes released. Cannot fail. */
+size_t arena_trim(struct arena *a, size_t keep);
+
 /* Bytes in use now, the high-water mark since arena_init, and the capacity. */
 size_t arena_used(const struct arena *a);
 size_t arena_peak(const struct arena *a);

@@ -25,6 +25,41 @@ struct image {
 
 enum image_format { IMAGE_FORMAT_UNKNOWN = 0, IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG };
 
+/* Whether a JPEG's EXIF orientation is applied (a person's view: discover,
+ * serve, analyze) or ignored (the stored pixels, as PIL's Image.open and the
+ * dataset annotations see them: eval, calibrate). */
+enum image_exif { IMAGE_EXIF_APPLY = 0, IMAGE_EXIF_IGNORE };
+
+/* How to decode. Zero-initialised = full size, EXIF applied, default pixel
+ * cap, no memory cap, no deadline. */
+struct image_decode_opts {
+    long max_pixels;        /* cap on stored width * height; <= 0: IMAGE_DEFAULT_MAX_PIXELS */
+    int exif;               /* enum image_exif */
+    int fit_side;           /* > 0: return the image downscaled so max(w, h) <= fit_side
+                               (image_fit_size of the upright size). A JPEG is then decoded
+                               at the smallest DCT scale M/8 whose output still covers that
+                               size, area-averaged down to it, and turned upright last; so
+                               the pixels differ slightly from a full decode followed by
+                               image_downscale. 0: full size, exactly as PIL decodes. */
+    size_t max_memory;      /* > 0: libjpeg's own memory (whole-image coefficient buffers
+                               of progressive / multi-scan files) may not exceed it:
+                               ERR_TOOBIG instead */
+    double deadline_ms;     /* > 0: on image_now_ms()'s clock; a JPEG decode still running
+                               then stops with ERR_BUSY */
+};
+
+/* What a decode with given options will meet and cost, from the header. */
+struct image_info {
+    enum image_format format;
+    int w, h;               /* as stored */
+    int up_w, up_h;         /* upright: after EXIF orientation (when applied) */
+    int orientation;        /* EXIF 1..8 (1 = none or ignored) */
+    int multi_scan;         /* progressive / multi-scan JPEG, interlaced PNG */
+    size_t coef_bytes;      /* JPEG whole-image coefficient buffers (0 for one scan) */
+    size_t decoder_bytes;   /* peak bytes a decode holds beyond its result: coefficient
+                               buffers, pixels at the decoded scale, the decoder's rows */
+};
+
 /* Detects the format from the first bytes (magic numbers). */
 enum image_format image_sniff(const unsigned char *buf, size_t n);
 
@@ -46,6 +81,31 @@ int image_decode_png(const unsigned char *buf, size_t n, long max_pixels,
 int image_decode(const unsigned char *buf, size_t n, long max_pixels, int apply_exif,
                  struct arena *a, struct image *out, struct err *e);
 
+/* Reads only the header (dimensions checked against o->max_pixels and
+ * IMAGE_MAX_SIDE) and says what image_decode_fit(buf, n, o) would cost.
+ * Allocates nothing that outlives the call. Errors as image_decode. */
+int image_probe(const unsigned char *buf, size_t n, const struct image_decode_opts *o,
+                struct image_info *info, struct err *e);
+
+/* Decodes with options (see struct image_decode_opts): out gets the pixels,
+ * at most o->fit_side on the longer side when fit_side > 0, upright when
+ * o->exif says so; info what image_probe says (up_w x up_h: the size of the
+ * full upright image, the frame boxes are reported in). Pixels from a.
+ * Errors as image_decode, plus ERR_TOOBIG over o->max_memory and ERR_BUSY
+ * past o->deadline_ms. */
+int image_decode_fit(const unsigned char *buf, size_t n, const struct image_decode_opts *o,
+                     struct arena *a, struct image *out, struct image_info *info,
+                     struct err *e);
+
+/* Milliseconds on a monotonic clock (the deadline's). */
+double image_now_ms(void);
+
+/* Reads a whole file into arena memory (*out, *n; at most
+ * IMAGE_MAX_FILE_BYTES, else ERR_TOOBIG). ERR_NOTFOUND when the file does
+ * not exist, ERR_IO when it cannot be read or is not a regular file. */
+int image_read_file(const char *path, struct arena *a, unsigned char **out, size_t *n,
+                    struct err *e);
+
 /* Reads a whole file into arena memory (at most IMAGE_MAX_FILE_BYTES, else
  * ERR_TOOBIG) and decodes it with image_decode; the file bytes stay in a
  * until the caller resets it. ERR_NOTFOUND when the file does not exist,
@@ -60,6 +120,15 @@ int image_load_file(const char *path, long max_pixels, int apply_exif,
  * (arena exhausted). */
 int image_downscale(const struct image *in, int max_side, struct arena *a,
                     struct image *out, struct err *e);
+
+/* The size image_downscale gives a w x h image for max_side (w x h itself
+ * when it fits). Cannot fail. */
+void image_fit_size(int w, int h, int max_side, int *ow, int *oh);
+
+/* The same area average to an explicit size (ow <= w, oh <= h); scratch is
+ * two rows, not a plane. */
+int image_downscale_to(const struct image *in, int ow, int oh, struct arena *a,
+                       struct image *out, struct err *e);
 
 /* Normalisation constants of a backbone family. */
 struct image_norm {

@@ -43,8 +43,15 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch);
  * nothing but independent 512-bit FMAs for 40 ms: the bound no forward can
  * pass. 0 on the OpenBLAS path (no AVX-512 kernels to measure). */
 double vit_work_fma_peak_gflops(struct vit_work *w);
-/* Bytes the workspace holds. */
+/* Bytes the workspace holds (address space: pages are faulted in by the
+ * forwards that use them). */
 unsigned long vit_work_bytes(const struct vit_work *w);
+/* Gives the pages of the per-token buffers beyond keep_patches patches back
+ * to the OS (madvise MADV_DONTNEED; the buffers stay valid and read as zeros
+ * until written again), so one large image does not pin a large workspace
+ * for good. The next forward of that size faults them in again. Returns the
+ * bytes released. Cannot fail. */
+unsigned long vit_work_trim(struct vit_work *w, int keep_patches);
 
 enum {
     VIT_WANT_QKV = 1u << 0,    /* q, k, v of block `layer` */

@@ -162,11 +162,18 @@ int cli_discover(int argc, char **argv)
     for (int i = 0; i < n_img && a; i++) {
         arena_reset(a);
         double t0 = cli_now_ms();
-        struct image img;
+        unsigned char *bytes;
+        size_t nbytes;
+        struct image_info info;
         struct pipeline_result r;
-        int rc = image_load_file(images[i], max_pixels, 1, a, &img, &e);
+        /* The daemon's path: bytes to box, decoded straight to --max-side. */
+        struct image_decode_opts dopt = {.max_pixels = max_pixels, .exif = o.exif,
+                                         .fit_side = o.max_side};
+        int rc = image_read_file(images[i], a, &bytes, &nbytes, &e);
+        if (!rc && (rc = image_probe(bytes, nbytes, &dopt, &info, &e)))
+            err_prefix(&e, "%s", images[i]);
         if (!rc) {
-            int side = img.w > img.h ? img.w : img.h;
+            int side = info.up_w > info.up_h ? info.up_w : info.up_h;
             if (o.max_side > 0 && side > o.max_side)
                 side = o.max_side;
             int need = pipeline_max_patches(m, side);
@@ -182,8 +189,8 @@ int cli_discover(int argc, char **argv)
             }
         }
         double t1 = cli_now_ms();
-        if (!rc)
-            rc = pipeline_run_image(m, w, a, &img, &o, &r, &e);
+        if (!rc && (rc = pipeline_run_bytes(m, w, a, bytes, nbytes, &o, &r, &e)))
+            err_prefix(&e, "%s", images[i]);
         if (rc) {
             failures++;
             fprintf(stderr, "lostd discover: %s\n", e.msg);
@@ -191,7 +198,7 @@ int cli_discover(int argc, char **argv)
                                  "type", err_name(rc)));
             continue;
         }
-        r.ms_decode = t1 - t0;
+        r.ms_decode += t1 - t0;
         print_line(result_json(images[i], &r));
     }
     if (!a)

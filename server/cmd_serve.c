@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -114,6 +115,11 @@ static void *loader_main(void *arg)
     http_set_status(L->http, "loading the model");
     if (hub_sha256_file(info.path, info.sha256, e))
         goto fail;
+    if (c->model_sha256[0] && strcmp(c->model_sha256, info.sha256)) {
+        err_set(e, ERR_MODEL, "%s: SHA-256 %s, but --model-sha256 expects %s; not serving it",
+                info.path, info.sha256, c->model_sha256);
+        goto fail;
+    }
     if (model_load(info.path, NULL, &L->model, e)) {
         err_prefix(e, "%s", info.path);
         goto fail;
@@ -184,6 +190,15 @@ int cli_serve(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+    /* Memory returns after a burst: fixed thresholds (glibc otherwise raises
+     * them after the first large free) so blocks of 256 KiB and more are
+     * mapped and unmapped on their own, and a thread heap's free top is
+     * handed back beyond 1 MiB, instead of large decodes and uploads leaving
+     * their pages in the heaps for good. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+#endif
     /* One team of threads per worker: lostd's own on the AVX-512 path (then
      * OpenBLAS, used only by LOST, stays single-threaded), OpenBLAS's on the
      * fallback. */
@@ -201,6 +216,9 @@ int cli_serve(int argc, char **argv)
     int v6 = strchr(cfg.host, ':') != NULL;
     printf("lostd: listening on http://%s%s%s:%d\n", v6 ? "[" : "", cfg.host, v6 ? "]" : "",
            http_port(http));
+    if (http_health_port(http) >= 0)
+        printf("lostd: health checks on http://%s%s%s:%d\n", v6 ? "[" : "", cfg.host,
+               v6 ? "]" : "", http_health_port(http));
     fflush(stdout);
     log_msg(&lg, "info", "listening on %s port %d; static files from %s", cfg.host,
             http_port(http), cfg.static_dir);

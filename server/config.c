@@ -45,6 +45,17 @@ static const struct opt opts[] = {
                                          "(default 30)"},
     {"--grace", NUM(grace, 0, 3600), "seconds in-flight requests get at SIGTERM (default 10)"},
     {"--max-connections", NUM(max_connections, 1, 100000), "open connections (default 128)"},
+    {"--max-upload-total", BYTES(max_upload_total, 0, 1L << 40), "bytes all uploads in "
+     "flight may hold together; then 503 (default 0 = 2 x (JSON body cap + max-upload))"},
+    {"--scratch-budget", BYTES(scratch_budget, 0, 1L << 40), "bytes the workers' large "
+     "buffers (decoders, Gram matrices) may hold together; a request waits for its share "
+     "(default 0 = auto: enough for the largest image the limits allow)"},
+    {"--health-port", NUM(health_port, -1, 65535), "second listener answering only /health,"
+     " /health/live, /health/ready; 0 = any free port, -1 = none (default -1)"},
+    {"--allowed-hosts", STR(allowed_hosts), "comma-separated Host header values accepted "
+     "(name or name:port); others get 421 (default: any)"},
+    {"--model-sha256", STR(model_sha256), "expected SHA-256 (64 hex digits) of the model "
+     "file, checked at load (default: none)"},
     {"--cors-origins", STR(cors_origins), "comma-separated allowed origins, or * (default none)"},
     {"--api-key", STR(api_key), "require this key on POST /discover (Bearer or X-API-Key)"},
     {"--api-key-file", STR(api_key_file), "read the API key from this file"},
@@ -72,6 +83,7 @@ void config_defaults(struct config *c)
     c->timeout = 30;
     c->grace = 10;
     c->max_connections = 128;
+    c->health_port = -1;
     c->log_format = CONFIG_LOG_TEXT;
 }
 
@@ -158,6 +170,15 @@ static int set_opt(struct config *c, const struct opt *o, const char *src, const
     return err_set(e, ERR_INTERNAL, "bad option kind");
 }
 
+static int hex64(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!isxdigit((unsigned char)s[n]))
+            return 0;
+    return n == 64;
+}
+
 static int read_key_file(struct config *c, struct err *e)
 {
     FILE *f = fopen(c->api_key_file, "rb");
@@ -219,6 +240,17 @@ int config_parse(struct config *c, int argc, char **argv, char *const *env, int 
     }
     if (c->api_key_file[0] && (rc = read_key_file(c, e)))
         return rc;
+    long one = config_json_body_cap(c) + c->max_upload; /* body + decoded image */
+    if (c->max_upload_total == 0)
+        c->max_upload_total = 2 * one;
+    else if (c->max_upload_total < one)
+        return err_set(e, ERR_INPUT, "--max-upload-total must hold one JSON upload at "
+                       "--max-upload %ld: at least %ld bytes", c->max_upload, one);
+    if (c->model_sha256[0] && !hex64(c->model_sha256))
+        return err_set(e, ERR_INPUT, "--model-sha256 expects 64 hex digits, got '%.80s'",
+                       c->model_sha256);
+    for (char *p = c->model_sha256; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
     if (n_cores < 1)
         n_cores = 1;
     if (c->threads == 0)
@@ -229,6 +261,11 @@ int config_parse(struct config *c, int argc, char **argv, char *const *env, int 
             c->workers = 1;
     }
     return 0;
+}
+
+long config_json_body_cap(const struct config *c)
+{
+    return c->max_upload / 3 * 4 + 8 + 65536;
 }
 
 void config_usage(char *buf, size_t n)

@@ -30,6 +30,13 @@ struct config {
                                    waits for its result (queue + inference) */
     long grace;                 /* seconds given to in-flight requests at SIGTERM */
     long max_connections;
+    long max_upload_total;      /* bytes all requests' bodies (and decoded base64) may hold
+                                   at once; 0 = auto: 2 x (JSON body cap + max_upload) */
+    long scratch_budget;        /* bytes all workers' large per-request buffers (decoder
+                                   memory, the Gram matrix) may hold at once; 0 = auto */
+    long health_port;           /* -1 = none; else a second listener for /health* only */
+    char allowed_hosts[CONFIG_STR_MAX]; /* comma-separated Host names; "" = any */
+    char model_sha256[80];      /* "" = none; else the expected SHA-256 (hex) of the model */
     char cors_origins[CONFIG_STR_MAX]; /* comma-separated origins, or "*"; "" = no CORS */
     char api_key[256];          /* "" = no key; from --api-key or --api-key-file */
     char api_key_file[CONFIG_STR_MAX];
@@ -39,6 +46,9 @@ struct config {
     char static_dir[CONFIG_STR_MAX]; /* "" = ../static beside the binary, else ./static */
     int help;                   /* --help was given */
 };
+
+/* Largest JSON body: base64 of max_upload plus room for the parameters. */
+long config_json_body_cap(const struct config *c);
 
 /* Defaults for every field. Cannot fail. */
 void config_defaults(struct config *c);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,12 +44,52 @@ static int route_of(const char *url)
     return METRICS_ROUTE_OTHER;
 }
 
+/* 1 when the Host header is one of --allowed-hosts (or the list is empty).
+ * An entry without a port matches any port; "[v6]" and "[v6]:port" work. */
+static int host_allowed(const char *list, const char *host)
+{
+    if (!list[0])
+        return 1;
+    if (!host || !*host)
+        return 0;
+    size_t hn = strlen(host), name_n = hn;
+    const char *colon = strrchr(host, ':');
+    if (colon && !strchr(colon, ']'))
+        name_n = (size_t)(colon - host);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *q = p;
+        while (*q && *q != ',')
+            q++;
+        const char *end = q;
+        while (end > p && end[-1] == ' ')
+            end--;
+        size_t n = (size_t)(end - p);
+        int has_port = n && memchr(p, ':', n) && (p[0] != '[' || p[n - 1] != ']');
+        if (n && ((has_port && n == hn && !strncasecmp(p, host, n)) ||
+                  (!has_port && n == name_n && !strncasecmp(p, host, n))))
+            return 1;
+        p = q;
+    }
+    return 0;
+}
+
 static enum MHD_Result begin(struct req *r, struct MHD_Connection *c, const char *url,
                              int stopping)
 {
     const char *m = r->method;
     int is_get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
-    if (r->route == METRICS_ROUTE_OTHER)
+    /* DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends
+     * Host: evil.example. Health checks stay open (probes use the pod IP). */
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (r->route != METRICS_ROUTE_HEALTH && !host_allowed(r->s->c->allowed_hosts, host)) {
+        metrics_reject(r->s->metrics, METRICS_REJECT_MISDIRECTED);
+        return http_send_error(r, c, 421, "misdirected_request", NULL,
+                               "Host '%.100s' is not served here (--allowed-hosts)",
+                               host ? host : "");
+    }
+    if (r->route == METRICS_ROUTE_OTHER || (r->health_only && r->route != METRICS_ROUTE_HEALTH))
         return http_send_error(r, c, 404, "not_found", NULL, "no route %.200s", url);
     if (!strcmp(m, "OPTIONS")) {
         static const char *const h[] = {
@@ -97,6 +138,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(r->path, sizeof r->path, "%s", url);
         r->route = route_of(url);
         r->analyze = !strcmp(url, "/analyze");
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+        r->health_only = s->health_d && ci && ci->daemon == s->health_d;
         *con_cls = r;
         pthread_mutex_lock(&s->mu);
         s->active++;
@@ -140,6 +184,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r->pp)
         MHD_destroy_post_processor(r->pp);
     free(r->buf);
+    http_budget_give(r, r->cap);
     if (r->job)
         pool_release(s->pool, &r->job->base);
     free(r);
@@ -179,6 +224,43 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* --------------------------------------------------------------- server */
 
+/* One libmicrohttpd daemon on host:port, answered by on_request. */
+static int listen_on(struct http_server *s, const char *host, long port, unsigned limit,
+                     unsigned timeout, struct MHD_Daemon **d, int *bound, struct err *e)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%ld", port);
+    int gai = getaddrinfo(host[0] ? host : NULL, ps, &hints, &ai);
+    if (gai)
+        return err_set(e, ERR_INPUT, "--host %s: %s", host, gai_strerror(gai));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_POLL;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    errno = 0;
+    *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                          MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                          MHD_OPTION_CONNECTION_LIMIT, limit,
+                          MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                          MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                          MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!*d) {
+        int en = errno;
+        return err_set(e, ERR_IO, "cannot listen on %s:%ld (%s)", host, port,
+                       en ? strerror(en) : "libmicrohttpd refused");
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(*d, MHD_DAEMON_INFO_BIND_PORT);
+    *bound = di ? di->port : (int)port;
+    return 0;
+}
+
 int http_start(const struct config *c, const struct log *l, struct http_server **out,
                struct err *e)
 {
@@ -190,58 +272,45 @@ int http_start(const struct config *c, const struct log *l, struct http_server *
         if (lrc)
             return lrc;
     }
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    char port[16];
-    snprintf(port, sizeof port, "%ld", c->port);
-    int gai = getaddrinfo(c->host[0] ? c->host : NULL, port, &hints, &ai);
-    if (gai)
-        return err_set(e, ERR_INPUT, "--host %s: %s", c->host, gai_strerror(gai));
     struct http_server *s = calloc(1, sizeof *s);
-    if (!s) {
-        freeaddrinfo(ai);
+    if (!s)
         return err_set(e, ERR_NOMEM, "out of memory");
-    }
     s->c = c;
     s->log = l;
     s->lost_defaults = lost_defaults;
+    s->health_port = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
     snprintf(s->reason, sizeof s->reason, "starting");
+    /* config_parse resolves the automatic value; a config built by hand
+     * (tests, fuzzers) may leave it 0. */
+    s->uploads = budget_init(c->max_upload_total > 0
+                                 ? c->max_upload_total
+                                 : 2 * (config_json_body_cap(c) + c->max_upload));
+    if (!s->uploads) {
+        http_free(s);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
     int rc = metrics_init(&s->metrics, e);
+    if (!rc)
+        rc = listen_on(s, c->host, c->port, (unsigned)c->max_connections,
+                       (unsigned)c->timeout, &s->d, &s->port, e);
+    /* Health checks on a listener of their own: slow clients holding every
+     * connection of the main port cannot starve them. */
+    if (!rc && c->health_port >= 0)
+        rc = listen_on(s, c->host, c->health_port, HEALTH_CONNECTIONS, HEALTH_TIMEOUT_S,
+                       &s->health_d, &s->health_port, e);
     if (rc) {
-        freeaddrinfo(ai);
         http_free(s);
         return rc;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_POLL;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-                            MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!s->d) {
-        int en = errno;
-        http_free(s);
-        return err_set(e, ERR_IO, "cannot listen on %s:%ld (%s)", c->host, c->port,
-                       en ? strerror(en) : "libmicrohttpd refused");
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : (int)c->port;
     *out = s;
     return 0;
 }
 
 int http_port(const struct http_server *s) { return s->port; }
+
+int http_health_port(const struct http_server *s) { return s->health_port; }
 
 void http_set_status(struct http_server *s, const char *reason)
 {
@@ -266,10 +335,35 @@ int http_attach(struct http_server *s, const struct model *m,
     struct pool_conf pc = {.workers = (int)c->workers, .max_side = (int)c->max_side,
                            .arena_bytes = bytes, .queue_cap = (int)c->queue,
                            .threads = (int)c->threads};
+    /* The scratch budget: by default enough for the largest image the
+     * limits let in (a full-size PNG at --max-pixels, a progressive JPEG of
+     * as many pixels in 4:2:0, the Gram matrix at --max-side), once. */
+    long long scratch = c->scratch_budget;
+    if (scratch == 0) {
+        long long px = (long long)c->max_pixels * 3 + (8LL << 20);
+        long long gram = pipeline_gram_bytes(N, 1) + (8LL << 20);
+        scratch = px > gram ? px : gram;
+        if (scratch < (128LL << 20))
+            scratch = 128LL << 20;
+    }
+    s->scratch = budget_init(scratch);
+    if (!s->scratch)
+        return err_set(e, ERR_NOMEM, "out of memory");
     struct pool *p;
     int rc = pool_init(m, &pc, &p, e);
     if (rc)
         return rc;
+    /* What this process may hold at worst, for sizing a pod. */
+    long long mb = 1 << 20;
+    long long weights = (long long)model_n_params(m) * 4;
+    long long per_worker = (long long)pool_work_bytes(p) +
+                           pipeline_request_bound(m, (int)c->max_side);
+    long long total = weights + c->workers * per_worker + scratch + c->max_upload_total +
+                      (32LL << 20);
+    log_msg(s->log, "info", "memory bound %lld MB = weights %lld + %ld workers x %lld "
+            "(workspace + request) + scratch budget %lld + upload budget %lld + 32 "
+            "(runtime)", total / mb, weights / mb, c->workers, per_worker / mb, scratch / mb,
+            (long long)c->max_upload_total / mb);
     pthread_mutex_lock(&s->mu);
     s->m = m;
     s->info = *info;
@@ -330,6 +424,9 @@ void http_stop(struct http_server *s, double grace_ms)
         pool_stop(p);
     MHD_stop_daemon(s->d);
     s->d = NULL;
+    if (s->health_d)
+        MHD_stop_daemon(s->health_d);
+    s->health_d = NULL;
 }
 
 void http_free(struct http_server *s)
@@ -339,6 +436,8 @@ void http_free(struct http_server *s)
     http_stop(s, 0);
     pool_free(s->pool);
     metrics_free(s->metrics);
+    budget_free(s->uploads);
+    budget_free(s->scratch);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

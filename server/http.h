@@ -34,6 +34,9 @@ int http_start(const struct config *c, const struct log *l, struct http_server *
 /* The port actually bound (useful with port 0). */
 int http_port(const struct http_server *s);
 
+/* The health listener's port (--health-port), or -1 when there is none. */
+int http_health_port(const struct http_server *s);
+
 /* Sets the reason /health/ready gives while not ready ("loading model").
  * Thread-safe; cannot fail. */
 void http_set_status(struct http_server *s, const char *reason);

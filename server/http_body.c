@@ -46,6 +46,16 @@ enum MHD_Result http_on_query_arg(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
+int http_budget_take(struct req *r, size_t n)
+{
+    return budget_try(r->s->uploads, (long long)n);
+}
+
+void http_budget_give(struct req *r, size_t n)
+{
+    budget_release(r->s->uploads, (long long)n);
+}
+
 static int append(struct req *r, const char *data, size_t size)
 {
     if (size == 0) /* an empty form part: data and r->buf may both be NULL */
@@ -60,8 +70,14 @@ static int append(struct req *r, const char *data, size_t size)
             cap *= 2;
         if (cap > r->limit)
             cap = r->limit;
+        if (http_budget_take(r, cap - r->cap)) {
+            http_fail(r, 503, "busy", "too many uploads in flight (--max-upload-total): "
+                      "retry shortly");
+            return -1;
+        }
         unsigned char *b = realloc(r->buf, cap);
         if (!b) {
+            http_budget_give(r, cap - r->cap);
             http_fail(r, 503, "busy", "out of memory for the upload");
             return -1;
         }
@@ -153,7 +169,7 @@ enum MHD_Result http_body_begin(struct req *r, struct MHD_Connection *c, int sto
         r->kind = BODY_RAW;
     } else if (ieq_prefix(ct, "application/json")) {
         r->kind = BODY_JSON;
-        limit = limit / 3 * 4 + 8 + 65536; /* base64 plus the parameters */
+        limit = (size_t)config_json_body_cap(cf); /* base64 plus the parameters */
     } else if (ieq_prefix(ct, "multipart/form-data") ||
                ieq_prefix(ct, "application/x-www-form-urlencoded")) {
         r->kind = BODY_FORM;
@@ -179,8 +195,15 @@ enum MHD_Result http_body_begin(struct req *r, struct MHD_Connection *c, int sto
                               NULL, "the body is %llu bytes, the limit is %llu", v, body_cap);
         }
         if (!errno && end != cl && !*end && r->kind != BODY_FORM && v > 0) {
+            if (http_budget_take(r, (size_t)v)) {
+                metrics_reject(s->metrics, METRICS_REJECT_UPLOAD_BUDGET);
+                return http_send_error(r, c, 503, "busy", http_retry_1, "too many uploads in "
+                                       "flight (--max-upload-total): retry shortly");
+            }
             r->buf = malloc((size_t)v);
             r->cap = r->buf ? (size_t)v : 0;
+            if (!r->buf)
+                http_budget_give(r, (size_t)v);
         }
     }
     if (r->kind == BODY_FORM) {
@@ -223,89 +246,6 @@ enum MHD_Result http_body_feed(struct req *r, struct MHD_Connection *c,
             metrics_reject(r->s->metrics, METRICS_REJECT_TOO_LARGE);
     }
     return MHD_YES;
-}
-
-/* Reads {"inputs": "<base64 or data: URL>", "parameters": {...}} into r->buf
- * and r->bp. 0, or an HTTP status with r->errmsg. */
-int http_body_parse_json(struct req *r)
-{
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)r->buf, r->n, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        snprintf(r->errmsg, sizeof r->errmsg, "bad JSON at line %d: %s", jerr.line, jerr.text);
-        return 400;
-    }
-    int status = 400;
-    json_t *in = json_object_get(root, "inputs");
-    json_t *params = json_object_get(root, "parameters");
-    const char *key;
-    json_t *val;
-    if (!json_is_object(root) || !json_is_string(in)) {
-        snprintf(r->errmsg, sizeof r->errmsg, "expected {\"inputs\": \"<base64 image>\", "
-                 "\"parameters\": {...}}");
-        goto out;
-    }
-    if (params && !json_is_object(params)) {
-        snprintf(r->errmsg, sizeof r->errmsg, "\"parameters\" must be an object");
-        goto out;
-    }
-    json_object_foreach(params, key, val) {
-        char tmp[PARAM_MAX];
-        if (json_is_null(val))
-            continue;
-        if (json_is_integer(val))
-            snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(val));
-        else if (json_is_real(val))
-            snprintf(tmp, sizeof tmp, "%.17g", json_real_value(val));
-        else if (json_is_boolean(val))
-            snprintf(tmp, sizeof tmp, "%d", json_is_true(val));
-        else if (json_is_string(val) && json_string_length(val) < PARAM_MAX)
-            snprintf(tmp, sizeof tmp, "%s", json_string_value(val));
-        else {
-            snprintf(r->errmsg, sizeof r->errmsg, "parameter '%.64s' must be a number, a "
-                     "boolean or a short string", key);
-            goto out;
-        }
-        if (http_param_put(r, &r->bp, key, tmp, 0, strlen(tmp)))
-            goto out;
-    }
-    const char *b64 = json_string_value(in);
-    size_t n = json_string_length(in);
-    if (!strncmp(b64, "data:", 5)) {
-        const char *comma = memchr(b64, ',', n);
-        if (!comma || !memmem(b64, (size_t)(comma - b64), ";base64", 7)) {
-            snprintf(r->errmsg, sizeof r->errmsg, "a data: URL in \"inputs\" must be base64");
-            goto out;
-        }
-        n -= (size_t)(comma + 1 - b64);
-        b64 = comma + 1;
-    }
-    size_t cap = (size_t)r->s->c->max_upload;
-    unsigned char *img = malloc(cap < n ? cap + 1 : n + 1);
-    if (!img) {
-        snprintf(r->errmsg, sizeof r->errmsg, "out of memory for the image");
-        status = 503;
-        goto out;
-    }
-    long got = http_base64_decode(b64, n, img, cap);
-    if (got < 0) {
-        free(img);
-        if (got == -2) {
-            snprintf(r->errmsg, sizeof r->errmsg, "the image is over the %zu-byte limit", cap);
-            status = 413;
-        } else {
-            snprintf(r->errmsg, sizeof r->errmsg, "\"inputs\" is not valid base64");
-        }
-        goto out;
-    }
-    free(r->buf);
-    r->buf = img;
-    r->n = (size_t)got;
-    r->cap = cap;
-    status = 0;
-out:
-    json_decref(root);
-    return status;
 }
 
 const unsigned char *http_find_magic(const unsigned char *b, size_t n)

@@ -18,6 +18,7 @@
 #include "model.h"
 #include "pipeline.h"
 #include "pool.h"
+#include "budget.h"
 
 #ifndef LOSTD_VERSION
 #define LOSTD_VERSION "0.1.0"
@@ -27,6 +28,8 @@
 #define FORM_OVERHEAD (1L << 20)      /* multipart framing and fields beyond the image */
 #define DISCARD_MAX (64L << 20)       /* bytes swallowed after a 413 before we hang up */
 #define STATIC_MAX (16L << 20)        /* largest static file served */
+#define HEALTH_CONNECTIONS 16         /* open connections of the health listener */
+#define HEALTH_TIMEOUT_S 5            /* its idle timeout */
 
 struct http_server {
     const struct config *c;
@@ -43,6 +46,12 @@ struct http_server {
     struct pool *pool;
     struct http_model_info info;
     struct pipeline_opts lost_defaults; /* --lost-config, else pipeline_opts_default */
+    struct MHD_Daemon *health_d; /* --health-port: /health* only; NULL without */
+    int health_port;
+    struct budget *scratch;     /* the workers' large buffers: decoders, Gram matrices
+                                   (--scratch-budget); set by http_attach */
+    struct budget *uploads;     /* bytes of request bodies and decoded base64 held by all
+                                   requests (--max-upload-total) */
 };
 
 /* ---------------------------------------------------------------- params */
@@ -69,6 +78,8 @@ struct discover_job {
     struct pool_job base;       /* first: the pool hands us back this pointer */
     unsigned char *data;        /* the image bytes; freed by the worker once decoded */
     size_t n;
+    size_t held;                /* bytes of the upload budget data holds */
+    struct budget *uploads;
     struct pipeline_opts opts;
     int format, debug;
     long long image_id;
@@ -92,6 +103,7 @@ struct req {
     double t0;
     int route;                  /* enum metrics_route; /analyze counts as discover */
     int analyze;                /* the path is /analyze */
+    int health_only;            /* arrived on the health listener */
     char method[16];
     char path[256];
     int status;                 /* sent, 0 = nothing sent yet */
@@ -100,7 +112,7 @@ struct req {
     int replied;
     /* POST /discover */
     int kind;
-    unsigned char *buf;
+    unsigned char *buf;         /* the body; r->cap bytes of it are held in s->uploads */
     size_t n, cap, limit;
     unsigned long long received;
     int fail_status;            /* a 4xx decided while receiving, sent at the end */
@@ -157,6 +169,11 @@ enum MHD_Result http_body_feed(struct req *r, struct MHD_Connection *c, const ch
 int http_body_parse_json(struct req *r);
 /* b when it starts with the magic of an image format we do not decode, else NULL. */
 const unsigned char *http_find_magic(const unsigned char *b, size_t n);
+
+/* Takes n bytes of the shared upload budget for r (0), or -1 when it is
+ * spent. http_budget_give returns them. */
+int http_budget_take(struct req *r, size_t n);
+void http_budget_give(struct req *r, size_t n);
 
 /* http_params.c */
 /* Stores (part of) a parameter value at offset off. 0, or -1 with r->errmsg. */

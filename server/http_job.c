@@ -19,6 +19,16 @@
 #include "metrics.h"
 #include "pool.h"
 
+/* The image bytes are decoded: free them and give their share of the upload
+ * budget back at once, not when the reply is sent. */
+static void drop_data(struct discover_job *j)
+{
+    free(j->data);
+    j->data = NULL;
+    budget_release(j->uploads, (long long)j->held);
+    j->held = 0;
+}
+
 static double r3(double x) { return round(x * 1000) / 1000; }
 
 static json_t *box_json(const int *b)
@@ -171,8 +181,7 @@ static void analyze_run(struct discover_job *j, const struct model *m, struct vi
     json_t *root = NULL;
     double t0 = cli_now_ms();
     int rc = analyze_json_bytes(m, w, a, j->data, j->n, &ao, &root, &e);
-    free(j->data);
-    j->data = NULL;
+    drop_data(j);
     j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : cli_now_ms() - t0;
     if (!rc)
         json_object_set_new(root, "model", json_string(j->model_id));
@@ -192,8 +201,7 @@ static void discover_run(struct pool_job *pj, const struct model *m, struct vit_
         return;
     }
     int rc = pipeline_run_bytes(m, w, a, j->data, j->n, &j->opts, &res, &e);
-    free(j->data);
-    j->data = NULL;
+    drop_data(j);
     j->ms[METRICS_STAGE_DECODE] = res.ms_decode;
     j->ms[METRICS_STAGE_PREPROCESS] = rc ? 0 : res.ms_preprocess;
     j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : res.ms_forward;
@@ -204,7 +212,7 @@ static void discover_run(struct pool_job *pj, const struct model *m, struct vit_
 static void discover_destroy(struct pool_job *pj)
 {
     struct discover_job *j = (struct discover_job *)pj;
-    free(j->data);
+    drop_data(j);
     free(j->body);
     free(j);
 }
@@ -219,7 +227,9 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
     if (!r->fail_status && r->kind == BODY_JSON) {
         int st = http_body_parse_json(r);
         if (st)
-            r->fail_status = st, r->fail_type = st == 413 ? "payload_too_large" : "bad_request";
+            r->fail_status = st, r->fail_type = st == 413   ? "payload_too_large"
+                                                : st == 503 ? "busy"
+                                                            : "bad_request";
     }
     if (!r->fail_status && r->n == 0)
         http_fail(r, 400, "bad_request", r->kind == BODY_FORM ? "no 'image' field in the form"
@@ -246,17 +256,25 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
         free(j);
         metrics_reject(s->metrics, r->fail_status == 413   ? METRICS_REJECT_TOO_LARGE
                                    : r->fail_status == 415 ? METRICS_REJECT_UNSUPPORTED
+                                   : r->fail_status == 503 ? METRICS_REJECT_UPLOAD_BUDGET
                                                            : METRICS_REJECT_BAD_REQUEST);
         char msg[ERR_MSG_MAX];
         memcpy(msg, r->errmsg, sizeof msg);
-        return http_send_error(r, c, r->fail_status, r->fail_type, NULL, "%s", msg);
+        return http_send_error(r, c, r->fail_status, r->fail_type,
+                               r->fail_status == 503 ? http_retry_1 : NULL, "%s", msg);
     }
     pool_job_init(&j->base, discover_run, discover_destroy);
     j->data = r->buf;
     j->n = r->n;
+    j->held = r->cap;
+    j->uploads = s->uploads;
     r->buf = NULL;
     r->n = r->cap = 0;
     j->model_id = s->info.id;
+    /* A decode shares the workers' decode budget and stops when the client
+     * would no longer wait for it. */
+    j->opts.scratch = s->scratch;
+    j->opts.deadline_ms = cli_now_ms() + (double)s->c->timeout * 1000;
     r->job = j;
     struct err e;
     err_clear(&e);

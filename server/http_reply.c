@@ -40,7 +40,12 @@ static void add_cors(struct req *r, struct MHD_Connection *c, struct MHD_Respons
 {
     const char *list = r->s->c->cors_origins;
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    if (!list[0] || !origin)
+    if (!list[0])
+        return;
+    /* With a list, the reply depends on Origin whether it matched or not:
+     * caches must key on it. */
+    MHD_add_response_header(resp, "Vary", "Origin");
+    if (!origin)
         return;
     if (!strcmp(list, "*")) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
@@ -58,7 +63,6 @@ static void add_cors(struct req *r, struct MHD_Connection *c, struct MHD_Respons
             end--;
         if ((size_t)(end - p) == on && on && !strncmp(p, origin, on)) {
             MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
-            MHD_add_response_header(resp, "Vary", "Origin");
             return;
         }
         p = q;

@@ -40,6 +40,8 @@ enum metrics_reject {
     METRICS_REJECT_UNAUTHORIZED,
     METRICS_REJECT_NOT_READY,
     METRICS_REJECT_SHUTTING_DOWN,
+    METRICS_REJECT_UPLOAD_BUDGET,   /* uploads in flight hold the whole --max-upload-total */
+    METRICS_REJECT_MISDIRECTED,     /* Host not in --allowed-hosts */
     METRICS_N_REJECT
 };
 

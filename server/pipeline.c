@@ -2,6 +2,7 @@
  * LOST box, with per-stage timings. See pipeline.h. */
 #include "pipeline.h"
 #include "arena.h"
+#include "budget.h"
 #include "cli.h"
 #include "err.h"
 #include "vit.h"
@@ -35,6 +36,49 @@ static int gram_on_workspace(void *ctx, const float *f, int n, int dim, float *U
     return vit_work_gram(ctx, f, n, dim, U, e);
 }
 
+/* Takes n bytes of o->scratch (when set) for `what`, waiting up to the
+ * deadline. ERR_TOOBIG when n exceeds the whole budget, ERR_BUSY on time. */
+static int scratch_take(const struct pipeline_opts *o, long long n, const char *what,
+                        struct err *e)
+{
+    if (!o->scratch)
+        return 0;
+    if (n > budget_cap(o->scratch))
+        return err_set(e, ERR_TOOBIG, "%s needs %lld MB of scratch, over the budget of "
+                       "%lld MB (--scratch-budget): send a smaller image", what, n >> 20,
+                       budget_cap(o->scratch) >> 20);
+    double dl = o->deadline_ms > 0 ? o->deadline_ms : cli_now_ms() + 30e3;
+    if (budget_acquire(o->scratch, n, dl))
+        return err_set(e, ERR_BUSY, "%s waited too long for scratch memory held by other "
+                       "requests: retry shortly", what);
+    return 0;
+}
+
+static void scratch_give(const struct pipeline_opts *o, long long n)
+{
+    if (o->scratch)
+        budget_release(o->scratch, n);
+}
+
+long long pipeline_gram_bytes(long n_patch, int max_objects)
+{
+    /* LOST's [N, N] Gram matrix (multi-object discovery reuses one more). */
+    return (long long)n_patch * n_patch * 4 * (max_objects > 1 ? 2 : 1) + (1LL << 20);
+}
+
+long long pipeline_request_bound(const struct model *m, int max_side)
+{
+    const struct model_config *c = model_config(m);
+    long long side = max_side, padded = side + c->patch;
+    long long n = pipeline_max_patches(m, max_side);
+    /* The fitted image and its upright copy, the padded float tensor, LOST's
+     * normalised features and per-patch buffers, the debug maps and the
+     * reply. The decoder and the Gram matrix come from the scratch budget,
+     * the upload from the upload budget, the forward from the workspace. */
+    return 2 * side * side * 3 + padded * padded * 3 * 4 + n * c->dim * 4 * 2 + n * 96 +
+           (4LL << 20);
+}
+
 int pipeline_max_patches(const struct model *m, int max_side)
 {
     int P = model_config(m)->patch;
@@ -42,22 +86,21 @@ int pipeline_max_patches(const struct model *m, int max_side)
     return (int)(g * g);
 }
 
-int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *a,
-                       const struct image *img, const struct pipeline_opts *o,
-                       struct pipeline_result *r, struct err *e)
+/* From the pixels the model sees (run: already fitted to o->max_side) of an
+ * image whose full upright size is img_w x img_h; t0: when preprocessing
+ * started. */
+static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a,
+                      const struct image *fitted, int img_w, int img_h, double t0,
+                      const struct pipeline_opts *o, struct pipeline_result *r, struct err *e)
 {
     const struct model_config *c = model_config(m);
-    double t0 = cli_now_ms();
+    const struct image run = *fitted;
+    const struct image full = {img_w, img_h, NULL}; /* only its size is read */
+    const struct image *img = &full;
     memset(&r->lost, 0, sizeof r->lost);
     r->multi.n = 0;
-    r->img_w = img->w;
-    r->img_h = img->h;
-    struct image run = *img;
-    if (o->max_side > 0 && (img->w > o->max_side || img->h > o->max_side)) {
-        int rc = image_downscale(img, o->max_side, a, &run, e);
-        if (rc)
-            return rc;
-    }
+    r->img_w = img_w;
+    r->img_h = img_h;
     r->run_w = run.w;
     r->run_h = run.h;
     r->scale_x = (float)img->w / run.w;
@@ -119,30 +162,34 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
     struct lost_params lp = o->lost;
     lp.gram = gram_on_workspace;
     lp.gram_ctx = w;
-    if ((rc = lost_find_box(f, out.dim, &g, &lp, a, &r->lost, e)))
+    long long gram = pipeline_gram_bytes(out.n_patch, o->max_objects);
+    if ((rc = scratch_take(o, gram, "LOST on this many patches", e)))
         return rc;
+    rc = lost_find_box(f, out.dim, &g, &lp, a, &r->lost, e);
     r->dinoseg = 0;
-    if (o->dinoseg) {
+    if (!rc && o->dinoseg) {
         /* CLS row of every head, patch columns only (CLS and registers dropped) */
         size_t np = (size_t)out.n_patch, pre = 1 + (size_t)out.n_reg;
         float *attn = arena_alloc(a, sizeof(float) * np * out.n_head);
         if (!attn)
-            return err_set(e, ERR_TOOBIG, "no scratch left for the attention maps");
-        for (int h = 0; h < out.n_head; h++)
+            rc = err_set(e, ERR_TOOBIG, "no scratch left for the attention maps");
+        for (int h = 0; !rc && h < out.n_head; h++)
             memcpy(attn + h * np, out.attn + (size_t)h * pre * out.n_tok + pre,
                    sizeof *attn * np);
-        if ((rc = lost_dinoseg(attn, out.n_head, o->dinoseg_head, &g, a, r->dinoseg_box, NULL,
-                               NULL, e)))
-            return rc;
-        r->dinoseg = 1;
+        if (!rc)
+            rc = lost_dinoseg(attn, out.n_head, o->dinoseg_head, &g, a, r->dinoseg_box, NULL,
+                              NULL, e);
+        r->dinoseg = !rc;
     }
-    if (o->max_objects > 1) {
+    if (!rc && o->max_objects > 1) {
         struct lost_multi_params mp;
         lost_multi_params_default(&mp);
         mp.max_objects = o->max_objects;
-        if ((rc = lost_find_boxes(f, out.dim, &g, &o->lost, &mp, a, &r->multi, e)))
-            return rc;
+        rc = lost_find_boxes(f, out.dim, &g, &o->lost, &mp, a, &r->multi, e);
     }
+    scratch_give(o, gram);
+    if (rc)
+        return rc;
     if (run.w != img->w || run.h != img->h) {
         to_original(r->lost.box, r, img);
         if (r->dinoseg)
@@ -154,17 +201,47 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
     return 0;
 }
 
+int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *a,
+                       const struct image *img, const struct pipeline_opts *o,
+                       struct pipeline_result *r, struct err *e)
+{
+    double t0 = cli_now_ms();
+    struct image run = *img;
+    if (o->max_side > 0 && (img->w > o->max_side || img->h > o->max_side)) {
+        int rc = image_downscale(img, o->max_side, a, &run, e);
+        if (rc)
+            return rc;
+    }
+    return run_fitted(m, w, a, &run, img->w, img->h, t0, o, r, e);
+}
+
 int pipeline_run_bytes(const struct model *m, struct vit_work *w, struct arena *a,
                        const unsigned char *buf, size_t n, const struct pipeline_opts *o,
                        struct pipeline_result *r, struct err *e)
 {
+    memset(r, 0, sizeof *r);
     double t0 = cli_now_ms();
-    struct image img;
-    int rc = image_decode(buf, n, o->max_pixels, 1, a, &img, e);
+    struct image_decode_opts d = {.max_pixels = o->max_pixels, .exif = o->exif,
+                                  .fit_side = o->max_side, .deadline_ms = o->deadline_ms};
+    /* The header says what the decode will hold (a progressive JPEG: all of
+     * its coefficients at full resolution, whatever the scale); that share
+     * of the shared decode budget is taken first, waiting up to the deadline. */
+    struct image_info info;
+    int rc = image_probe(buf, n, &d, &info, e);
     if (rc)
         return rc;
+    long long need = (long long)info.decoder_bytes;
+    if ((rc = scratch_take(o, need, info.multi_scan ? "decoding this progressive image"
+                                                    : "decoding this image", e)))
+        return rc;
+    if (o->scratch)
+        d.max_memory = info.coef_bytes + ((size_t)8 << 20);
+    struct image run;
+    rc = image_decode_fit(buf, n, &d, a, &run, &info, e);
+    scratch_give(o, need);
     double t1 = cli_now_ms();
-    rc = pipeline_run_image(m, w, a, &img, o, r, e);
     r->ms_decode = t1 - t0;
-    return rc;
+    if (rc)
+        return rc;
+    return run_fitted(m, w, a, &run, info.up_w, info.up_h, t1, o, r, e);
 }

@@ -14,6 +14,7 @@
 #include "model.h"
 
 struct arena;
+struct budget;
 struct err;
 struct vit_work;
 
@@ -32,6 +33,12 @@ struct pipeline_opts {
     int dinoseg;            /* nonzero: also the DINO-seg baseline (lost_dinoseg) on head
                                dinoseg_head of the last block's CLS attention */
     int dinoseg_head;
+    int exif;               /* enum image_exif for pipeline_run_bytes (default: apply) */
+    double deadline_ms;     /* > 0: cli_now_ms() time by which decoding must be done */
+    struct budget *scratch;  /* non-NULL: the large buffers of a run (the decoder's memory,
+                                image_probe's decoder_bytes; the Gram matrix) are taken from
+                                this budget shared by all workers first, waiting up to the
+                                deadline; one larger than its whole cap is ERR_TOOBIG */
 };
 
 /* Defaults: LOST defaults, family feature, last layer, no downscale. */
@@ -56,13 +63,25 @@ struct pipeline_result {
     double ms_decode, ms_preprocess, ms_forward, ms_lost;
 };
 
+/* Worst-case bytes one request holds outside the budgets and the worker's
+ * workspace, for images fitted to max_side (README "Security and limits"). */
+long long pipeline_request_bound(const struct model *m, int max_side);
+
+/* Bytes of LOST's Gram matrix (and what goes with it) for n_patch patches:
+ * what a run takes from pipeline_opts.scratch around LOST. */
+long long pipeline_gram_bytes(long n_patch, int max_objects);
+
 /* Workspace size that covers images whose longest side the forward sees is
  * at most max_side pixels (after any downscale). */
 int pipeline_max_patches(const struct model *m, int max_side);
 
 /* Bytes (JPEG or PNG) to box. ERR_INPUT / ERR_TOOBIG / ERR_UNSUPPORTED from
  * decoding, ERR_TOOBIG when the image needs more patches than the workspace
- * holds (use max_side), ERR_INPUT for bad options. */
+ * holds (use max_side), ERR_INPUT for bad options, ERR_BUSY when the decode
+ * budget or the deadline ran out. Decodes straight to max_side (JPEG DCT
+ * scaling, see image_decode_opts.fit_side): with max_side 0 the pixels are a
+ * full decode's, exactly. r is zeroed first, so its timings are defined
+ * whatever fails. */
 int pipeline_run_bytes(const struct model *m, struct vit_work *w, struct arena *a,
                        const unsigned char *buf, size_t n, const struct pipeline_opts *o,
                        struct pipeline_result *r, struct err *e);

@@ -9,6 +9,7 @@
 #include "vit.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +20,7 @@ struct worker {
     int started;
     struct vit_work *work;
     struct arena *arena;
+    size_t keep;        /* arena bytes kept touched between requests: the warm-up's */
 };
 
 struct pool {
@@ -45,6 +47,14 @@ static void unref_locked(struct pool_job *j)
     }
 }
 
+/* The side of the warm-up image: the configured maximum or 518 (a typical
+ * photo's patch count), whichever is smaller. What it touches stays resident
+ * between requests; a larger request's extra pages are given back after it. */
+static int warm_side(const struct pool *p)
+{
+    return p->conf.max_side < 518 ? p->conf.max_side : 518;
+}
+
 static void warm_up(struct worker *w)
 {
     struct pool *p = w->p;
@@ -53,7 +63,7 @@ static void warm_up(struct worker *w)
      * arena pages a typical request uses (decoded pixels, tensor, Gram
      * matrix), so the first requests do not pay for page faults (tens of
      * microseconds each on a VM). */
-    int side = p->conf.max_side < 518 ? p->conf.max_side : 518;
+    int side = warm_side(p);
     struct err e;
     err_clear(&e);
     struct image img = {side, side, arena_alloc(w->arena, (size_t)side * side * 3)};
@@ -66,6 +76,7 @@ static void warm_up(struct worker *w)
         struct pipeline_result r;
         rc = pipeline_run_image(p->m, w->work, w->arena, &img, &o, &r, &e);
     }
+    w->keep = arena_peak(w->arena);
     arena_reset(w->arena);
     pthread_mutex_lock(&p->mu);
     if (rc && !p->warm_rc) {
@@ -103,6 +114,14 @@ static void *worker_main(void *arg)
 
         j->run(j, p->m, w->work, w->arena);
         arena_reset(w->arena);
+        /* Memory returns after a large request: the arena above what the
+         * warm-up touched, and whatever libjpeg / libspng / the upload freed
+         * on the heap. */
+        arena_trim(w->arena, w->keep);
+        vit_work_trim(w->work, pipeline_max_patches(p->m, warm_side(p)));
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
 
         pthread_mutex_lock(&p->mu);
         j->t_done = cli_now_ms();
@@ -306,4 +325,9 @@ void pool_stats(struct pool *p, long *queued, long *running, long *workers)
     *running = p->n_running;
     *workers = p->conf.workers;
     pthread_mutex_unlock(&p->mu);
+}
+
+unsigned long pool_work_bytes(const struct pool *p)
+{
+    return p->conf.workers > 0 && p->w[0].work ? vit_work_bytes(p->w[0].work) : 0;
 }

@@ -83,4 +83,7 @@ void pool_release(struct pool *p, struct pool_job *j);
 /* Jobs waiting, jobs running now, workers. Cannot fail. */
 void pool_stats(struct pool *p, long *queued, long *running, long *workers);
 
+/* Bytes of one worker's forward workspace (all workers have the same). */
+unsigned long pool_work_bytes(const struct pool *p);
+
 #endif
