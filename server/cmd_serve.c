@@ -96,7 +96,8 @@ static void *loader_main(void *arg)
         const char *tok = getenv("HF_TOKEN");
         struct hub_opts ho = {.endpoint = getenv("HF_ENDPOINT"), .token = tok,
                               .cache_dir = cache, .progress = cli_isatty_stderr(),
-                              .log = L->log, .cancel = &L->cancel};
+                              .log = L->log, .cancel = &L->cancel,
+                              .sha256 = c->model_sha256};
         http_set_status(L->http, "downloading the model");
         if (hub_fetch(&ho, repo, file, info.path, sizeof info.path, e))
             goto fail;

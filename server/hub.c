@@ -1,10 +1,12 @@
 /* hub.c - one file from <endpoint>/<repo>/resolve/<rev>/<file> into the
- * cache: libcurl writes into a temporary file while OpenSSL hashes the
- * bytes; the header callback keeps the checksum the hub announces; only a
- * verified file is renamed into place. */
+ * cache: under a lock on the destination, libcurl writes into a unique
+ * temporary file beside it; the header callback keeps the checksum the hub
+ * announces in its first response; the file is hashed from disk and only a
+ * verified file is renamed into place (include/file.h). */
 #include "hub.h"
 #include "cli.h"
 #include "err.h"
+#include "file.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -16,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef LOSTD_VERSION
@@ -138,11 +142,11 @@ int hub_sha256_file(const char *path, char hex[65], struct err *e)
 struct dl {
     const struct hub_opts *o;
     const char *name;
-    int fd;
-    EVP_MD_CTX *sha;
-    int write_failed;
-    char etag[128];         /* ETag of the latest response in the redirect chain */
-    char linked[128];       /* X-Linked-ETag: the LFS object's SHA-256 */
+    struct file_out out;    /* the temporary file beside the destination */
+    int write_failed;       /* errno of a failed write (the temporary is gone then) */
+    int n_resp;             /* responses seen so far in the redirect chain */
+    char etag[128];         /* ETag of the FIRST response */
+    char linked[128];       /* X-Linked-ETag of the first response: the LFS SHA-256 */
     double t_last;
     int drew;
 };
@@ -150,18 +154,14 @@ struct dl {
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct dl *d = ud;
-    size_t n = size * nmemb, off = 0;
-    while (off < n) {
-        ssize_t w = write(d->fd, p + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            d->write_failed = errno ? errno : EIO;
-            return 0; /* makes curl fail with CURLE_WRITE_ERROR */
-        }
-        off += (size_t)w;
+    size_t n = size * nmemb;
+    struct err e;
+    if (d->write_failed)
+        return 0;
+    if (file_out_write(&d->out, p, n, &e)) {
+        d->write_failed = errno ? errno : EIO;
+        return 0; /* makes curl fail with CURLE_WRITE_ERROR */
     }
-    EVP_DigestUpdate(d->sha, p, n);
     return n;
 }
 
@@ -183,14 +183,19 @@ static void header_value(const char *v, size_t n, char *out, size_t on)
     out[n] = 0;
 }
 
+/* The digest is taken from the hub's own (first) answer only: later hops of
+ * a redirect chain are a CDN or a mirror, which must not vouch for what
+ * they serve. */
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct dl *d = ud;
     size_t n = size * nmemb;
     if (n >= 5 && !strncmp(p, "HTTP/", 5)) {
-        d->etag[0] = 0; /* a new response of the redirect chain */
+        d->n_resp++;
         return n;
     }
+    if (d->n_resp != 1)
+        return n;
     const char *colon = memchr(p, ':', n);
     if (!colon)
         return n;
@@ -262,23 +267,58 @@ static int mkdirs(const char *path, struct err *e)
     return 0;
 }
 
-/* Downloads url into dest atomically. optional: a 404 is ERR_NOTFOUND
- * without the "download it by hand" hint. */
+/* Checks the file now at tmp against what the hub announced (first
+ * response) and the pin. 0, or ERR_IO with the reason. */
+static int verify(const struct hub_opts *o, const struct dl *d, const char *url,
+                  const char *tmp, long long size, char got[65], struct err *e)
+{
+    /* Hashed from disk after fsync: what will be renamed is what is checked. */
+    int rc = hub_sha256_file(tmp, got, e);
+    if (rc)
+        return rc;
+    const char *pin = o->sha256 && *o->sha256 ? o->sha256 : NULL;
+    if (pin && strcmp(got, pin))
+        return err_set(e, ERR_IO, "%s: SHA-256 %s, but --model-sha256 expects %s", url, got,
+                       pin);
+    const char *want = d->linked[0] ? d->linked : d->etag;
+    if (is_hex(want, 64)) {
+        if (strcmp(got, want))
+            return err_set(e, ERR_IO, "%s: SHA-256 mismatch: got %s, the hub says %s", url,
+                           got, want);
+        return 0;
+    }
+    if (is_hex(want, 40)) {
+        /* A small file kept in git: the ETag is its git blob SHA-1. */
+        char prefix[64], sha1[2 * EVP_MAX_MD_SIZE + 1];
+        snprintf(prefix, sizeof prefix, "blob %lld", size);
+        if ((rc = digest_file(tmp, EVP_sha1(), prefix, sha1, e)))
+            return rc;
+        if (strcmp(sha1, want))
+            return err_set(e, ERR_IO, "%s: git SHA-1 mismatch: got %s, the hub says %s", url,
+                           sha1, want);
+        return 0;
+    }
+    if (pin)
+        return 0;
+    return err_set(e, ERR_IO, "%s: the hub announced no checksum (no X-Linked-ETag or "
+                   "SHA ETag in its first response), so the file cannot be verified; pass "
+                   "--model-sha256 HEX to accept it with a digest you trust", url);
+}
+
+/* Downloads url into dest atomically: a unique temporary file beside it
+ * (two processes sharing the cache never write the same one), verified on
+ * disk, then renamed. optional: a 404 is ERR_NOTFOUND without a hint. */
 static int download(const struct hub_opts *o, const char *url, const char *dest,
                     const char *name, struct err *e)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.part-%ld", dest, (long)getpid());
     struct dl d = {.o = o, .name = name};
-    d.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (d.fd < 0)
-        return err_set(e, ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    d.sha = EVP_MD_CTX_new();
+    int rc = file_out_open(&d.out, dest, e);
+    if (rc)
+        return rc;
     CURL *c = curl_easy_init();
     struct curl_slist *hdr = NULL;
     char auth[1100], ua[64];
-    int rc = 0;
-    if (!d.sha || !c || !EVP_DigestInit_ex(d.sha, EVP_sha256(), NULL)) {
+    if (!c) {
         rc = err_set(e, ERR_NOMEM, "cannot start the download");
         goto out;
     }
@@ -293,7 +333,14 @@ static int download(const struct hub_opts *o, const char *url, const char *dest,
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* Never from https down to http: a redirect may only keep TLS. */
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR,
+                     strncasecmp(url, "https:", 6) ? "http,https" : "https");
+    curl_easy_setopt(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    /* A mirror with a private CA: the bundle the curl tool also reads. */
+    const char *ca = getenv("CURL_CA_BUNDLE");
+    if (ca && *ca)
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca);
     /* The token is for the hub only: libcurl drops Authorization on a
      * redirect to another host unless told otherwise, which we never do. */
     curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
@@ -323,66 +370,69 @@ static int download(const struct hub_opts *o, const char *url, const char *dest,
                                                   "HF_TOKEN)" : "");
         goto out;
     }
+    if (cr == CURLE_UNSUPPORTED_PROTOCOL || cr == CURLE_TOO_MANY_REDIRECTS) {
+        rc = err_set(e, ERR_IO, "%s: refused redirect (%s): a download that starts on https "
+                     "stays on https", url, curl_easy_strerror(cr));
+        goto out;
+    }
     if (cr != CURLE_OK) {
         rc = err_set(e, ERR_IO, "%s: %s", url,
                      d.write_failed ? strerror(d.write_failed) : curl_easy_strerror(cr));
         goto out;
     }
-    if (fsync(d.fd)) {
-        rc = err_set(e, ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (fsync(d.out.fd)) {
+        rc = err_set(e, ERR_IO, "cannot write %s: %s", d.out.tmp, strerror(errno));
         goto out;
     }
-    unsigned char dg[EVP_MAX_MD_SIZE];
-    unsigned dn = 0;
-    char got[2 * EVP_MAX_MD_SIZE + 1];
-    EVP_DigestFinal_ex(d.sha, dg, &dn);
-    hexify(dg, dn, got);
-    const char *want = d.linked[0] ? d.linked : d.etag;
-    if (is_hex(want, 64)) {
-        if (strcmp(got, want)) {
-            rc = err_set(e, ERR_IO, "%s: SHA-256 mismatch: got %s, the hub says %s", url, got,
-                         want);
-            goto out;
-        }
-    } else if (is_hex(want, 40)) {
-        /* A small file kept in git: the ETag is its git blob SHA-1. */
-        struct stat st;
-        char prefix[64], sha1[2 * EVP_MAX_MD_SIZE + 1];
-        if (fstat(d.fd, &st) == 0) {
-            snprintf(prefix, sizeof prefix, "blob %lld", (long long)st.st_size);
-            if ((rc = digest_file(tmp, EVP_sha1(), prefix, sha1, e)))
-                goto out;
-            if (strcmp(sha1, want)) {
-                rc = err_set(e, ERR_IO, "%s: git SHA-1 mismatch: got %s, the hub says %s", url,
-                             sha1, want);
-                goto out;
-            }
-        }
-    } else if (o->log) {
-        log_msg(o->log, "warn", "%s: the server sent no checksum; not verified", url);
-    }
-    if (close(d.fd)) {
-        d.fd = -1;
-        rc = err_set(e, ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    char got[65];
+    if ((rc = verify(o, &d, url, d.out.tmp, d.out.bytes, got, e)))
         goto out;
-    }
-    d.fd = -1;
-    if (rename(tmp, dest)) {
-        rc = err_set(e, ERR_IO, "cannot rename %s to %s: %s", tmp, dest, strerror(errno));
+    if ((rc = file_out_commit(&d.out, e)))
         goto out;
-    }
     if (o->log)
         log_msg(o->log, "info", "downloaded %s (sha256 %s)", dest, got);
 out:
-    if (d.fd >= 0)
-        close(d.fd);
     if (rc)
-        unlink(tmp);
+        file_out_abort(&d.out); /* no-op when a failed write already removed it */
     curl_slist_free_all(hdr);
     if (c)
         curl_easy_cleanup(c);
-    EVP_MD_CTX_free(d.sha);
     return rc;
+}
+
+/* An exclusive lock on <dest>.lock while one process downloads dest; others
+ * wait (the kernel drops the lock of a process that dies). Returns the
+ * lock's fd, or -1 with e set (ERR_IO; ERR_BUSY after HUB_LOCK_WAIT_S). */
+static int lock_dest(const struct hub_opts *o, const char *dest, struct err *e)
+{
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s.lock", dest);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        err_set(e, ERR_IO, "cannot create %s: %s", lock, strerror(errno));
+        return -1;
+    }
+    double t0 = cli_now_ms();
+    int told = 0;
+    while (flock(fd, LOCK_EX | LOCK_NB)) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            err_set(e, ERR_IO, "cannot lock %s: %s", lock, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (!told && o->log)
+            log_msg(o->log, "info", "another process is downloading %s; waiting for it", dest);
+        told = 1;
+        if ((o->cancel && *o->cancel) || cli_now_ms() - t0 > HUB_LOCK_WAIT_S * 1000.0) {
+            err_set(e, ERR_BUSY, "gave up after %ds waiting for another process to download "
+                    "%s (lock %s)", HUB_LOCK_WAIT_S, dest, lock);
+            close(fd);
+            return -1;
+        }
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return fd;
 }
 
 int hub_fetch(const struct hub_opts *o, const char *repo, const char *file, char *path,
@@ -401,13 +451,20 @@ int hub_fetch(const struct hub_opts *o, const char *repo, const char *file, char
     snprintf(dir, sizeof dir, "%s", path);
     *strrchr(dir, '/') = 0;
     if (access(path, R_OK) == 0)
-        return 0; /* cached: no network */
+        return 0; /* cached (verified when it was downloaded): no network */
     snprintf(url, sizeof url, "%.*s/%s/resolve/%s/%s", (int)epn, ep, repo, rev, file);
     int rc = mkdirs(dir, e);
-    if (!rc && o->log)
+    int lock = rc ? -1 : lock_dest(o, path, e);
+    if (!rc && lock < 0)
+        rc = e->code;
+    /* Another process may have finished it while we waited for the lock. */
+    int done = !rc && access(path, R_OK) == 0;
+    if (!rc && !done && o->log)
         log_msg(o->log, "info", "downloading %s into %s", url, path);
-    if (!rc)
+    if (!rc && !done)
         rc = download(o, url, path, slash ? slash + 1 : file, e);
+    if (lock >= 0)
+        close(lock); /* releases the flock */
     if (rc) {
         char why[ERR_MSG_MAX];
         memcpy(why, e->msg, sizeof why);

@@ -1,10 +1,14 @@
 /* hub.h - private to server/: model files from the Hugging Face hub (or a
  * mirror named by HF_ENDPOINT), downloaded once with libcurl into a cache:
- * <cache>/<owner>/<repo>/<file>. A download goes to a temporary file in the
- * same folder, is checked against the SHA-256 the hub announces (the LFS
- * X-Linked-ETag, else ETag; for small non-LFS files the git blob SHA-1),
- * then renamed into place, so the cache never holds a partial or wrong
- * file. Logs through the given log (progress bar on a terminal only). */
+ * <cache>/<owner>/<repo>/<file>. One process downloads a file at a time
+ * (flock on <file>.lock; others wait, then use its result); the bytes go to
+ * a unique temporary file beside it, are hashed from disk and checked
+ * against the digest of the hub's FIRST response (the LFS X-Linked-ETag,
+ * else its ETag; for small non-LFS files the git blob SHA-1) and against
+ * hub_opts.sha256, then renamed into place, so the cache never holds a
+ * partial or unverified file. No digest and no pin: refused. A redirect
+ * from https to http is refused. Logs through the given log (progress bar on
+ * a terminal only). */
 #ifndef LOSTD_HUB_H
 #define LOSTD_HUB_H
 
@@ -28,7 +32,13 @@ struct hub_opts {
     const struct log *log;  /* may be NULL: then nothing is logged */
     _Atomic int *cancel;    /* set nonzero from another thread to abort a download;
                                may be NULL */
+    const char *sha256;     /* NULL or "": none; else the expected SHA-256 (64 lowercase
+                               hex) of the model file: a download must match it, and a
+                               hub without a checksum is then accepted */
 };
+
+/* How long a process waits for another one downloading the same file. */
+#define HUB_LOCK_WAIT_S 1800
 
 /* $LOSTD_CACHE, else $XDG_CACHE_HOME/lostd, else $HOME/.cache/lostd (env is
  * read with getenv). Returns 0 or ERR_INPUT when none can be formed. */

@@ -25,10 +25,14 @@ check() { if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "$3"; fi; }
 
 cat >"$T/hub.py" <<'EOF'
 # A stand-in for the hub: GET /<owner>/<repo>/resolve/main/<file>.
-# argv: fixture, mode, port file, request log. Modes: ok, redirect, badsum,
-# 404, slow, truncated.
-import hashlib, http.server, json, sys, time
+# argv: fixture, mode, port file, request log[, TLS cert, http target].
+# Modes: ok, redirect, badsum, 404, slow, truncated, nodigest, cdnsum (the
+# digest only on the redirect's second hop), tohttp (https hub redirecting
+# to the http target).
+import hashlib, http.server, json, ssl, sys, time
 fixture, mode, port_file, log = sys.argv[1:5]
+cert = sys.argv[5] if len(sys.argv) > 5 else ""
+target = sys.argv[6] if len(sys.argv) > 6 else ""
 model = open(fixture, "rb").read()
 sha = hashlib.sha256(model).hexdigest()
 config = json.dumps({"hidden_size": 64, "num_attention_heads": 2,
@@ -50,6 +54,23 @@ class H(http.server.BaseHTTPRequestHandler):
             if mode != "ok":
                 return self.reply(404, b"no config")
             return self.reply(200, config, {"ETag": '"%s"' % git_sha1})
+        if mode == "tohttp":
+            self.send_response(302)
+            self.send_header("Location", target + "/cdn/" + name)
+            self.send_header("X-Linked-ETag", '"%s"' % sha)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "nodigest":
+            return self.reply(200, model, {})
+        if mode == "cdnsum" and not self.path.startswith("/cdn/"):
+            self.send_response(302)
+            self.send_header("Location", "/cdn/" + name)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "cdnsum":
+            return self.reply(200, model, {"X-Linked-ETag": '"%s"' % sha, "ETag": '"%s"' % sha})
         if mode == "redirect" and not self.path.startswith("/cdn/"):
             self.send_response(302)
             self.send_header("Location", "/cdn/" + name)
@@ -84,6 +105,10 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+if cert:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert + ".crt", cert + ".key")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 with open(port_file + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 import os
@@ -92,15 +117,15 @@ srv.serve_forever()
 EOF
 
 HUB_PID=
-hub() { # mode: (re)starts the stand-in hub, sets HUB
+hub() { # mode [cert target]: (re)starts the stand-in hub, sets HUB
     [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
     rm -f "$T/hub.port"
     : >"$T/hub.log"
-    $PY "$T/hub.py" "$FIXTURE" "$1" "$T/hub.port" "$T/hub.log" &
+    $PY "$T/hub.py" "$FIXTURE" "$1" "$T/hub.port" "$T/hub.log" "${2:-}" "${3:-}" &
     HUB_PID=$!
     PIDS+=("$HUB_PID")
     for _ in $(seq 1 100); do [ -f "$T/hub.port" ] && break; sleep 0.05; done
-    HUB=http://127.0.0.1:$(cat "$T/hub.port")
+    HUB=$([ -n "${2:-}" ] && echo https || echo http)://127.0.0.1:$(cat "$T/hub.port")
 }
 
 # serve NAME ARGS...: starts lostd in the background (env from the caller),
@@ -136,7 +161,7 @@ exits_with() { # code: waits (bounded) for the daemon to exit by itself
     [ $? -eq "$1" ]
 }
 no_partial() { # dir: no temporary or final model file left
-    [ -z "$(find "$1" -name '*.part-*' 2>/dev/null)" ] &&
+    [ -z "$(find "$1" -name '*.tmp.*' 2>/dev/null)" ] &&
         [ -z "$(find "$1" -name '*.safetensors' 2>/dev/null)" ]
 }
 
@@ -152,7 +177,7 @@ ready; check "default: ready after download" $? "$(tail -5 "$T/default.err")"
 cmp -s "$CACHE/$DEF/model.safetensors" "$FIXTURE"
 check "default: cached at \$LOSTD_CACHE/$DEF/model.safetensors" $? "$(find "$CACHE")"
 [ -f "$CACHE/$DEF/config.json" ]; check "default: config.json beside it" $? "$(find "$CACHE")"
-[ -z "$(find "$CACHE" -name '*.part-*')" ]; check "default: no temporary file left" $? "$(find "$CACHE")"
+[ -z "$(find "$CACHE" -name '*.tmp.*')" ]; check "default: no temporary file left" $? "$(find "$CACHE")"
 grep -q "^/$DEF/resolve/main/model.safetensors auth=Bearer tok123$" "$T/hub.log"
 check "default: HF_TOKEN sent as Bearer" $? "$(cat "$T/hub.log")"
 curl -s "http://127.0.0.1:$PORT/v1/models" >"$T/models.json"
@@ -228,4 +253,64 @@ stop; check "slow: SIGTERM exits 0" $? "exit status"
 # 9. malformed hf:// URL
 LOSTD_CACHE=$T/cache9 HF_ENDPOINT=$HUB serve badurl --model 'hf://acme/../x'
 exits_with 1; check "bad hf:// URL: exits 1" $? "$(tail -2 "$T/badurl.err")"
+
+# 10. no digest from the hub: refused, unless --model-sha256 pins one
+hub nodigest
+LOSTD_CACHE=$T/cache10 HF_ENDPOINT=$HUB serve nodigest
+exits_with 1; check "no digest: refused, exit 1" $? "$(tail -3 "$T/nodigest.err")"
+grep -q "announced no checksum" "$T/nodigest.err"
+check "no digest: says why and how to pin" $? "$(tail -2 "$T/nodigest.err")"
+no_partial "$T/cache10"; check "no digest: nothing in the cache" $? "$(find "$T/cache10")"
+LOSTD_CACHE=$T/cache10 HF_ENDPOINT=$HUB serve nodigest_badpin --model-sha256 "$(printf '%064d' 7)"
+exits_with 1; check "no digest, wrong pin: refused" $? "$(tail -3 "$T/nodigest_badpin.err")"
+no_partial "$T/cache10"; check "no digest, wrong pin: nothing in the cache" $? "$(find "$T/cache10")"
+LOSTD_CACHE=$T/cache10 HF_ENDPOINT=$HUB serve nodigest_pin --model-sha256 "$SHA" && ready
+check "no digest, right --model-sha256: downloaded and served" $? "$(tail -3 "$T/nodigest_pin.err")"
+stop
+
+# 11. a digest only on the second hop (a CDN vouching for itself): refused
+hub cdnsum
+LOSTD_CACHE=$T/cache11 HF_ENDPOINT=$HUB serve cdnsum
+exits_with 1; check "digest from a later hop only: refused" $? "$(tail -3 "$T/cdnsum.err")"
+no_partial "$T/cache11"; check "digest from a later hop: nothing in the cache" $? "$(find "$T/cache11")"
+
+# 12. two processes downloading into one cache at once: one download, both serve
+hub slow
+LOSTD_CACHE=$T/cache12 HF_ENDPOINT=$HUB serve twin_a; PA=$PID; PORTA=$PORT
+LOSTD_CACHE=$T/cache12 HF_ENDPOINT=$HUB serve twin_b; PB=$PID; PORTB=$PORT
+PID=$PA; PORT=$PORTA; ready; ra=$?
+PID=$PB; PORT=$PORTB; ready; rb=$?
+check "two processes, one cache: both ready" $((ra + rb)) "$(tail -n 2 "$T/twin_a.err" "$T/twin_b.err")"
+n=$(grep -c "/model.safetensors " "$T/hub.log")
+check "two processes, one cache: one download" $([ "$n" = 1 ]; echo $?) "$n downloads"
+cmp -s "$T/cache12/$DEF/model.safetensors" "$FIXTURE" &&
+    [ -z "$(find "$T/cache12" -name '*.tmp.*')" ]
+check "two processes, one cache: verified file, no temporaries" $? "$(find "$T/cache12")"
+grep -q "another process is downloading" "$T/twin_a.err" "$T/twin_b.err"
+check "two processes, one cache: the second says it waits" $? "$(tail -n 3 "$T/twin_b.err")"
+PID=$PA; stop; PID=$PB; stop
+
+# 13. a cached file corrupted on disk, re-verified against the pin
+printf 'garbage' | dd of="$T/cache12/$DEF/model.safetensors" bs=1 seek=100 conv=notrunc 2>/dev/null
+LOSTD_CACHE=$T/cache12 HF_ENDPOINT=$DEAD serve corrupt --model-sha256 "$SHA"
+exits_with 1; check "corrupted cache + --model-sha256: refused, exit 1" $? "$(tail -3 "$T/corrupt.err")"
+grep -q "expects $SHA" "$T/corrupt.err"; check "corrupted cache: says which digest" $? "$(tail -2 "$T/corrupt.err")"
+
+# 14. https hub redirecting to http: refused
+if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1         -addext "subjectAltName=IP:127.0.0.1" -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
+    hub ok; PLAIN=$HUB; PLAIN_PID=$HUB_PID; HUB_PID=
+    hub tohttp "$T/tls" "$PLAIN"
+    CURL_CA_BUNDLE=$T/tls.crt LOSTD_CACHE=$T/cache14 HF_ENDPOINT=$HUB serve tohttp
+    exits_with 1; check "https hub redirecting to http: refused, exit 1" $? "$(tail -3 "$T/tohttp.err")"
+    grep -q "stays on https" "$T/tohttp.err"; check "https to http: says why" $? "$(tail -2 "$T/tohttp.err")"
+    no_partial "$T/cache14"; check "https to http: nothing in the cache" $? "$(find "$T/cache14")"
+    hub ok "$T/tls"
+    CURL_CA_BUNDLE=$T/tls.crt LOSTD_CACHE=$T/cache14 HF_ENDPOINT=$HUB serve https && ready
+    check "https hub (CA from CURL_CA_BUNDLE): downloaded and served" $? "$(tail -3 "$T/https.err")"
+    stop
+    kill "$PLAIN_PID" 2>/dev/null
+else
+    echo "SKIP https cases: no openssl"
+fi
 exit 0
