@@ -517,7 +517,7 @@ serve_with() {
     local kv
     while IFS= read -r kv; do [ -n "$kv" ] && envs+=("$kv"); done \
         < <(cat "$T/env-image.txt" "$envfile" 2>/dev/null)
-    envs+=(LOSTD_HOST=127.0.0.1 LOSTD_PORT=0 LOSTD_CACHE="$T/cache"
+    envs+=(LOSTD_HOST=127.0.0.1 LOSTD_PORT=0 LOSTD_HEALTH_PORT=0 LOSTD_CACHE="$T/cache"
            LOSTD_MODEL=tests/fixtures/models/tiny.safetensors LOSTD_STATIC_DIR=static)
     env "${envs[@]}" "$BIN" serve >"$T/$name.out" 2>"$T/$name.err" &
     PID=$!
