@@ -795,6 +795,166 @@ int main(void)
         CHECK(strstr(e.msg, "input.npy") != NULL, "message lacks the path: %s", e.msg);
     });
 
+
+    CHECK_CASE("jpeg_scan_cap", {
+        /* Spectral selection only (Ah = Al = 0), one coefficient per scan: a
+         * valid progressive script. Grey: 1 + 63 scans decode; RGB: 1 + 3 x
+         * 63 = 190 scans are over the cap of 100. */
+        enum { W = 32, H = 16 };
+        unsigned char *px = quad_image(W, H);
+        static jpeg_scan_info scans[1 + 3 * 63];
+        int ns = 0;
+        scans[ns++] = (jpeg_scan_info){3, {0, 1, 2, 0}, 0, 0, 0, 0};
+        for (int c = 0; c < 3; c++)
+            for (int k = 1; k <= 63; k++)
+                scans[ns++] = (jpeg_scan_info){1, {c, 0, 0, 0}, k, k, 0, 0};
+        struct jpeg_compress_struct cc;
+        struct jpeg_error_mgr jerr;
+        unsigned char *out = NULL;
+        unsigned long len = 0;
+        cc.err = jpeg_std_error(&jerr);
+        jpeg_create_compress(&cc);
+        jpeg_mem_dest(&cc, &out, &len);
+        cc.image_width = W;
+        cc.image_height = H;
+        cc.input_components = 3;
+        cc.in_color_space = JCS_RGB;
+        jpeg_set_defaults(&cc);
+        cc.scan_info = scans;
+        cc.num_scans = ns;
+        jpeg_start_compress(&cc, TRUE);
+        while (cc.next_scanline < cc.image_height) {
+            JSAMPROW row = (JSAMPROW)(px + (size_t)cc.next_scanline * W * 3);
+            jpeg_write_scanlines(&cc, &row, 1);
+        }
+        jpeg_finish_compress(&cc);
+        jpeg_destroy_compress(&cc);
+        struct image im;
+        struct err e = {0};
+        arena_reset(a);
+        int rc = image_decode_jpeg(out, len, 0, 0, a, &im, &e);
+        CHECK(rc == ERR_INPUT && strstr(e.msg, "more than 100 scans"), "%d scans: rc %d %s",
+              ns, rc, e.msg);
+        free(out);
+        free(px);
+    });
+
+    CHECK_CASE("decode_fit_dct_scaled", {
+        enum { W = 1600, H = 1200 };
+        unsigned char *px = quad_image(W, H);
+        struct jpeg_opts jo = {JCS_RGB, 0, 0, 0, NULL, 0};
+        size_t n = 0;
+        unsigned char *j = encode_jpeg(px, W, H, &jo, &n);
+        struct err e = {0};
+        struct image full, ref, fit;
+        struct image_info info;
+        arena_reset(a);
+        int rc = image_decode_jpeg(j, n, 0, 1, a, &full, &e);
+        rc = rc ? rc : image_downscale(&full, 100, a, &ref, &e);
+        struct image_decode_opts o = {.fit_side = 100};
+        rc = rc ? rc : image_decode_fit(j, n, &o, a, &fit, &info, &e);
+        CHECK(rc == 0 && fit.w == 100 && fit.h == 75 && info.up_w == W && info.up_h == H,
+              "rc %d %s, %dx%d of %dx%d", rc, e.msg, fit.w, fit.h, info.up_w, info.up_h);
+        /* Scale 1/8 (200x150) covers 100x75: the decode holds a 64th of the
+         * full pixels (plus the decoder's rows). */
+        struct image_info whole;
+        struct image_decode_opts onone = {0};
+        image_probe(j, n, &onone, &whole, &e);
+        CHECK(info.decoder_bytes + (size_t)W * H * 3 * 63 / 64 == whole.decoder_bytes,
+              "decoder bytes %zu scaled, %zu whole", info.decoder_bytes, whole.decoder_bytes);
+        int worst = 0, bad = 0;
+        for (int y = 0; rc == 0 && y < 75; y++)
+            for (int x = 0; x < 100; x++) {
+                int edge = (x >= 48 && x <= 51) || (y >= 36 && y <= 38);
+                int d = max_abs_diff(fit.px + ((size_t)y * 100 + x) * 3,
+                                     ref.px + ((size_t)y * 100 + x) * 3, 3);
+                if (!edge && d > worst)
+                    worst = d;
+                bad += quad_at(&fit, x, y) != quad_at(&ref, x, y) && !edge;
+            }
+        CHECK(rc == 0 && worst <= 4 && bad == 0, "away from the edges: max diff %d, %d "
+              "pixels of another colour", worst, bad);
+        /* fit_side 0, or one the image already fits: exactly a full decode. */
+        struct image_decode_opts o0 = {.fit_side = 0}, obig = {.fit_side = 4000};
+        struct image f0, fb;
+        rc = image_decode_fit(j, n, &o0, a, &f0, &info, &e);
+        rc = rc ? rc : image_decode_fit(j, n, &obig, a, &fb, &info, &e);
+        CHECK(rc == 0 && !memcmp(f0.px, full.px, (size_t)W * H * 3) &&
+                  !memcmp(fb.px, full.px, (size_t)W * H * 3), "not bit-identical: rc %d", rc);
+        free(j);
+        free(px);
+    });
+
+    CHECK_CASE("decode_fit_exif_after_the_fit", {
+        enum { W = 480, H = 320 };
+        unsigned char *px = quad_image(W, H);
+        unsigned char app1[64];
+        static const int want6[4] = {2, 0, 3, 1}; /* orientation 6: TL TR BL BR */
+        struct jpeg_opts jo = {JCS_RGB, 0, 0, 0, app1, make_exif(app1, 1, 6)};
+        size_t n = 0;
+        unsigned char *j = encode_jpeg(px, W, H, &jo, &n);
+        struct err e = {0};
+        struct image fit;
+        struct image_info info;
+        arena_reset(a);
+        struct image_decode_opts o = {.fit_side = 60};
+        int rc = image_decode_fit(j, n, &o, a, &fit, &info, &e);
+        CHECK(rc == 0 && fit.w == 40 && fit.h == 60 && info.up_w == H && info.up_h == W &&
+                  info.orientation == 6, "rc %d: %dx%d, upright %dx%d, o %d", rc, fit.w,
+              fit.h, info.up_w, info.up_h, info.orientation);
+        int got[4] = {quad_at(&fit, 2, 2), quad_at(&fit, 37, 2), quad_at(&fit, 2, 57),
+                      quad_at(&fit, 37, 57)};
+        CHECK(rc == 0 && !memcmp(got, want6, sizeof got), "corners %d %d %d %d", got[0],
+              got[1], got[2], got[3]);
+        struct image_decode_opts oi = {.fit_side = 60, .exif = IMAGE_EXIF_IGNORE};
+        rc = image_decode_fit(j, n, &oi, a, &fit, &info, &e);
+        CHECK(rc == 0 && fit.w == 60 && fit.h == 40 && info.orientation == 1,
+              "ignored: %dx%d", fit.w, fit.h);
+        free(j);
+        free(px);
+    });
+
+    CHECK_CASE("probe_and_memory_cap_of_a_progressive_jpeg", {
+        enum { W = 64, H = 48 };
+        unsigned char *px = quad_image(W, H);
+        struct jpeg_opts jp = {JCS_RGB, 0, 0, 1, NULL, 0}, jb = {JCS_RGB, 0, 0, 0, NULL, 0};
+        size_t np = 0, nb = 0;
+        unsigned char *p = encode_jpeg(px, W, H, &jp, &np), *b = encode_jpeg(px, W, H, &jb, &nb);
+        struct image_decode_opts o = {0};
+        struct image_info ip, ib;
+        struct err e = {0};
+        int rc = image_probe(p, np, &o, &ip, &e) || image_probe(b, nb, &o, &ib, &e);
+        /* 4:2:0: luma 8 x 6 blocks, each chroma 4 x 3; 128 bytes a block. */
+        size_t want = (8 * 6 + 2 * 4 * 3) * 128;
+        CHECK(rc == 0 && ip.multi_scan && ip.coef_bytes == want && !ib.multi_scan &&
+                  ib.coef_bytes == 0 && ip.w == W && ip.h == H,
+              "rc %d: progressive %d %zu (want %zu), baseline %d %zu", rc, ip.multi_scan,
+              ip.coef_bytes, want, ib.multi_scan, ib.coef_bytes);
+        struct image im;
+        /* libjpeg keeps a small image's coefficients in memory anyway: the
+         * cap bites on a large one. */
+        unsigned char *bpx = quad_image(1024, 1024);
+        size_t nbig = 0;
+        unsigned char *big = encode_jpeg(bpx, 1024, 1024, &jp, &nbig);
+        struct image_info ibig;
+        image_probe(big, nbig, &o, &ibig, &e);
+        struct image_decode_opts capped = {.max_memory = ibig.coef_bytes / 2};
+        arena_reset(a);
+        rc = image_decode_fit(big, nbig, &capped, a, &im, &ip, &e);
+        CHECK(rc == ERR_TOOBIG, "over max_memory: rc %d %s", rc, e.msg);
+        capped.max_memory = ibig.coef_bytes + (4u << 20);
+        rc = image_decode_fit(big, nbig, &capped, a, &im, &ip, &e);
+        CHECK(rc == 0, "within max_memory: rc %d %s", rc, e.msg);
+        free(big);
+        free(bpx);
+        struct image_decode_opts late = {.deadline_ms = image_now_ms() - 1};
+        rc = image_decode_fit(p, np, &late, a, &im, &ip, &e);
+        CHECK(rc == ERR_BUSY, "past the deadline: rc %d %s", rc, e.msg);
+        free(p);
+        free(b);
+        free(px);
+    });
+
     free(voc);
     arena_free(a);
     return check_status();
