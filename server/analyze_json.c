@@ -1,6 +1,7 @@
 /* analyze_json.c - image -> forward with tokens, attention and patch
  * embeddings -> analyze_tokens -> one JSON object. See analyze_json.h. */
 #include "analyze_json.h"
+#include "pipeline.h"
 
 #include "arena.h"
 #include "cli.h"
@@ -102,20 +103,20 @@ static json_t *build(const struct analyze_run *run, struct arena *a)
     return j;
 }
 
-int analyze_json_image(const struct model *m, struct vit_work *w, struct arena *a,
-                       const struct image *img, const struct analyze_json_opts *o,
-                       struct analyze_run *run, json_t **out, struct err *e)
+/* From the pixels the model sees (in: already fitted to o->max_side) of an
+ * image of img_w x img_h. */
+static int analyze_fitted(const struct model *m, struct vit_work *w, struct arena *a,
+                          const struct image *fitted, int img_w, int img_h,
+                          const struct analyze_json_opts *o, struct analyze_run *run,
+                          json_t **out, struct err *e)
 {
     const struct model_config *c = model_config(m);
     memset(run, 0, sizeof *run);
-    run->img_w = img->w;
-    run->img_h = img->h;
+    run->img_w = img_w;
+    run->img_h = img_h;
     run->patch = c->patch;
-    struct image in = *img;
+    const struct image in = *fitted;
     int rc;
-    if (o->max_side > 0 && (img->w > o->max_side || img->h > o->max_side))
-        if ((rc = image_downscale(img, o->max_side, a, &in, e)))
-            return rc;
     run->run_w = in.w;
     run->run_h = in.h;
     struct image_norm norm;
@@ -150,18 +151,38 @@ int analyze_json_image(const struct model *m, struct vit_work *w, struct arena *
     return 0;
 }
 
+int analyze_json_image(const struct model *m, struct vit_work *w, struct arena *a,
+                       const struct image *img, const struct analyze_json_opts *o,
+                       struct analyze_run *run, json_t **out, struct err *e)
+{
+    struct image in = *img;
+    int rc;
+    if (o->max_side > 0 && (img->w > o->max_side || img->h > o->max_side))
+        if ((rc = image_downscale(img, o->max_side, a, &in, e)))
+            return rc;
+    return analyze_fitted(m, w, a, &in, img->w, img->h, o, run, out, e);
+}
+
 int analyze_json_bytes(const struct model *m, struct vit_work *w, struct arena *a,
                        const unsigned char *buf, size_t n, const struct analyze_json_opts *o,
                        json_t **out, struct err *e)
 {
     double t0 = cli_now_ms();
+    /* The daemon's decode: budgeted, straight to max_side, EXIF applied. */
+    struct pipeline_opts po;
+    pipeline_opts_default(&po);
+    po.max_pixels = o->max_pixels;
+    po.max_side = o->max_side;
+    po.deadline_ms = o->deadline_ms;
+    po.scratch = o->scratch;
     struct image img;
-    int rc = image_decode(buf, n, o->max_pixels, 1, a, &img, e);
+    struct image_info info;
+    int rc = pipeline_decode(buf, n, &po, a, &img, &info, e);
     if (rc)
         return rc;
     double ms = cli_now_ms() - t0;
     struct analyze_run run;
-    if ((rc = analyze_json_image(m, w, a, &img, o, &run, out, e)))
+    if ((rc = analyze_fitted(m, w, a, &img, info.up_w, info.up_h, o, &run, out, e)))
         return rc;
     json_object_set_new(json_object_get(*out, "timings_ms"), "decode", json_real(ms));
     return 0;

@@ -14,6 +14,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+struct budget;
+
 struct arena;
 struct err;
 struct image;
@@ -24,6 +26,8 @@ struct analyze_json_opts {
     float threshold;    /* > 0: fixed outlier threshold on the norm; else automatic */
     int max_side;       /* downscale so max(w, h) <= max_side first; 0 = never */
     long max_pixels;    /* decode limit for analyze_json_bytes (<= 0: the default) */
+    double deadline_ms; /* analyze_json_bytes: as pipeline_opts.deadline_ms */
+    struct budget *scratch; /* analyze_json_bytes: as pipeline_opts.scratch */
 };
 
 /* Everything one analysis produced, for callers that draw heat maps. */

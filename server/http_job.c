@@ -177,6 +177,8 @@ static void analyze_run(struct discover_job *j, const struct model *m, struct vi
     struct err e;
     err_clear(&e);
     struct analyze_json_opts ao = {.threshold = j->threshold, .max_side = j->opts.max_side,
+                                   .deadline_ms = j->opts.deadline_ms,
+                                   .scratch = j->opts.scratch,
                                    .max_pixels = j->opts.max_pixels};
     json_t *root = NULL;
     double t0 = cli_now_ms();

@@ -215,30 +215,37 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
     return run_fitted(m, w, a, &run, img->w, img->h, t0, o, r, e);
 }
 
+int pipeline_decode(const unsigned char *buf, size_t n, const struct pipeline_opts *o,
+                    struct arena *a, struct image *out, struct image_info *info, struct err *e)
+{
+    struct image_decode_opts d = {.max_pixels = o->max_pixels, .exif = o->exif,
+                                  .fit_side = o->max_side, .deadline_ms = o->deadline_ms};
+    /* The header says what the decode will hold (a progressive JPEG: all of
+     * its coefficients at full resolution, whatever the scale); that share
+     * of the scratch budget is taken first, waiting up to the deadline. */
+    int rc = image_probe(buf, n, &d, info, e);
+    if (rc)
+        return rc;
+    long long need = (long long)info->decoder_bytes;
+    if ((rc = scratch_take(o, need, info->multi_scan ? "decoding this progressive image"
+                                                     : "decoding this image", e)))
+        return rc;
+    if (o->scratch)
+        d.max_memory = info->coef_bytes + ((size_t)8 << 20);
+    rc = image_decode_fit(buf, n, &d, a, out, info, e);
+    scratch_give(o, need);
+    return rc;
+}
+
 int pipeline_run_bytes(const struct model *m, struct vit_work *w, struct arena *a,
                        const unsigned char *buf, size_t n, const struct pipeline_opts *o,
                        struct pipeline_result *r, struct err *e)
 {
     memset(r, 0, sizeof *r);
     double t0 = cli_now_ms();
-    struct image_decode_opts d = {.max_pixels = o->max_pixels, .exif = o->exif,
-                                  .fit_side = o->max_side, .deadline_ms = o->deadline_ms};
-    /* The header says what the decode will hold (a progressive JPEG: all of
-     * its coefficients at full resolution, whatever the scale); that share
-     * of the shared decode budget is taken first, waiting up to the deadline. */
-    struct image_info info;
-    int rc = image_probe(buf, n, &d, &info, e);
-    if (rc)
-        return rc;
-    long long need = (long long)info.decoder_bytes;
-    if ((rc = scratch_take(o, need, info.multi_scan ? "decoding this progressive image"
-                                                    : "decoding this image", e)))
-        return rc;
-    if (o->scratch)
-        d.max_memory = info.coef_bytes + ((size_t)8 << 20);
     struct image run;
-    rc = image_decode_fit(buf, n, &d, a, &run, &info, e);
-    scratch_give(o, need);
+    struct image_info info;
+    int rc = pipeline_decode(buf, n, o, a, &run, &info, e);
     double t1 = cli_now_ms();
     r->ms_decode = t1 - t0;
     if (rc)

@@ -86,6 +86,14 @@ int pipeline_run_bytes(const struct model *m, struct vit_work *w, struct arena *
                        const unsigned char *buf, size_t n, const struct pipeline_opts *o,
                        struct pipeline_result *r, struct err *e);
 
+/* The decode step of pipeline_run_bytes, for callers that run something
+ * else on the pixels (POST /analyze): o->max_pixels, exif, max_side (the
+ * fit), deadline_ms and scratch apply. out: the fitted, upright pixels from
+ * a; info->up_w x up_h: the full image's size. */
+int pipeline_decode(const unsigned char *buf, size_t n, const struct pipeline_opts *o,
+                    struct arena *a, struct image *out, struct image_info *info,
+                    struct err *e);
+
 /* Same from decoded pixels (img->px need not come from a). */
 int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *a,
                        const struct image *img, const struct pipeline_opts *o,

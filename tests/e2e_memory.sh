@@ -138,6 +138,19 @@ time.sleep(5)
 after = status("VmRSS")
 check("5 s after the burst RSS is within 32 MB of the warmed-up value",
       after - warm < 32 << 20, "warm %.1f MB, after %.1f MB" % (warm / 2**20, after / 2**20))
+
+# 3. POST /analyze decodes the same way, from the same budget.
+base = status("VmRSS")
+reset_peak()
+def ana(i):
+    res[i] = post(big, "image/jpeg", "/analyze")
+ts = [threading.Thread(target=ana, args=(i,)) for i in range(2)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+growth = status("VmHWM") - base
+check("two 6300x6300 progressive JPEGs to /analyze -> 200, 200, peak growth under 160 MB",
+      all(r[0] == 200 for r in res) and growth < 160 << 20,
+      "%s, grew %.1f MB" % ([r[0] for r in res], growth / 2**20))
 EOF
 # The decode metric after a failed decode: a finite, small sum.
 head -c 3000 "$IMG" >"$T/trunc.jpg"
