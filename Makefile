@@ -11,6 +11,9 @@ OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -MMD -MP -pthread
 CFLAGS  += $(shell pkg-config --cflags $(PKGS))
+# The one version: git's description of the checkout, else the release below.
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.2.0)
+CFLAGS  += -DLOSTD_VERSION='"$(VERSION)"'
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm -pthread
 
 ifeq ($(SAN),address)
@@ -36,6 +39,13 @@ TEST_BIN   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 .SECONDARY:
 .DELETE_ON_ERROR:
 all: $(BUILD)/lostd
+
+# The files that print the version are rebuilt when it changes (the stamp
+# is rewritten only then).
+VERSION_STAMP := $(BUILD)/version.stamp
+$(shell mkdir -p $(BUILD); echo '$(VERSION)' | cmp -s - $(VERSION_STAMP) 2>/dev/null || \
+        echo '$(VERSION)' >$(VERSION_STAMP))
+$(patsubst %,$(BUILD)/server/%.o,main http_get hub openapi): $(VERSION_STAMP)
 
 $(BUILD)/lostd: $(LIB_OBJ) $(MAIN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

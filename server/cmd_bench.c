@@ -70,7 +70,7 @@ int cli_bench(int argc, char **argv)
         if (k)
             continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s%s", usage, lost_opts_help);
+            printf("%s%s", usage, lost_opts_help());
             return 0;
         }
         if (!v)

@@ -114,7 +114,7 @@ int cli_discover(int argc, char **argv)
             printf("%s  --threads N      threads for the forward (default: the online CPUs)\n"
                    "  --max-pixels N   refuse images over N pixels (default %ld)\n"
                    "  --max-objects N  multi-object discovery, up to N boxes (default 1: LOST)\n",
-                   lost_opts_help, (long)IMAGE_DEFAULT_MAX_PIXELS);
+                   lost_opts_help(), (long)IMAGE_DEFAULT_MAX_PIXELS);
             free(images);
             return 0;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {

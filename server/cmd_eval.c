@@ -600,7 +600,7 @@ static void usage(FILE *f)
         "stdout: one JSON line {dataset, set, images, hits, corloc, skipped,\n"
         "missing_predictions, excluded, ...}; images without a prediction count as misses.\n"
         "Exit status: 0 all evaluated, 3 some images skipped or without prediction,\n"
-        "1 fatal error, 2 usage.\n\n%s", lost_opts_help);
+        "1 fatal error, 2 usage.\n\n%s", lost_opts_help());
 }
 
 static int parse_shard(const char *s, long *i, long *n)

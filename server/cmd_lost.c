@@ -3,6 +3,7 @@
  * lost_find_box (lost) -> jansson. Lets anyone check the LOST stage against
  * the reference Python on features the two share, without a backbone. */
 #include "cli.h"
+#include "params.h"
 
 #include "arena.h"
 #include "err.h"
@@ -71,16 +72,24 @@ int cli_lost(int argc, char **argv)
     const char *feats = NULL;
     int rows = 0, cols = 0, img_h = 0, img_w = 0, want_mask = 0;
     long patch = 0;
-    struct lost_params p;
-    lost_params_default(&p);
+    struct pipeline_opts po;
+    pipeline_opts_default(&po);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--l2norm")) {
-            p.l2norm = 1;
+        /* The feature-map rows of the parameter table (--features is the
+         * file here, not the backbone's feature). */
+        const char *pv;
+        const struct param_def *d = strcmp(a, "--features") ? params_find_flag(a, &pv) : NULL;
+        if (d && (d->where & PARAM_MAP)) {
+            if (!pv && i + 1 >= argc)
+                return cli_fail(2, CMD, "%s needs a value", a);
+            struct err pe = {0};
+            if (params_set(d, pv ? pv : argv[++i], &po, NULL, &pe))
+                return cli_fail(2, CMD, "%s: %s", a, pe.msg);
             continue;
         }
         if (!strcmp(a, "--mask")) {
@@ -93,8 +102,6 @@ int cli_lost(int argc, char **argv)
                                         ? "%s needs a value" : "unexpected argument '%s'", a);
         }
         const char *v = argv[++i];
-        long n;
-        double d;
         if (!strcmp(a, "--features")) {
             feats = v;
         } else if (!strcmp(a, "--grid")) {
@@ -106,14 +113,6 @@ int cli_lost(int argc, char **argv)
         } else if (!strcmp(a, "--image-size")) {
             if (cli_parse_pair(CMD, a, v, &img_h, &img_w))
                 return 2;
-        } else if (!strcmp(a, "--k-patches")) {
-            if (cli_parse_int(CMD, a, v, 1, 1 << 24, &n))
-                return 2;
-            p.k_patches = (int)n;
-        } else if (!strcmp(a, "--gram-bias")) {
-            if (cli_parse_float(CMD, a, v, &d))
-                return 2;
-            p.gram_bias = (float)d;
         } else {
             usage(stderr);
             return cli_fail(2, CMD, "unknown option '%s'", a);
@@ -156,7 +155,7 @@ int cli_lost(int argc, char **argv)
     struct lost_grid g = {.rows = rows, .cols = cols, .patch_y = (int)patch,
                           .patch_x = (int)patch, .img_h = img_h, .img_w = img_w};
     struct lost_result r;
-    int rc = lost_find_box(t.data, (int)dim, &g, &p, ar, &r, &e);
+    int rc = lost_find_box(t.data, (int)dim, &g, &po.lost, ar, &r, &e);
     tensor_free(&t);
     if (rc) {
         arena_free(ar);
@@ -176,9 +175,9 @@ int cli_lost(int argc, char **argv)
     json_object_set_new(o, "grid", int_array(gr, 2));
     json_object_set_new(o, "image_size", int_array(im, 2));
     json_object_set_new(o, "patch", json_integer(patch));
-    json_object_set_new(o, "k_patches", json_integer(p.k_patches));
-    json_object_set_new(o, "gram_bias", json_real(p.gram_bias));
-    json_object_set_new(o, "l2norm", json_boolean(p.l2norm));
+    json_object_set_new(o, "k_patches", json_integer(po.lost.k_patches));
+    json_object_set_new(o, "gram_bias", json_real(po.lost.gram_bias));
+    json_object_set_new(o, "l2norm", json_boolean(po.lost.l2norm));
     if (want_mask) {
         json_object_set_new(o, "mask", rows_u8(r.mask, rows, cols));
         json_object_set_new(o, "degree", rows_int(r.degree, rows, cols));

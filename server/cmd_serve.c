@@ -162,7 +162,7 @@ int cli_serve(int argc, char **argv)
     if (config_parse(&cfg, argc, argv, environ, (int)(cores > 0 ? cores : 1), &e))
         return cli_fail(e.code == ERR_INPUT ? 2 : 1, "serve", "%s", e.msg);
     if (cfg.help) {
-        char buf[8192];
+        char buf[16384];
         config_usage(buf, sizeof buf);
         printf("usage: lostd serve [options]\n\n%s\n"
                "Without --model, the default model (hf://%s) is downloaded once into\n"

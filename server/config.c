@@ -4,6 +4,7 @@
 #include "config.h"
 #include "err.h"
 #include "image.h"
+#include "params.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -84,6 +85,7 @@ void config_defaults(struct config *c)
     c->grace = 10;
     c->max_connections = 128;
     c->health_port = -1;
+    pipeline_opts_default(&c->lost);
     c->log_format = CONFIG_LOG_TEXT;
 }
 
@@ -200,11 +202,46 @@ static int read_key_file(struct config *c, struct err *e)
     return 0;
 }
 
+/* The daemon's own option with this flag, or NULL. */
+static const struct opt *own_opt(const char *flag, size_t flen)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (strlen(opts[i].flag) == flen && !strncmp(opts[i].flag, flag, flen))
+            return &opts[i];
+    return NULL;
+}
+
+/* A row of the parameter table the daemon takes as a flag: every command-line
+ * row, except where the daemon has an option of the same name (--max-side:
+ * the daemon's cap, which requests may only lower). */
+static int serve_row(const struct param_def *d)
+{
+    return (d->where & PARAM_CLI) && d->flag && !own_opt(d->flag, strlen(d->flag));
+}
+
+static int set_param(struct config *c, const struct param_def *d, const char *src,
+                     const char *v, struct err *e)
+{
+    int rc = params_set(d, v, &c->lost, NULL, e);
+    return rc ? err_prefix(e, "%s", src) : 0;
+}
+
 int config_parse(struct config *c, int argc, char **argv, char *const *env, int n_cores,
                  struct err *e)
 {
     char name[64];
     int rc;
+    for (int i = 0; i < params_count; i++) {
+        const struct param_def *d = &params_table[i];
+        if (!serve_row(d))
+            continue;
+        env_name(d->flag, name, sizeof name);
+        size_t len = strlen(name);
+        for (char *const *p = env; p && *p; p++)
+            if (!strncmp(*p, name, len) && (*p)[len] == '=' &&
+                (rc = set_param(c, d, name, *p + len + 1, e)))
+                return rc;
+    }
     for (size_t i = 0; i < N_OPTS; i++) {
         env_name(opts[i].flag, name, sizeof name);
         size_t len = strlen(name);
@@ -223,12 +260,26 @@ int config_parse(struct config *c, int argc, char **argv, char *const *env, int 
         }
         const char *eq = strchr(arg, '=');
         size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
-        const struct opt *o = NULL;
-        for (size_t i = 0; i < N_OPTS; i++)
-            if (strlen(opts[i].flag) == flen && !strncmp(opts[i].flag, arg, flen))
-                o = &opts[i];
-        if (!o)
-            return err_set(e, ERR_INPUT, "unknown option '%s' (see --help)", arg);
+        const struct opt *o = own_opt(arg, flen);
+        if (!o) {
+            char flag[64];
+            const char *pv;
+            const struct param_def *d = NULL;
+            if (flen < sizeof flag) {
+                memcpy(flag, arg, flen);
+                flag[flen] = 0;
+                d = params_find_flag(flag, &pv);
+            }
+            if (!d || !serve_row(d))
+                return err_set(e, ERR_INPUT, "unknown option '%s' (see --help)", arg);
+            if (!pv)
+                pv = eq ? eq + 1 : a + 1 < argc ? argv[++a] : NULL;
+            if (!pv)
+                return err_set(e, ERR_INPUT, "%s needs a value", flag);
+            if ((rc = set_param(c, d, flag, pv, e)))
+                return rc;
+            continue;
+        }
         const char *v = eq ? eq + 1 : NULL;
         if (!v) {
             if (a + 1 >= argc)
@@ -279,6 +330,18 @@ void config_usage(char *buf, size_t n)
         env_name(opts[i].flag, name, sizeof name);
         int w = snprintf(buf + j, n - j, "  %-18s %s\n  %-18s   env %s\n", opts[i].flag,
                          opts[i].help, "", name);
+        if (w < 0)
+            break;
+        j += (size_t)w;
+    }
+    /* The discovery defaults: the parameter table's rows (each also LOSTD_*). */
+    for (int i = 0; i < params_count && j < n; i++) {
+        const struct param_def *d = &params_table[i];
+        if (!serve_row(d))
+            continue;
+        env_name(d->flag, name, sizeof name);
+        int w = snprintf(buf + j, n - j, "  %-18s %s (default %s)\n  %-18s   env %s\n",
+                         d->flag, d->help, d->def, "", name);
         if (w < 0)
             break;
         j += (size_t)w;

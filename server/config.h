@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "pipeline.h"
+
 struct err;
 
 #define CONFIG_STR_MAX 1024
@@ -45,6 +47,9 @@ struct config {
     int log_format;             /* enum config_log_format */
     char static_dir[CONFIG_STR_MAX]; /* "" = ../static beside the binary, else ./static */
     int help;                   /* --help was given */
+    struct pipeline_opts lost;  /* discovery defaults from the parameter table's flags
+                                   and LOSTD_* twins (given bits set); a --lost-config file
+                                   fills what they leave, requests override both */
 };
 
 /* Largest JSON body: base64 of max_upload plus room for the parameters. */

@@ -265,8 +265,9 @@ int http_start(const struct config *c, const struct log *l, struct http_server *
                struct err *e)
 {
     *out = NULL;
-    struct pipeline_opts lost_defaults;
-    pipeline_opts_default(&lost_defaults);
+    /* Flags and LOSTD_* twins first (their given bits keep them), then the
+     * --lost-config file for the rest. */
+    struct pipeline_opts lost_defaults = c->lost;
     if (c->lost_config[0]) {
         int lrc = lost_opts_read_config(c->lost_config, &lost_defaults, e);
         if (lrc)
@@ -324,6 +325,10 @@ int http_attach(struct http_server *s, const struct model *m,
 {
     const struct config *c = s->c;
     const struct model_config *mc = model_config(m);
+    int layer = s->lost_defaults.layer;
+    if (layer < -mc->depth || layer >= mc->depth)
+        return err_set(e, ERR_INPUT, "layer %d: this model has %d blocks (%d..%d)", layer,
+                       mc->depth, -mc->depth, mc->depth - 1);
     long N = pipeline_max_patches(m, (int)c->max_side);
     size_t side = (size_t)c->max_side + (size_t)mc->patch;
     /* Arena: decoded pixels (twice: EXIF rotation), the downscaled copy, the

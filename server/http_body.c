@@ -36,14 +36,24 @@ enum MHD_Result http_on_query_arg(void *cls, enum MHD_ValueKind kind, const char
     struct req *r = cls;
     if (r->fail_status)
         return MHD_NO;
-    if (!value || !*value) /* "?debug" alone means on */
-        value = "1";
-    if (http_param_put(r, &r->qp, key, value, 0, strlen(value))) {
-        r->fail_status = 400;
-        r->fail_type = "bad_request";
+    if (!value) { /* "?debug" alone (no '=') means on; "?debug=" is empty */
+        const struct param_def *d = params_find(key);
+        value = d && d->type == PARAM_BOOL ? "1" : "";
+    }
+    struct err e;
+    if (http_param_put(&r->qp, key, value, 0, strlen(value), &e)) {
+        http_fail_err(r, &e);
         return MHD_NO;
     }
     return MHD_YES;
+}
+
+void http_fail_err(struct req *r, const struct err *e)
+{
+    if (r->fail_status)
+        return;
+    r->fail_status = http_status_of(e->code, &r->fail_type);
+    snprintf(r->errmsg, sizeof r->errmsg, "%s", e->msg);
 }
 
 int http_budget_take(struct req *r, size_t n)
@@ -109,10 +119,9 @@ static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const c
         append(r, data, size);
         return MHD_YES;
     }
-    if (http_param_put(r, &r->bp, key, data, (size_t)off, size)) {
-        r->fail_status = 400;
-        r->fail_type = "bad_request";
-    }
+    struct err e;
+    if (http_param_put(&r->bp, key, data, (size_t)off, size, &e))
+        http_fail_err(r, &e);
     return MHD_YES;
 }
 

@@ -19,10 +19,9 @@
 #include "pipeline.h"
 #include "pool.h"
 #include "budget.h"
+#include "params.h"
 
-#ifndef LOSTD_VERSION
-#define LOSTD_VERSION "0.1.0"
-#endif
+#include "version.h"
 
 #define PARAM_MAX 64                  /* bytes of one parameter value */
 #define FORM_OVERHEAD (1L << 20)      /* multipart framing and fields beyond the image */
@@ -56,21 +55,14 @@ struct http_server {
 
 /* ---------------------------------------------------------------- params */
 
-enum {
-    P_K_PATCHES, P_GRAM_BIAS, P_FEATURES, P_L2NORM, P_LAYER, P_MAX_SIDE, P_FORMAT,
-    P_IMAGE_ID, P_DEBUG, P_THRESHOLD, N_PARAM
-};
-static const char *const param_names[N_PARAM] = {
-    "k_patches", "gram_bias", "features", "l2norm", "layer", "max_side", "format",
-    "image_id", "debug", "threshold"};
+#define PARAMS_ROWS_MAX 32            /* rows of params_table that a request may carry */
 
+/* Parameter values as received (text), one slot per row of params_table. */
 struct params {
-    char v[N_PARAM][PARAM_MAX];
-    size_t len[N_PARAM];
-    unsigned char set[N_PARAM];
+    char v[PARAMS_ROWS_MAX][PARAM_MAX];
+    size_t len[PARAMS_ROWS_MAX];
+    unsigned char set[PARAMS_ROWS_MAX];
 };
-
-enum { FMT_DEFAULT = 0, FMT_HF, FMT_COCO };
 
 /* ------------------------------------------------------------------ jobs */
 
@@ -81,11 +73,9 @@ struct discover_job {
     size_t held;                /* bytes of the upload budget data holds */
     struct budget *uploads;
     struct pipeline_opts opts;
-    int format, debug;
-    long long image_id;
+    struct param_request rq;    /* format, image_id, debug, threshold */
     const char *model_id;       /* lives in the server */
     int analyze;                /* POST /analyze: artifact analysis instead of LOST */
-    float threshold;            /* /analyze: fixed outlier threshold, 0 = automatic */
     /* out, written by the worker before it marks the job done */
     int status;
     char *body;                 /* malloc'd JSON text */
@@ -158,6 +148,8 @@ enum MHD_Result http_get_static(struct req *r, struct MHD_Connection *c, int idx
 /* Records the first refusal decided while receiving (sent when the body ends). */
 void http_fail(struct req *r, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same from an error: its status by http_status_of, its message. */
+void http_fail_err(struct req *r, const struct err *e);
 enum MHD_Result http_on_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value);
 /* First call of POST /discover: everything refused before the body is read. */
@@ -176,11 +168,12 @@ int http_budget_take(struct req *r, size_t n);
 void http_budget_give(struct req *r, size_t n);
 
 /* http_params.c */
-/* Stores (part of) a parameter value at offset off. 0, or -1 with r->errmsg. */
-int http_param_put(struct req *r, struct params *p, const char *key, const char *data,
-                   size_t off, size_t size);
-/* The parameters into the job. 0, or -1 with r->errmsg (a 400). */
-int http_params_parse(struct req *r, struct discover_job *j);
+/* Stores (part of) a parameter value at offset off. 0, or ERR_INPUT. */
+int http_param_put(struct params *p, const char *key, const char *data, size_t off,
+                   size_t size, struct err *e);
+/* The parameters (body values win over the query string's) into the job,
+ * through the parameter table. 0, or ERR_INPUT. */
+int http_params_parse(struct req *r, struct discover_job *j, struct err *e);
 
 /* http_job.c */
 /* The body is complete: check it, run the job on the pool, send its reply. */

@@ -51,13 +51,13 @@ static json_t *discover_reply(const struct discover_job *j, const struct pipelin
      * 1 - degree / (N - 1), so 1 when it correlates with no other patch. */
     double score = n > 1 ? 1.0 - (double)L->seed_degree / (n - 1) : 1.0;
     score = r3(score);
-    if (j->format == FMT_COCO) {
+    if (j->rq.format == PARAM_FORMAT_COCO) {
         json_t *e = json_object(), *bb = json_array();
         json_array_append_new(bb, json_integer(L->box[0]));
         json_array_append_new(bb, json_integer(L->box[1]));
         json_array_append_new(bb, json_integer(L->box[2] - L->box[0]));
         json_array_append_new(bb, json_integer(L->box[3] - L->box[1]));
-        json_object_set_new(e, "image_id", json_integer(j->image_id));
+        json_object_set_new(e, "image_id", json_integer(j->rq.image_id));
         json_object_set_new(e, "category_id", json_integer(1));
         json_object_set_new(e, "bbox", bb);
         json_object_set_new(e, "score", json_real(score));
@@ -71,7 +71,7 @@ static json_t *discover_reply(const struct discover_job *j, const struct pipelin
     json_object_set_new(obj, "box", box_json(L->box));
     json_t *objects = json_array();
     json_array_append_new(objects, obj);
-    if (j->format == FMT_HF)
+    if (j->rq.format == PARAM_FORMAT_HF)
         return objects;
 
     json_t *root = json_object();
@@ -115,7 +115,7 @@ static json_t *discover_reply(const struct discover_job *j, const struct pipelin
     json_object_set_new(t, "total", json_real(r3(res->ms_decode + res->ms_preprocess +
                                                  res->ms_forward + res->ms_lost)));
     json_object_set_new(root, "timings_ms", t);
-    if (j->debug) {
+    if (j->rq.debug) {
         json_t *dbg = json_object();
         json_t *mask = json_array(), *deg = json_array(), *aff = json_array();
         json_t *tn = json_array(), *rn = json_array();
@@ -176,7 +176,7 @@ static void analyze_run(struct discover_job *j, const struct model *m, struct vi
 {
     struct err e;
     err_clear(&e);
-    struct analyze_json_opts ao = {.threshold = j->threshold, .max_side = j->opts.max_side,
+    struct analyze_json_opts ao = {.threshold = j->rq.threshold, .max_side = j->opts.max_side,
                                    .deadline_ms = j->opts.deadline_ms,
                                    .scratch = j->opts.scratch,
                                    .max_pixels = j->opts.max_pixels};
@@ -250,10 +250,9 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
     }
     if (j)
         j->analyze = r->analyze;
-    if (!r->fail_status && http_params_parse(r, j)) {
-        r->fail_status = 400;
-        r->fail_type = "bad_request";
-    }
+    struct err pe;
+    if (!r->fail_status && http_params_parse(r, j, &pe))
+        http_fail_err(r, &pe);
     if (r->fail_status) {
         free(j);
         metrics_reject(s->metrics, r->fail_status == 413   ? METRICS_REJECT_TOO_LARGE

@@ -294,23 +294,17 @@ static int read_params(struct req *r, const struct span *sp)
     int rc = 0;
     json_object_foreach(root, key, val) {
         char tmp[PARAM_MAX];
+        struct err e;
         if (json_is_null(val))
             continue;
-        if (json_is_integer(val))
-            snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(val));
-        else if (json_is_real(val))
-            snprintf(tmp, sizeof tmp, "%.17g", json_real_value(val));
-        else if (json_is_boolean(val))
-            snprintf(tmp, sizeof tmp, "%d", json_is_true(val));
-        else if (json_is_string(val) && json_string_length(val) < PARAM_MAX)
-            snprintf(tmp, sizeof tmp, "%s", json_string_value(val));
-        else {
+        if (params_json_text(val, tmp, sizeof tmp)) {
             snprintf(r->errmsg, sizeof r->errmsg, "parameter '%.64s' must be a number, a "
                      "boolean or a short string", key);
             rc = -1;
             break;
         }
-        if (http_param_put(r, &r->bp, key, tmp, 0, strlen(tmp))) {
+        if (http_param_put(&r->bp, key, tmp, 0, strlen(tmp), &e)) {
+            snprintf(r->errmsg, sizeof r->errmsg, "%s", e.msg);
             rc = -1;
             break;
         }

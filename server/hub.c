@@ -23,9 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef LOSTD_VERSION
-#define LOSTD_VERSION "0.1.0"
-#endif
+#include "version.h"
 
 int hub_cache_dir(char *buf, size_t n, struct err *e)
 {

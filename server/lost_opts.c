@@ -1,8 +1,12 @@
-/* lost_opts.c - parsing of the LOST options shared by discover, eval,
- * bench and serve, and the settings file of `lostd calibrate`. */
+/* lost_opts.c - the command-line options shared by discover, eval, bench,
+ * calibrate and analyze (the discovery parameters through the table of
+ * params.c, plus the backbone's --heads, --act, --precision, --dinoseg and
+ * --lost-config), and the settings file of `lostd calibrate`. */
 #include "lost_opts.h"
 #include "cli.h"
 #include "err.h"
+#include "file.h"
+#include "params.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,37 +14,57 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char lost_opts_help[] =
-    "LOST options:\n"
-    "  --k-patches K    candidate patches for seed expansion (default 100)\n"
-    "  --gram-bias B    added to every Gram-matrix entry (default 0)\n"
-    "  --features F     k, q or v of the tapped block (default: the family's, k for DINOv2)\n"
-    "  --l2norm         L2-normalise each patch feature before the Gram matrix\n"
-    "  --layer L        block to tap, negative counts from the end (default -1, the last)\n"
-    "  --max-side N     downscale images whose longer side exceeds N (default 0: never)\n"
-    "  --heads N        attention heads when the checkpoint cannot tell (default dim/64)\n"
-    "  --act A          OpenCLIP MLP activation, gelu or quickgelu (default: from an\n"
-    "                   open_clip_config.json beside the weights, else gelu)\n"
-    "  --dinoseg H      also the DINO-seg baseline (LOST paper) on attention head H of\n"
-    "                   the last block; discover reports its box as \"dinoseg_box\",\n"
-    "                   eval scores it instead of LOST's\n"
-    "  --precision P    fp32 (default) or bf16: projections in bfloat16 on CPUs with\n"
-    "                   AVX-512 BF16; faster, boxes may differ slightly\n"
-    "  --lost-config F  LOST settings from a JSON file (e.g. from `lostd calibrate`);\n"
-    "                   options given explicitly override it, wherever they appear\n";
+/* Options of the run that are not discovery parameters (the table's rows
+ * come first in --help). */
+static const char other_help[] =
+    "  --heads N              attention heads when the checkpoint cannot tell (default\n"
+    "                         dim/64)\n"
+    "  --act A                OpenCLIP MLP activation, gelu or quickgelu (default: from an\n"
+    "                         open_clip_config.json beside the weights, else gelu)\n"
+    "  --dinoseg H            also the DINO-seg baseline (LOST paper) on attention head H\n"
+    "                         of the last block; discover reports its box as\n"
+    "                         \"dinoseg_box\", eval scores it instead of LOST's\n"
+    "  --precision P          fp32 (default) or bf16: projections in bfloat16 on CPUs with\n"
+    "                         AVX-512 BF16; faster, boxes may differ slightly\n"
+    "  --lost-config F        settings from a JSON file (e.g. from `lostd calibrate`);\n"
+    "                         options given explicitly override it, wherever they appear\n";
+
+const char *lost_opts_help(void)
+{
+    static char buf[8192];
+    static int done;
+    if (!done) { /* filled on first use; the commands are single-threaded then */
+        char rows[6144];
+        params_help(PARAM_CLI, rows, sizeof rows);
+        snprintf(buf, sizeof buf, "Discovery options:\n%s%s", rows, other_help);
+        done = 1;
+    }
+    return buf;
+}
 
 int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipeline_opts *o,
                     struct model_opts *mo)
 {
     const char *a = argv[*i];
-    if (!strcmp(a, "--l2norm")) {
-        o->lost.l2norm = 1;
-        o->given |= LOST_OPTS_GIVEN_L2NORM;
+    const char *v;
+    const struct param_def *d = params_find_flag(a, &v);
+    if (d) {
+        if (!v) {
+            if (*i + 1 >= argc) {
+                cli_fail(2, cmd, "%s needs a value", a);
+                return -1;
+            }
+            v = argv[++*i];
+        }
+        struct err e = {0};
+        if (params_set(d, v, o, NULL, &e)) {
+            cli_fail(2, cmd, "%s: %s", a, e.msg);
+            return -1;
+        }
         return 1;
     }
-    static const char *with_value[] = {"--k-patches", "--gram-bias", "--features", "--layer",
-                                       "--max-side", "--heads", "--act", "--lost-config",
-                                       "--precision", "--dinoseg"};
+    static const char *with_value[] = {"--heads", "--act", "--lost-config", "--precision",
+                                       "--dinoseg"};
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
         known |= !strcmp(a, with_value[k]);
@@ -50,37 +74,9 @@ int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipel
         cli_fail(2, cmd, "%s needs a value", a);
         return -1;
     }
-    const char *v = argv[++*i];
+    v = argv[++*i];
     long n;
-    double d;
-    if (!strcmp(a, "--k-patches")) {
-        if (cli_parse_int(cmd, a, v, 1, 1 << 24, &n))
-            return -1;
-        o->lost.k_patches = (int)n;
-        o->given |= LOST_OPTS_GIVEN_K;
-    } else if (!strcmp(a, "--gram-bias")) {
-        if (cli_parse_float(cmd, a, v, &d))
-            return -1;
-        o->lost.gram_bias = (float)d;
-        o->given |= LOST_OPTS_GIVEN_BIAS;
-    } else if (!strcmp(a, "--features")) {
-        o->feature = model_feature_parse(v);
-        if (o->feature < 0) {
-            cli_fail(2, cmd, "--features expects k, q or v, got '%s'", v);
-            return -1;
-        }
-        o->given |= LOST_OPTS_GIVEN_FEATURE;
-    } else if (!strcmp(a, "--layer")) {
-        if (cli_parse_int(cmd, a, v, -1000, 999, &n))
-            return -1;
-        o->layer = (int)n;
-        o->given |= LOST_OPTS_GIVEN_LAYER;
-    } else if (!strcmp(a, "--max-side")) {
-        if (cli_parse_int(cmd, a, v, 0, 16384, &n))
-            return -1;
-        o->max_side = (int)n;
-        o->given |= LOST_OPTS_GIVEN_MAX_SIDE;
-    } else if (!strcmp(a, "--heads")) {
+    if (!strcmp(a, "--heads")) {
         if (cli_parse_int(cmd, a, v, 1, 4096, &n))
             return -1;
         mo->n_head = (int)n;
@@ -129,49 +125,32 @@ int lost_opts_read_config(const char *path, struct pipeline_opts *o, struct err 
     }
     if (!j)
         return err_set(e, ERR_INPUT, "%s:%d: %s", path, je.line, je.text);
-    /* Validate everything first, then apply: a bad file changes nothing. */
+    /* Validate everything first, then apply: a bad file changes nothing.
+     * Every key goes through the parameter table, as a flag or an HTTP
+     * parameter would; keys the table does not know (calibrate's "corloc",
+     * "model", ...) are ignored. */
     struct pipeline_opts t = *o;
     int rc = 0;
-    json_t *v;
     if (!json_is_object(j))
         rc = err_set(e, ERR_INPUT, "%s: expected a JSON object", path);
-    if (!rc && (v = json_object_get(j, "k_patches"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-            json_integer_value(v) > (1 << 24))
-            rc = err_set(e, ERR_INPUT, "%s: k_patches must be an integer 1..%d", path, 1 << 24);
-        else if (!(o->given & LOST_OPTS_GIVEN_K))
-            t.lost.k_patches = (int)json_integer_value(v);
-    }
-    if (!rc && (v = json_object_get(j, "gram_bias"))) {
-        if (!json_is_number(v) || !isfinite(json_number_value(v)))
-            rc = err_set(e, ERR_INPUT, "%s: gram_bias must be a finite number", path);
-        else if (!(o->given & LOST_OPTS_GIVEN_BIAS))
-            t.lost.gram_bias = (float)json_number_value(v);
-    }
-    if (!rc && (v = json_object_get(j, "features"))) {
-        int feat = json_is_string(v) ? model_feature_parse(json_string_value(v)) : -1;
-        if (feat < 0)
-            rc = err_set(e, ERR_INPUT, "%s: features must be \"k\", \"q\" or \"v\"", path);
-        else if (!(o->given & LOST_OPTS_GIVEN_FEATURE))
-            t.feature = feat;
-    }
-    if (!rc && (v = json_object_get(j, "l2norm"))) {
-        if (!json_is_boolean(v))
-            rc = err_set(e, ERR_INPUT, "%s: l2norm must be true or false", path);
-        else if (!(o->given & LOST_OPTS_GIVEN_L2NORM))
-            t.lost.l2norm = json_is_true(v);
-    }
-    if (!rc && (v = json_object_get(j, "layer"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < -1000 || json_integer_value(v) > 999)
-            rc = err_set(e, ERR_INPUT, "%s: layer must be an integer -1000..999", path);
-        else if (!(o->given & LOST_OPTS_GIVEN_LAYER))
-            t.layer = (int)json_integer_value(v);
-    }
-    if (!rc && (v = json_object_get(j, "max_side"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 16384)
-            rc = err_set(e, ERR_INPUT, "%s: max_side must be an integer 0..16384", path);
-        else if (!(o->given & LOST_OPTS_GIVEN_MAX_SIDE))
-            t.max_side = (int)json_integer_value(v);
+    for (int i = 0; !rc && i < params_count; i++) {
+        const struct param_def *d = &params_table[i];
+        json_t *v = json_object_get(j, d->name);
+        char text[64];
+        if (!(d->where & PARAM_FILE) || !v || json_is_null(v))
+            continue;
+        if (params_json_text(v, text, sizeof text)) {
+            rc = err_set(e, ERR_INPUT, "%s: %s must be a number, a boolean or a short string",
+                         path, d->name);
+            break;
+        }
+        /* Options given on the command line win: the file's value is only
+         * checked then. */
+        int keep = (o->given & d->given) != 0;
+        unsigned given = t.given;
+        if ((rc = params_set(d, text, keep ? NULL : &t, NULL, e)))
+            err_prefix(e, "%s", path);
+        t.given = given;
     }
     json_decref(j);
     if (!rc)
@@ -195,33 +174,36 @@ static double short_real(float x)
 json_t *lost_opts_config_json(const struct pipeline_opts *o)
 {
     json_t *j = json_object();
-    json_object_set_new(j, "k_patches", json_integer(o->lost.k_patches));
-    json_object_set_new(j, "gram_bias", json_real(short_real(o->lost.gram_bias)));
-    if (o->feature >= 0)
-        json_object_set_new(j, "features", json_string(model_feature_name(o->feature)));
-    json_object_set_new(j, "l2norm", json_boolean(o->lost.l2norm));
-    json_object_set_new(j, "layer", json_integer(o->layer));
-    if (o->max_side > 0)
-        json_object_set_new(j, "max_side", json_integer(o->max_side));
+    for (int i = 0; i < params_count; i++) {
+        const struct param_def *d = &params_table[i];
+        if (!(d->where & PARAM_FILE))
+            continue;
+        /* The family's feature and "never downscale" are left out. */
+        if ((!strcmp(d->name, "features") && o->feature < 0) ||
+            (!strcmp(d->name, "max_side") && o->max_side <= 0))
+            continue;
+        json_t *v = params_value_json(d, o, NULL);
+        if (json_is_real(v)) { /* -0.2, not -0.200000003 */
+            json_t *s = json_real(short_real((float)json_real_value(v)));
+            json_decref(v);
+            v = s;
+        }
+        json_object_set_new(j, d->name, v);
+    }
     return j;
 }
 
 int lost_opts_write_json(const char *path, json_t *j, struct err *e)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return err_set(e, ERR_IO, "%s: path too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return err_set(e, ERR_IO, "%s: %s", tmp, strerror(errno));
-    int bad = json_dumpf(j, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-    bad |= fputc('\n', f) == EOF;
-    bad |= fflush(f) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        int err = errno;
-        remove(tmp);
-        return err_set(e, ERR_IO, "%s: cannot write: %s", path, strerror(err));
-    }
-    return 0;
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    if (!text)
+        return err_set(e, ERR_NOMEM, "%s: out of memory", path);
+    struct file_out f;
+    int rc = file_out_open(&f, path, e);
+    if (!rc)
+        rc = file_out_printf(&f, e, "%s\n", text);
+    if (!rc)
+        rc = file_out_commit(&f, e);
+    free(text);
+    return rc;
 }

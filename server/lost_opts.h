@@ -45,7 +45,8 @@ json_t *lost_opts_config_json(const struct pipeline_opts *o);
  * reader never sees half a file. Returns 0 or ERR_IO. */
 int lost_opts_write_json(const char *path, json_t *j, struct err *e);
 
-/* Help text for the shared options. */
-extern const char lost_opts_help[];
+/* Help text for the shared options (generated from the parameter table).
+ * Static storage. */
+const char *lost_opts_help(void);
 
 #endif

@@ -6,9 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifndef LOSTD_VERSION
-#define LOSTD_VERSION "0.1.0"
-#endif
+#include "version.h"
 
 struct command {
     const char *name;

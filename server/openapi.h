@@ -2,7 +2,8 @@
 #ifndef LOSTD_OPENAPI_H
 #define LOSTD_OPENAPI_H
 
-/* The document as JSON text, static storage. Cannot fail. */
+/* The document as JSON text, static storage (built on first use,
+ * thread-safe). Cannot fail. */
 const char *openapi_json(void);
 
 #endif
