@@ -2,6 +2,7 @@
  * JSON line per image on stdout, errors per image as JSON lines too. */
 #include "arena.h"
 #include "cli.h"
+#include "discover_json.h"
 #include "err.h"
 #include "image.h"
 #include "lost_opts.h"
@@ -30,55 +31,6 @@ static const char usage[] =
     "max_objects, empty, seed_degree - the next seed is similar to over half of\n"
     "the patches left -, background, overlap; see include/lost.h).\n"
     "\n";
-
-static json_t *result_json(const char *path, const struct pipeline_result *r)
-{
-    const struct lost_result *l = &r->lost;
-    json_t *j = json_object();
-    json_object_set_new(j, "image", json_string(path));
-    json_object_set_new(j, "width", json_integer(r->img_w));
-    json_object_set_new(j, "height", json_integer(r->img_h));
-    json_object_set_new(j, "box", json_pack("[i,i,i,i]", l->box[0], l->box[1], l->box[2],
-                                            l->box[3]));
-    json_object_set_new(j, "box_feat", json_pack("[i,i,i,i]", l->box_feat[0], l->box_feat[1],
-                                                 l->box_feat[2], l->box_feat[3]));
-    json_object_set_new(j, "seed", json_integer(l->seed));
-    json_object_set_new(j, "seed_rc", json_pack("[i,i]", l->seed / r->grid_w,
-                                                l->seed % r->grid_w));
-    json_object_set_new(j, "seed_degree", json_integer(l->seed_degree));
-    json_object_set_new(j, "n_similar", json_integer(l->n_similar));
-    json_object_set_new(j, "seed_background", json_boolean(l->seed_background));
-    if (r->multi.n > 0) {
-        json_t *boxes = json_array();
-        for (int i = 0; i < r->multi.n; i++) {
-            const struct lost_object *ob = &r->multi.obj[i];
-            json_array_append_new(boxes, json_pack(
-                "{s:[i,i,i,i], s:[i,i,i,i], s:i, s:i}", "box", ob->box[0], ob->box[1],
-                ob->box[2], ob->box[3], "box_feat", ob->box_feat[0], ob->box_feat[1],
-                ob->box_feat[2], ob->box_feat[3], "seed", ob->seed, "seed_degree",
-                ob->seed_degree));
-        }
-        json_object_set_new(j, "boxes", boxes);
-        json_object_set_new(j, "stop", json_string(lost_stop_name(r->multi.stop)));
-    }
-    json_object_set_new(j, "grid", json_pack("[i,i]", r->grid_h, r->grid_w));
-    json_object_set_new(j, "patch", json_integer(r->patch));
-    if (r->run_w != r->img_w || r->run_h != r->img_h)
-        json_object_set_new(j, "model_input", json_pack("[i,i]", r->run_h, r->run_w));
-    if (r->dinoseg)
-        json_object_set_new(j, "dinoseg_box", json_pack("[i,i,i,i]", r->dinoseg_box[0],
-                                                        r->dinoseg_box[1], r->dinoseg_box[2],
-                                                        r->dinoseg_box[3]));
-    json_object_set_new(j, "feature", json_string(model_feature_name(r->feature)));
-    json_object_set_new(j, "layer", json_integer(r->layer));
-    json_object_set_new(j, "timings_ms",
-                        json_pack("{s:f, s:f, s:f, s:f, s:f}", "decode", r->ms_decode,
-                                  "preprocess", r->ms_preprocess, "forward", r->ms_forward,
-                                  "lost", r->ms_lost,
-                                  "total", r->ms_decode + r->ms_preprocess + r->ms_forward +
-                                               r->ms_lost));
-    return j;
-}
 
 static void print_line(json_t *j)
 {
@@ -199,7 +151,8 @@ int cli_discover(int argc, char **argv)
             continue;
         }
         r.ms_decode += t1 - t0;
-        print_line(result_json(images[i], &r));
+        struct discover_json_opts dj = {.schema = DISCOVER_JSON_CLI, .image = images[i]};
+        print_line(discover_json(&r, &dj));
     }
     if (!a)
         failures = cli_fail(1, "discover", "out of memory for scratch");

@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include "analyze_json.h"
+#include "discover_json.h"
 #include "cli.h"
 #include "image.h"
 #include "metrics.h"
@@ -27,122 +28,6 @@ static void drop_data(struct discover_job *j)
     j->data = NULL;
     budget_release(j->uploads, (long long)j->held);
     j->held = 0;
-}
-
-static double r3(double x) { return round(x * 1000) / 1000; }
-
-static json_t *box_json(const int *b)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "xmin", json_integer(b[0]));
-    json_object_set_new(o, "ymin", json_integer(b[1]));
-    json_object_set_new(o, "xmax", json_integer(b[2]));
-    json_object_set_new(o, "ymax", json_integer(b[3]));
-    return o;
-}
-
-/* Builds the reply of one successful run (in the worker, while the maps in
- * res still live in its arena). */
-static json_t *discover_reply(const struct discover_job *j, const struct pipeline_result *res)
-{
-    const struct lost_result *L = &res->lost;
-    int n = res->grid_h * res->grid_w;
-    /* LOST has no calibrated confidence; the score is how rare the seed is:
-     * 1 - degree / (N - 1), so 1 when it correlates with no other patch. */
-    double score = n > 1 ? 1.0 - (double)L->seed_degree / (n - 1) : 1.0;
-    score = r3(score);
-    if (j->rq.format == PARAM_FORMAT_COCO) {
-        json_t *e = json_object(), *bb = json_array();
-        json_array_append_new(bb, json_integer(L->box[0]));
-        json_array_append_new(bb, json_integer(L->box[1]));
-        json_array_append_new(bb, json_integer(L->box[2] - L->box[0]));
-        json_array_append_new(bb, json_integer(L->box[3] - L->box[1]));
-        json_object_set_new(e, "image_id", json_integer(j->rq.image_id));
-        json_object_set_new(e, "category_id", json_integer(1));
-        json_object_set_new(e, "bbox", bb);
-        json_object_set_new(e, "score", json_real(score));
-        json_t *a = json_array();
-        json_array_append_new(a, e);
-        return a;
-    }
-    json_t *obj = json_object();
-    json_object_set_new(obj, "score", json_real(score));
-    json_object_set_new(obj, "label", json_string("object"));
-    json_object_set_new(obj, "box", box_json(L->box));
-    json_t *objects = json_array();
-    json_array_append_new(objects, obj);
-    if (j->rq.format == PARAM_FORMAT_HF)
-        return objects;
-
-    json_t *root = json_object();
-    json_object_set_new(root, "objects", objects);
-    json_t *im = json_object();
-    json_object_set_new(im, "width", json_integer(res->img_w));
-    json_object_set_new(im, "height", json_integer(res->img_h));
-    json_object_set_new(root, "image", im);
-    json_t *sd = json_object();
-    json_object_set_new(sd, "index", json_integer(L->seed));
-    json_object_set_new(sd, "row", json_integer(L->seed / res->grid_w));
-    json_object_set_new(sd, "col", json_integer(L->seed % res->grid_w));
-    json_object_set_new(sd, "degree", json_integer(L->seed_degree));
-    json_object_set_new(sd, "n_similar", json_integer(L->n_similar));
-    json_object_set_new(sd, "background", json_boolean(L->seed_background));
-    json_object_set_new(root, "seed", sd);
-    json_t *g = json_object();
-    json_object_set_new(g, "rows", json_integer(res->grid_h));
-    json_object_set_new(g, "cols", json_integer(res->grid_w));
-    json_object_set_new(g, "patch", json_integer(res->patch));
-    json_object_set_new(g, "width", json_integer(res->run_w));
-    json_object_set_new(g, "height", json_integer(res->run_h));
-    json_object_set_new(g, "scale_x", json_real(res->scale_x));
-    json_object_set_new(g, "scale_y", json_real(res->scale_y));
-    json_object_set_new(root, "grid", g);
-    json_object_set_new(root, "model", json_string(j->model_id));
-    json_t *pa = json_object();
-    json_object_set_new(pa, "k_patches", json_integer(j->opts.lost.k_patches));
-    json_object_set_new(pa, "gram_bias", json_real(j->opts.lost.gram_bias));
-    json_object_set_new(pa, "features", json_string(model_feature_name(res->feature)));
-    json_object_set_new(pa, "l2norm", json_boolean(j->opts.lost.l2norm));
-    json_object_set_new(pa, "layer", json_integer(res->layer));
-    json_object_set_new(pa, "max_side", json_integer(j->opts.max_side));
-    json_object_set_new(root, "parameters", pa);
-    json_t *t = json_object();
-    json_object_set_new(t, "queue", json_real(r3(j->ms[METRICS_STAGE_QUEUE])));
-    json_object_set_new(t, "decode", json_real(r3(res->ms_decode)));
-    json_object_set_new(t, "preprocess", json_real(r3(res->ms_preprocess)));
-    json_object_set_new(t, "forward", json_real(r3(res->ms_forward)));
-    json_object_set_new(t, "lost", json_real(r3(res->ms_lost)));
-    json_object_set_new(t, "total", json_real(r3(res->ms_decode + res->ms_preprocess +
-                                                 res->ms_forward + res->ms_lost)));
-    json_object_set_new(root, "timings_ms", t);
-    if (j->rq.debug) {
-        json_t *dbg = json_object();
-        json_t *mask = json_array(), *deg = json_array(), *aff = json_array();
-        json_t *tn = json_array(), *rn = json_array();
-        for (int i = 0; i < n; i++) {
-            json_array_append_new(mask, json_integer(L->mask ? L->mask[i] : 0));
-            json_array_append_new(deg, json_integer(L->degree ? L->degree[i] : 0));
-            json_array_append_new(aff, json_real(L->affinity ? r3(L->affinity[i]) : 0));
-            json_array_append_new(tn, json_real(res->token_norms ? r3(res->token_norms[i]) : 0));
-        }
-        for (int i = 0; res->register_norms && i < res->n_reg; i++)
-            json_array_append_new(rn, json_real(r3(res->register_norms[i])));
-        json_t *sb = json_array(), *bf = json_array();
-        for (int k = 0; k < 4; k++) {
-            json_array_append_new(sb, json_integer(L->seed_box[k]));
-            json_array_append_new(bf, json_integer(L->box_feat[k]));
-        }
-        json_object_set_new(dbg, "seed", json_integer(L->seed));
-        json_object_set_new(dbg, "seed_box", sb);
-        json_object_set_new(dbg, "box_patches", bf);
-        json_object_set_new(dbg, "mask", mask);
-        json_object_set_new(dbg, "degree", deg);
-        json_object_set_new(dbg, "affinity", aff);
-        json_object_set_new(dbg, "token_norms", tn);
-        json_object_set_new(dbg, "register_norms", rn);
-        json_object_set_new(root, "debug", dbg);
-    }
-    return root;
 }
 
 /* A worker's reply: the error body for rc != 0, else root (consumed) as
@@ -208,7 +93,10 @@ static void discover_run(struct pool_job *pj, const struct model *m, struct vit_
     j->ms[METRICS_STAGE_PREPROCESS] = rc ? 0 : res.ms_preprocess;
     j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : res.ms_forward;
     j->ms[METRICS_STAGE_LOST] = rc ? 0 : res.ms_lost;
-    set_reply(j, rc, &e, rc ? NULL : discover_reply(j, &res), 0);
+    struct discover_json_opts dj = {.schema = DISCOVER_JSON_API, .opts = &j->opts,
+                                    .rq = &j->rq, .model_id = j->model_id,
+                                    .ms_queue = j->ms[METRICS_STAGE_QUEUE]};
+    set_reply(j, rc, &e, rc ? NULL : discover_json(&res, &dj), 0);
 }
 
 static void discover_destroy(struct pool_job *pj)
