@@ -42,6 +42,7 @@ static const char usage[] =
     "                   size, one colour square per patch, min..max of each map)\n"
     "  --max-side N     downscale images whose longer side exceeds N\n"
     "  --max-pixels N   refuse images over N pixels\n"
+    "  --threads N      threads of the forward (default: the online CPUs)\n"
     "  --heads N, --act A   as for discover\n"
     "Exit status 1 when an image fails (its line is {\"image\", \"error\"}).\n";
 
@@ -149,6 +150,7 @@ int cli_analyze(int argc, char **argv)
     struct model_opts mo = {.n_head = 0, .act = -1};
     struct analyze_json_opts ao = {.threshold = 0, .max_side = 0,
                                    .max_pixels = IMAGE_DEFAULT_MAX_PIXELS};
+    long threads = pipeline_threads_default();
     char **images = calloc((size_t)argc, sizeof *images);
     int n_img = 0;
     if (!images)
@@ -181,6 +183,11 @@ int cli_analyze(int argc, char **argv)
                 return 2;
             }
             ao.max_side = (int)n;
+        } else if (!strcmp(a, "--threads") && v) {
+            if (cli_parse_int(CMD, a, argv[++i], 1, 256, &threads)) {
+                free(images);
+                return 2;
+            }
         } else if (!strcmp(a, "--max-pixels") && v) {
             if (cli_parse_int(CMD, a, argv[++i], 1, 1L << 40, &n)) {
                 free(images);
@@ -223,17 +230,9 @@ int cli_analyze(int argc, char **argv)
         arena_reset(a);
         struct image img;
         int rc = image_load_file(images[i], ao.max_pixels, 1, a, &img, &e);
-        if (!rc) {
-            int side = img.w > img.h ? img.w : img.h;
-            if (ao.max_side > 0 && side > ao.max_side)
-                side = ao.max_side;
-            int need = pipeline_max_patches(m, side);
-            if (!w || vit_work_max_patches(w) < need) {
-                vit_work_free(w);
-                w = NULL;
-                rc = vit_work_init(m, need, &w, &e);
-            }
-        }
+        if (!rc)
+            rc = pipeline_workspace_ensure(m, &w, img.w, img.h, ao.max_side, (int)threads,
+                                           &e);
         struct analyze_run run;
         json_t *j = NULL;
         if (!rc)

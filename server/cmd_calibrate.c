@@ -42,6 +42,7 @@ static const char usage[] =
     "                       [--biases B,B,...] [--layers L,L,...] [--features k,q,v]\n"
     "                       [--l2 both|on|off] [--set NAME] [--no-hard]\n"
     "                       [--k-patches K] [--max-side N] [--heads N] [--act A]\n"
+    "                       [--threads N]\n"
     "\n"
     "Runs the backbone on each image of the subset (one forward per tapped block)\n"
     "and LOST for every setting of the grid on those features; prints one table\n"
@@ -56,6 +57,7 @@ static const char usage[] =
     "  --layers LIST   blocks, negative from the end (default -1,-2,-3,-4)\n"
     "  --features LIST default: the family's feature first, then the others\n"
     "  --l2 both|on|off  L2 normalisation values to try (default both: off, on)\n"
+    "  --threads N     threads of each forward (default: the online CPUs)\n"
     "  --cache FILE    per-image results (default <out>.cache.jsonl); a rerun with\n"
     "                  the same grid resumes from it, --fresh ignores it\n"
     "Ties: most hits wins; among equal hits the first in the order layer (as\n"
@@ -70,6 +72,7 @@ struct opts {
     struct calibrate_grid g;
     struct pipeline_opts po;    /* k_patches, max_side, max_pixels */
     struct model_opts mo;
+    long threads;               /* of each forward */
 };
 
 /* ---- lists ------------------------------------------------------------------ */
@@ -292,13 +295,8 @@ static int run_item(struct runner *r, const struct dataset_item *it, struct err 
             return rc;
         side = r->o->po.max_side;
     }
-    int need = pipeline_max_patches(r->m, side);
-    if (!r->w || vit_work_max_patches(r->w) < need) {
-        vit_work_free(r->w);
-        r->w = NULL;
-        if ((rc = vit_work_init(r->m, need, &r->w, e)))
-            return rc;
-    }
+    if ((rc = pipeline_workspace_ensure(r->m, &r->w, side, side, 0, (int)r->o->threads, e)))
+        return rc;
     struct image_norm norm;
     memcpy(norm.mean, c->mean, sizeof norm.mean);
     memcpy(norm.std, c->std, sizeof norm.std);
@@ -388,7 +386,10 @@ static int parse(int argc, char **argv, struct opts *o)
             o->cache = v;
         else if (!strcmp(a, "--set"))
             o->set = v;
-        else if (!strcmp(a, "--subset")) {
+        else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int(CMD, a, v, 1, 256, &o->threads))
+                return 2;
+        } else if (!strcmp(a, "--subset")) {
             if (cli_parse_int(CMD, a, v, 0, 1L << 30, &n))
                 return 2;
             o->subset = n;

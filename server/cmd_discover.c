@@ -124,22 +124,9 @@ int cli_discover(int argc, char **argv)
         int rc = image_read_file(images[i], a, &bytes, &nbytes, &e);
         if (!rc && (rc = image_probe(bytes, nbytes, &dopt, &info, &e)))
             err_prefix(&e, "%s", images[i]);
-        if (!rc) {
-            int side = info.up_w > info.up_h ? info.up_w : info.up_h;
-            if (o.max_side > 0 && side > o.max_side)
-                side = o.max_side;
-            int need = pipeline_max_patches(m, side);
-            if (!w || vit_work_max_patches(w) < need) {
-                vit_work_free(w);
-                w = NULL;
-                rc = vit_work_init(m, need, &w, &e);
-                if (!rc)
-                    rc = vit_work_set_threads(w, (int)threads, &e);
-                /* one team of threads: ours on the AVX-512 path, else OpenBLAS's */
-                if (!rc)
-                    openblas_set_num_threads(vit_work_fast(w) ? 1 : (int)threads);
-            }
-        }
+        if (!rc)
+            rc = pipeline_workspace_ensure(m, &w, info.up_w, info.up_h, o.max_side,
+                                           (int)threads, &e);
         double t1 = cli_now_ms();
         if (!rc && (rc = pipeline_run_bytes(m, w, a, bytes, nbytes, &o, &r, &e)))
             err_prefix(&e, "%s", images[i]);

@@ -369,17 +369,9 @@ static int model_box(void *ctx, const struct dataset_item *it, float box[4], str
             return rc == ERR_NOTFOUND ? (e->code = ERR_IO) : rc; /* message kept */
     }
     prefetch_start(s, s->next);
-    int side = img.w > img.h ? img.w : img.h;
-    if (s->po.max_side > 0 && side > s->po.max_side)
-        side = s->po.max_side;
-    int need = pipeline_max_patches(s->m, side);
-    if (!s->w || vit_work_max_patches(s->w) < need) {
-        vit_work_free(s->w);
-        s->w = NULL;
-        if ((rc = vit_work_init(s->m, need, &s->w, e)) ||
-            (rc = vit_work_set_threads(s->w, s->threads, e)))
-            return rc;
-    }
+    if ((rc = pipeline_workspace_ensure(s->m, &s->w, img.w, img.h, s->po.max_side,
+                                        s->threads, e)))
+        return rc;
     struct pipeline_result r;
     if ((rc = pipeline_run_image(s->m, s->w, s->a, &img, &s->po, &r, e)))
         return rc;

@@ -7,7 +7,9 @@
 #include "err.h"
 #include "vit.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <unistd.h>
 #include <string.h>
 
 void pipeline_opts_default(struct pipeline_opts *o)
@@ -251,4 +253,37 @@ int pipeline_run_bytes(const struct model *m, struct vit_work *w, struct arena *
     if (rc)
         return rc;
     return run_fitted(m, w, a, &run, info.up_w, info.up_h, t1, o, r, e);
+}
+
+int pipeline_threads_default(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int pipeline_workspace_ensure(const struct model *m, struct vit_work **w, int img_w, int img_h,
+                              int max_side, int threads, struct err *e)
+{
+    int side = img_w > img_h ? img_w : img_h;
+    if (max_side > 0 && side > max_side)
+        side = max_side;
+    int need = pipeline_max_patches(m, side);
+    if (*w && vit_work_max_patches(*w) >= need)
+        return 0;
+    vit_work_free(*w);
+    *w = NULL;
+    if (threads <= 0)
+        threads = pipeline_threads_default();
+    int rc = vit_work_init(m, need, w, e);
+    if (!rc)
+        rc = vit_work_set_threads(*w, threads, e);
+    if (rc) {
+        vit_work_free(*w);
+        *w = NULL;
+        return rc;
+    }
+    /* One team of threads: ours on the AVX-512 path (OpenBLAS, used only by
+     * the fallback and LOST's ssyrk, stays single-threaded), else OpenBLAS's. */
+    openblas_set_num_threads(vit_work_fast(*w) ? 1 : threads);
+    return 0;
 }

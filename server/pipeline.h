@@ -71,6 +71,17 @@ long long pipeline_request_bound(const struct model *m, int max_side);
  * what a run takes from pipeline_opts.scratch around LOST. */
 long long pipeline_gram_bytes(long n_patch, int max_objects);
 
+/* The online CPUs (at least 1): the default thread count of a forward. */
+int pipeline_threads_default(void);
+
+/* Makes *w (NULL or a workspace) big enough for an img_w x img_h image
+ * fitted to max_side (0: not fitted), replacing it when smaller, with a team
+ * of `threads` threads (<= 0: pipeline_threads_default) — the one place the
+ * CLI commands size a workspace and set the thread policy. Returns 0 or
+ * vit_work_init's error (then *w is NULL). */
+int pipeline_workspace_ensure(const struct model *m, struct vit_work **w, int img_w, int img_h,
+                              int max_side, int threads, struct err *e);
+
 /* Workspace size that covers images whose longest side the forward sees is
  * at most max_side pixels (after any downscale). */
 int pipeline_max_patches(const struct model *m, int max_side);

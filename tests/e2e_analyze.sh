@@ -247,3 +247,34 @@ else
     [ $rc -ne 0 ] && grep -q features "$tmp/serve_bad.err" && pass "serve refuses a bad --lost-config" ||
         fail "serve refuses a bad --lost-config" "status $rc: $(head -c 200 "$tmp/serve_bad.err")"
 fi
+
+# ---- --threads: both cores, the same answer ------------------------------------------
+for t in 1 2; do
+    "$LOSTD" analyze --model "$M" --threads $t "${IMGS[@]}" >"$tmp/an_t$t.jsonl" 2>"$tmp/an_t$t.err"
+done
+if python3 - "$tmp/an_t1.jsonl" "$tmp/an_t2.jsonl" <<'PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+for x in a + b:
+    x.pop("timings_ms", None)
+assert a and a == b, "outputs differ"
+PY
+then pass "analyze --threads 1 and --threads 2 give the same JSON"
+else fail "analyze --threads 1 and --threads 2 give the same JSON" "$(head -c 300 "$tmp/an_t2.err")"; fi
+for t in 1 2; do
+    cal --biases 0,-0.3 --layers -1 --fresh --threads $t --cache "$tmp/cal_t$t.cache" \
+        >"$tmp/cal_t$t.table" 2>"$tmp/cal_t$t.err" && cp "$tmp/best.json" "$tmp/best_t$t.json"
+done
+if cmp -s "$tmp/cal_t1.table" "$tmp/cal_t2.table" && cmp -s "$tmp/best_t1.json" "$tmp/best_t2.json" &&
+   [ -s "$tmp/best_t1.json" ]; then
+    pass "calibrate --threads 1 and --threads 2 give the same table and settings"
+else
+    fail "calibrate --threads 1 and --threads 2 give the same table and settings" \
+        "$(diff "$tmp/cal_t1.table" "$tmp/cal_t2.table" | head -5) $(head -c 200 "$tmp/cal_t2.err")"
+fi
+for cmd in analyze calibrate; do
+    "$LOSTD" $cmd --model "$M" --threads 0 x.jpg >/dev/null 2>"$tmp/thr.err"
+    rc=$?
+    [ $rc -eq 2 ] && grep -q -- "--threads" "$tmp/thr.err" && pass "$cmd --threads 0: exit 2 naming the flag" ||
+        fail "$cmd --threads 0: exit 2 naming the flag" "status $rc: $(head -c 200 "$tmp/thr.err")"
+done
