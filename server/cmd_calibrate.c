@@ -18,6 +18,7 @@
 #include "corloc.h"
 #include "dataset.h"
 #include "err.h"
+#include "file.h"
 #include "image.h"
 #include "lost.h"
 #include "lost_opts.h"
@@ -240,31 +241,36 @@ static int cache_read(const char *path, json_t *hdr, int n_set, struct cache *c,
     return rc;
 }
 
+/* j (consumed) as one compact line of f. */
+static int write_line(struct file_out *f, json_t *j, struct err *e)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!text) {
+        file_out_abort(f);
+        return err_set(e, ERR_NOMEM, "%s: out of memory", f->path);
+    }
+    int rc = file_out_printf(f, e, "%s\n", text);
+    free(text);
+    return rc;
+}
+
 static int cache_write(const char *path, json_t *hdr, const struct cache *c, struct err *e)
 {
     static const char *const st[] = {"ok", "skipped", "excluded"};
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return err_set(e, ERR_IO, "%s: path too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return err_set(e, ERR_IO, "%s: %s", tmp, strerror(errno));
-    int bad = json_dumpf(hdr, f, JSON_COMPACT | JSON_PRESERVE_ORDER) || fputc('\n', f) == EOF;
-    for (long i = 0; i < c->n && !bad; i++) {
+    struct file_out f;
+    int rc = file_out_open(&f, path, e);
+    if (!rc)
+        rc = write_line(&f, json_incref(hdr), e);
+    for (long i = 0; i < c->n && !rc; i++) {
         json_t *j = json_pack("{s:s, s:s}", "id", c->e[i].id, "status", st[c->e[i].status]);
-        if (c->e[i].status == 0)
+        if (j && c->e[i].status == 0)
             json_object_set_new(j, "hits", json_string(c->e[i].bits));
-        bad = json_dumpf(j, f, JSON_COMPACT | JSON_PRESERVE_ORDER) || fputc('\n', f) == EOF;
-        json_decref(j);
+        rc = write_line(&f, j, e);
     }
-    bad |= fflush(f) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        int err = errno;
-        remove(tmp);
-        return err_set(e, ERR_IO, "%s: cannot write: %s", path, strerror(err));
-    }
-    return 0;
+    if (!rc)
+        rc = file_out_commit(&f, e);
+    return rc;
 }
 
 /* ---- one image ---------------------------------------------------------------- */

@@ -22,6 +22,7 @@
 #include "corloc.h"
 #include "dataset.h"
 #include "err.h"
+#include "file.h"
 #include "image.h"
 #include "lost_opts.h"
 #include "model.h"
@@ -539,21 +540,14 @@ static int write_results(const char *path, const struct map *m, struct err *e)
         if (m->slot[i].key)
             v[n++] = &m->slot[i];
     qsort(v, n, sizeof *v, cmp_slot_index);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(v);
-        return err_set(e, ERR_IO, "%s: %s", tmp, strerror(errno));
-    }
-    for (size_t i = 0; i < n; i++)
-        fprintf(f, "%s\n", v[i]->line);
+    struct file_out f;
+    int rc = file_out_open(&f, path, e);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = file_out_printf(&f, e, "%s\n", v[i]->line);
     free(v);
-    if (fclose(f) || rename(tmp, path)) {
-        unlink(tmp);
-        return err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
-    }
-    return 0;
+    if (!rc)
+        rc = file_out_commit(&f, e);
+    return rc;
 }
 
 /* ---- command ----------------------------------------------------------------- */
@@ -693,8 +687,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-static void summary(const struct opts *o, const char *set, const char *source,
-                    const struct corloc_acc *acc, long not_evaluated, double ms)
+/* The closing JSON line on stdout. 0, or -1 (message printed) when stdout
+ * cannot take it: the result must not be lost silently. */
+static int summary(const struct opts *o, const char *set, const char *source,
+                   const struct corloc_acc *acc, long not_evaluated, double ms)
 {
     json_t *j = json_object();
     json_object_set_new(j, "dataset", json_string(o->dataset));
@@ -717,10 +713,14 @@ static void summary(const struct opts *o, const char *set, const char *source,
     json_object_set_new(j, "seconds", json_real(round(ms) / 1000.0));
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(j);
-    if (s)
-        puts(s);
+    int bad = !s || puts(s) == EOF;
     free(s);
-    fflush(stdout);
+    bad |= fflush(stdout) != 0;
+    if (bad) {
+        cli_fail(1, CMD, "cannot write the result to stdout: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 static void progress(long done, long total, double t0, int final)
@@ -782,7 +782,8 @@ static int run_merge(const struct opts *o)
         return cli_fail(1, CMD, "%s", e.msg);
     }
     map_free(&m);
-    summary(o, set, "merge", &acc, not_evaluated, cli_now_ms() - t0);
+    if (summary(o, set, "merge", &acc, not_evaluated, cli_now_ms() - t0))
+        return 1;
     return acc.skipped || acc.missing || not_evaluated > 0 ? EXIT_INCOMPLETE : 0;
 }
 
@@ -792,7 +793,10 @@ static int run_merge(const struct opts *o)
 static FILE *open_out(const struct opts *o, char *part, size_t cap, struct map *done,
                       struct err *e)
 {
-    snprintf(part, cap, "%s.part", o->out);
+    if ((size_t)snprintf(part, cap, "%s.part", o->out) >= cap) {
+        err_set(e, ERR_INPUT, "%s: path too long", o->out);
+        return NULL;
+    }
     /* The final rename must not fail after hours of work, nor replace a
      * device or a folder: only a regular file (or nothing) may be there. */
     struct stat sb;
@@ -949,15 +953,23 @@ int cli_eval(int argc, char **argv)
     if (tty)
         progress(seen, total, t0, 1);
     if (out) {
-        int bad = fclose(out) != 0;
+        int bad = fflush(out) != 0 || ferror(out);
+        bad |= fclose(out) != 0;
         out = NULL;
-        if (bad || rename(part, o.out)) {
-            rc = cli_fail(1, CMD, "%s: %s", o.out, strerror(errno));
+        struct err fe = {0};
+        if (bad) {
+            rc = cli_fail(1, CMD, "%s: write failed: %s", part, strerror(errno));
+            goto end;
+        }
+        if (file_rename_durable(part, o.out, &fe)) {
+            rc = cli_fail(1, CMD, "%s", fe.msg);
             goto end;
         }
     }
-    summary(&o, set, src.name, &acc, -1, cli_now_ms() - t0);
-    rc = acc.skipped || acc.missing ? EXIT_INCOMPLETE : 0;
+    if (summary(&o, set, src.name, &acc, -1, cli_now_ms() - t0))
+        rc = 1;
+    else
+        rc = acc.skipped || acc.missing ? EXIT_INCOMPLETE : 0;
 end:
     if (out)
         fclose(out);

@@ -226,4 +226,32 @@ rc=$?
 [ $rc -eq 0 ] && [ ! -e "$T/m.jsonl.part" ] || fail "eval --model resume" "status $rc $(cat "$T/m.err")"
 same_run "eval --model resumed after kill -9 = uninterrupted" \
     "$T/mfull.jsonl" "$T/m.jsonl" "$T/mfull.sum" "$T/m.sum"
+
+# ---- a full disk and a closed stdout: a clear error, never a half-written file
+mkdir -p "$T/full"
+if mount -t tmpfs -o size=64k lostd-faults "$T/full" 2>/dev/null; then
+    "$LOSTD" "${VOC[@]}" --predictions "$CSV" --out "$T/full/r.jsonl" >/dev/null 2>"$T/full.err"
+    rc=$?
+    if [ $rc -eq 1 ] && grep -qi "no space\|write failed" "$T/full.err" && [ ! -e "$T/full/r.jsonl" ] &&
+       [ -z "$(find "$T/full" -name '*.tmp.*')" ]; then
+        pass "eval --out on a full disk: exit 1, no result file, no temporary"
+    else
+        fail "eval --out on a full disk" "status $rc: $(head -c 300 "$T/full.err"); $(ls "$T/full")"
+    fi
+    rm -f "$T/full/"*
+    "$LOSTD" eval --dataset voc07 --merge "$T/full.jsonl" --out "$T/full/merged.jsonl" \
+        >/dev/null 2>"$T/merge_full.err"
+    rc=$?
+    [ $rc -eq 1 ] && [ ! -e "$T/full/merged.jsonl" ] && [ -z "$(ls "$T/full")" ] &&
+        pass "eval --merge --out on a full disk: exit 1, nothing left" ||
+        fail "eval --merge --out on a full disk" "status $rc: $(head -c 300 "$T/merge_full.err"); $(ls "$T/full")"
+    umount "$T/full"
+else
+    echo "SKIP full-disk cases: cannot mount a tmpfs here (tests/test_file.c covers the writer)"
+fi
+"$LOSTD" "${VOC[@]}" --predictions "$CSV" >/dev/full 2>"$T/devfull.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "cannot write the result" "$T/devfull.err" &&
+    pass "eval with stdout on a full device: exit 1 with a message" ||
+    fail "eval with stdout on a full device" "status $rc: $(head -c 200 "$T/devfull.err")"
 exit 0
