@@ -9,6 +9,7 @@
 #include "image.h"
 
 #include "arena.h"
+#include "clock.h"
 #include "err.h"
 
 #include <errno.h>
@@ -164,7 +165,7 @@ struct jpeg_guard {
     struct jpeg_progress_mgr progress;
     jmp_buf jump;
     int code;                     /* ERR_* the jump reports (ERR_INPUT unless set) */
-    double deadline_ms;           /* > 0: stop once image_now_ms() passes it */
+    double deadline_ms;           /* > 0: stop once clock_now_ms() passes it */
     char msg[JMSG_LENGTH_MAX];
 };
 
@@ -208,7 +209,7 @@ static void jpeg_on_progress(j_common_ptr c)
             longjmp(g->jump, 1);
         }
     }
-    if (g->deadline_ms > 0 && image_now_ms() > g->deadline_ms) {
+    if (g->deadline_ms > 0 && clock_now_ms() > g->deadline_ms) {
         g->code = ERR_BUSY;
         snprintf(g->msg, sizeof g->msg, "decoding ran past the request's deadline");
         longjmp(g->jump, 1);
@@ -588,12 +589,6 @@ int image_decode_fit(const unsigned char *buf, size_t n, const struct image_deco
     }
 }
 
-double image_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 int image_read_file(const char *path, struct arena *a, unsigned char **out, size_t *n_out,
                     struct err *e)

@@ -4,6 +4,7 @@
  * when asked, all tokens after the final norm. Reads the model, writes only
  * the workspace; never prints, never allocates after vit_work_init. */
 #include "vit.h"
+#include "clock.h"
 #include "err.h"
 #include "kern_impl.h"
 #include "model_impl.h"
@@ -165,13 +166,6 @@ int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
 
 int vit_work_threads(const struct vit_work *w) { return w->n_threads; }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
 {
     const struct model *m = w->m;
@@ -191,14 +185,14 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
         double best = 1e30;
         for (int r = 0; r < 5; r++) {
-            double t0 = now_ms();
+            double t0 = clock_now_ms();
             if (w->fast)
                 gemm_par(w, T, s[i].n, s[i].k, w->ffn, s[i].k, s[i].Wp, s[i].Wh, NULL,
                          s[i].out, EPI_NONE, NULL, NULL);
             else
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, s[i].n, s[i].k, 1.0f,
                             w->ffn, s[i].k, s[i].W, s[i].k, 0.0f, s[i].out, s[i].n);
-            double t = now_ms() - t0;
+            double t = clock_now_ms() - t0;
             best = t < best ? t : best;
         }
         flop += 2.0 * T * s[i].n * s[i].k;

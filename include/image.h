@@ -44,7 +44,7 @@ struct image_decode_opts {
     size_t max_memory;      /* > 0: libjpeg's own memory (whole-image coefficient buffers
                                of progressive / multi-scan files) may not exceed it:
                                ERR_TOOBIG instead */
-    double deadline_ms;     /* > 0: on image_now_ms()'s clock; a JPEG decode still running
+    double deadline_ms;     /* > 0: on clock_now_ms()'s clock (include/clock.h); a JPEG decode still running
                                then stops with ERR_BUSY */
 };
 
@@ -96,9 +96,6 @@ int image_probe(const unsigned char *buf, size_t n, const struct image_decode_op
 int image_decode_fit(const unsigned char *buf, size_t n, const struct image_decode_opts *o,
                      struct arena *a, struct image *out, struct image_info *info,
                      struct err *e);
-
-/* Milliseconds on a monotonic clock (the deadline's). */
-double image_now_ms(void);
 
 /* Reads a whole file into arena memory (*out, *n; at most
  * IMAGE_MAX_FILE_BYTES, else ERR_TOOBIG). ERR_NOTFOUND when the file does

@@ -1,6 +1,7 @@
 /* analyze_json.c - image -> forward with tokens, attention and patch
  * embeddings -> analyze_tokens -> one JSON object. See analyze_json.h. */
 #include "analyze_json.h"
+#include "clock.h"
 #include "pipeline.h"
 
 #include "arena.h"
@@ -131,20 +132,20 @@ static int analyze_fitted(const struct model *m, struct vit_work *w, struct aren
         return err_set(e, ERR_TOOBIG, "a %dx%d image needs %ld patches, at most %d are "
                        "allowed (downscale it, e.g. max_side)", in.w, in.h, need,
                        vit_work_max_patches(w));
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     struct vit_opts vo = {.layer = -1,
                           .want = VIT_WANT_TOKENS | VIT_WANT_ATTN | VIT_WANT_PATCH_EMBED};
     struct vit_out v;
     if ((rc = vit_forward(m, w, x, H, W, &vo, &v, e)))
         return rc;
-    double t1 = cli_now_ms();
+    double t1 = clock_now_ms();
     struct analyze_input ai = {.tokens = v.tokens, .patch_embed = v.patch_embed,
                                .attn = v.attn, .grid_h = v.grid_h, .grid_w = v.grid_w,
                                .n_reg = v.n_reg, .dim = v.dim, .n_head = v.n_head};
     if ((rc = analyze_tokens(&ai, o->threshold, a, &run->res, e)))
         return rc;
     run->ms_forward = t1 - t0;
-    run->ms_analyze = cli_now_ms() - t1;
+    run->ms_analyze = clock_now_ms() - t1;
     *out = build(run, a);
     if (!*out)
         return err_set(e, ERR_NOMEM, "out of memory for the JSON reply");
@@ -167,7 +168,7 @@ int analyze_json_bytes(const struct model *m, struct vit_work *w, struct arena *
                        const unsigned char *buf, size_t n, const struct analyze_json_opts *o,
                        json_t **out, struct err *e)
 {
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     /* The daemon's decode: budgeted, straight to max_side, EXIF applied. */
     struct pipeline_opts po;
     pipeline_opts_default(&po);
@@ -180,7 +181,7 @@ int analyze_json_bytes(const struct model *m, struct vit_work *w, struct arena *
     int rc = pipeline_decode(buf, n, &po, a, &img, &info, e);
     if (rc)
         return rc;
-    double ms = cli_now_ms() - t0;
+    double ms = clock_now_ms() - t0;
     struct analyze_run run;
     if ((rc = analyze_fitted(m, w, a, &img, info.up_w, info.up_h, o, &run, out, e)))
         return rc;

@@ -1,6 +1,7 @@
 /* budget.c - a shared byte budget (see budget.h): a counter under a mutex,
  * with a condition variable for the holders who wait. */
 #include "budget.h"
+#include "clock.h"
 #include "cli.h"
 #include "err.h"
 
@@ -64,12 +65,8 @@ int budget_acquire(struct budget *b, long long n, double deadline_ms)
         return ERR_TOOBIG;
     /* The wait is on CLOCK_REALTIME (the condition variable's clock); the
      * deadline is turned into it once. */
-    double left = deadline_ms - cli_now_ms();
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    long long ns = dl.tv_nsec + (long long)((left > 0 ? left : 0) * 1e6);
-    dl.tv_sec += (time_t)(ns / 1000000000LL);
-    dl.tv_nsec = (long)(ns % 1000000000LL);
+    clock_deadline(CLOCK_REALTIME, deadline_ms - clock_now_ms(), &dl);
     pthread_mutex_lock(&b->mu);
     int rc = 0;
     while (n > b->cap - b->used) {

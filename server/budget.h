@@ -19,7 +19,7 @@ void budget_free(struct budget *b);
 int budget_try(struct budget *b, long long n);
 
 /* Takes n bytes, waiting until they are free or until deadline_ms (on the
- * clock of cli_now_ms). Returns 0, ERR_TOOBIG when n exceeds the whole cap
+ * clock of clock_now_ms). Returns 0, ERR_TOOBIG when n exceeds the whole cap
  * (waiting cannot help), or ERR_BUSY at the deadline. */
 int budget_acquire(struct budget *b, long long n, double deadline_ms);
 

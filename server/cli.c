@@ -73,9 +73,3 @@ bad:
 
 int cli_isatty_stderr(void) { return isatty(2); }
 
-double cli_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}

@@ -29,7 +29,5 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
 /* Nonzero when stderr is a terminal (progress bars only then). */
 int cli_isatty_stderr(void);
 
-/* Monotonic clock in milliseconds. */
-double cli_now_ms(void);
 
 #endif

@@ -3,6 +3,7 @@
  * machine reaches on the model's own GEMM shapes (the ceiling the forward
  * is measured against). Figures only: nothing here asserts a speed. */
 #include "arena.h"
+#include "clock.h"
 #include "cli.h"
 #include "err.h"
 #include "image.h"
@@ -152,12 +153,12 @@ int cli_bench(int argc, char **argv)
     struct pipeline_result r;
     for (long i = 0; i < warmup + repeat; i++) {
         arena_rewind(a, mark);
-        double t0 = cli_now_ms();
+        double t0 = clock_now_ms();
         if (pipeline_run_image(m, vw, a, &img, &o, &r, &e)) {
             cli_fail(1, "bench", "%s", e.msg);
             goto done;
         }
-        double t = cli_now_ms() - t0;
+        double t = clock_now_ms() - t0;
         if (i >= warmup) {
             fw[i - warmup] = r.ms_forward;
             lo[i - warmup] = r.ms_lost;

@@ -13,6 +13,7 @@
  * already there. Deterministic: fixed subset, fixed enumeration order,
  * ties broken by that order (calibrate.h). */
 #include "arena.h"
+#include "clock.h"
 #include "calibrate.h"
 #include "cli.h"
 #include "corloc.h"
@@ -515,7 +516,7 @@ int cli_calibrate(int argc, char **argv)
     long size = d ? dataset_size(d) : 0;
     long n_items = o.subset > 0 && o.subset < size ? o.subset : size;
     long images = 0, skipped = 0, excluded = 0, reused = 0, since_save = 0;
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     for (long t = 0; !status && t < n_items; t++) {
         long idx = (long)((double)t * size / n_items);
         struct dataset_item it;
@@ -566,7 +567,7 @@ int cli_calibrate(int argc, char **argv)
         }
         if (cli_isatty_stderr())
             fprintf(stderr, "\rlostd %s: %ld/%ld images (%.1f s)", CMD, t + 1, n_items,
-                    (cli_now_ms() - t0) / 1000);
+                    (clock_now_ms() - t0) / 1000);
     }
     if (cli_isatty_stderr() && n_items)
         fputc('\n', stderr);

@@ -1,6 +1,7 @@
 /* cmd_discover.c - `lostd discover`: the main object of each image, one
  * JSON line per image on stdout, errors per image as JSON lines too. */
 #include "arena.h"
+#include "clock.h"
 #include "cli.h"
 #include "discover_json.h"
 #include "err.h"
@@ -113,7 +114,7 @@ int cli_discover(int argc, char **argv)
     int failures = 0;
     for (int i = 0; i < n_img && a; i++) {
         arena_reset(a);
-        double t0 = cli_now_ms();
+        double t0 = clock_now_ms();
         unsigned char *bytes;
         size_t nbytes;
         struct image_info info;
@@ -127,7 +128,7 @@ int cli_discover(int argc, char **argv)
         if (!rc)
             rc = pipeline_workspace_ensure(m, &w, info.up_w, info.up_h, o.max_side,
                                            (int)threads, &e);
-        double t1 = cli_now_ms();
+        double t1 = clock_now_ms();
         if (!rc && (rc = pipeline_run_bytes(m, w, a, bytes, nbytes, &o, &r, &e)))
             err_prefix(&e, "%s", images[i]);
         if (rc) {

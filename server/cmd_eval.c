@@ -17,6 +17,7 @@
  * or, with --merge --root, some dataset images are in no input file;
  * 1 fatal error; 2 usage. */
 #include "arena.h"
+#include "clock.h"
 #include "cli.h"
 
 #include "corloc.h"
@@ -725,7 +726,7 @@ static int summary(const struct opts *o, const char *set, const char *source,
 
 static void progress(long done, long total, double t0, int final)
 {
-    double s = (cli_now_ms() - t0) / 1000.0;
+    double s = (clock_now_ms() - t0) / 1000.0;
     double rate = s > 0 ? done / s : 0;
     double eta = rate > 0 ? (total - done) / rate : 0;
     fprintf(stderr, "\rlostd eval: %ld/%ld images  %.1f img/s  ETA %02d:%02d:%02d ", done, total,
@@ -736,7 +737,7 @@ static void progress(long done, long total, double t0, int final)
 
 static int run_merge(const struct opts *o)
 {
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     struct map m = {0};
     struct corloc_acc acc;
     corloc_init(&acc);
@@ -782,7 +783,7 @@ static int run_merge(const struct opts *o)
         return cli_fail(1, CMD, "%s", e.msg);
     }
     map_free(&m);
-    if (summary(o, set, "merge", &acc, not_evaluated, cli_now_ms() - t0))
+    if (summary(o, set, "merge", &acc, not_evaluated, clock_now_ms() - t0))
         return 1;
     return acc.skipped || acc.missing || not_evaluated > 0 ? EXIT_INCOMPLETE : 0;
 }
@@ -830,7 +831,7 @@ int cli_eval(int argc, char **argv)
     if (o.merge)
         return run_merge(&o);
 
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     struct err e;
     err_clear(&e);
     enum dataset_kind kind;
@@ -945,8 +946,8 @@ int cli_eval(int argc, char **argv)
             free(s);
         }
         dataset_item_free(&it);
-        if (tty && cli_now_ms() - last > 200) {
-            last = cli_now_ms();
+        if (tty && clock_now_ms() - last > 200) {
+            last = clock_now_ms();
             progress(seen, total, t0, 0);
         }
     }
@@ -966,7 +967,7 @@ int cli_eval(int argc, char **argv)
             goto end;
         }
     }
-    if (summary(&o, set, src.name, &acc, -1, cli_now_ms() - t0))
+    if (summary(&o, set, src.name, &acc, -1, clock_now_ms() - t0))
         rc = 1;
     else
         rc = acc.skipped || acc.missing ? EXIT_INCOMPLETE : 0;

@@ -7,6 +7,7 @@
  * CORS (http_reply.c), GET endpoints (http_get.c), bodies (http_body.c),
  * parameters (http_params.c), the discover / analyze job (http_job.c). */
 #include "http.h"
+#include "clock.h"
 #include "http_impl.h"
 #include "cli.h"
 
@@ -133,7 +134,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r)
             return MHD_NO;
         r->s = s;
-        r->t0 = cli_now_ms();
+        r->t0 = clock_now_ms();
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         r->route = route_of(url);
@@ -169,7 +170,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
-    double ms = cli_now_ms() - r->t0;
+    double ms = clock_now_ms() - r->t0;
     if (!r->status && !r->errmsg[0])
         snprintf(r->errmsg, sizeof r->errmsg, "%s",
                  toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "connection timed out"
@@ -379,7 +380,7 @@ int http_attach(struct http_server *s, const struct model *m,
 
 int http_wait_ready(struct http_server *s, double timeout_ms, struct err *e)
 {
-    double t_end = cli_now_ms() + timeout_ms;
+    double t_end = clock_now_ms() + timeout_ms;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         struct pool *p = s->pool;
@@ -394,7 +395,7 @@ int http_wait_ready(struct http_server *s, double timeout_ms, struct err *e)
             return rc;
         if (rc == 1)
             return 0;
-        if (cli_now_ms() > t_end)
+        if (clock_now_ms() > t_end)
             return err_set(e, ERR_BUSY, "warm-up still running");
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -412,10 +413,7 @@ void http_stop(struct http_server *s, double grace_ms)
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    long long ns = dl.tv_nsec + (long long)(grace_ms * 1e6);
-    dl.tv_sec += (time_t)(ns / 1000000000LL);
-    dl.tv_nsec = (long)(ns % 1000000000LL);
+    clock_deadline(CLOCK_REALTIME, grace_ms, &dl);
     pthread_mutex_lock(&s->mu);
     while (s->active > 0)
         if (pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == ETIMEDOUT)

@@ -2,6 +2,7 @@
  * pool, running it on a worker (pipeline, then the reply JSON while the
  * debug maps still live in the worker's arena), and sending its result. */
 #include "http_impl.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -66,10 +67,10 @@ static void analyze_run(struct discover_job *j, const struct model *m, struct vi
                                    .scratch = j->opts.scratch,
                                    .max_pixels = j->opts.max_pixels};
     json_t *root = NULL;
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     int rc = analyze_json_bytes(m, w, a, j->data, j->n, &ao, &root, &e);
     drop_data(j);
-    j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : cli_now_ms() - t0;
+    j->ms[METRICS_STAGE_FORWARD] = rc ? 0 : clock_now_ms() - t0;
     if (!rc)
         json_object_set_new(root, "model", json_string(j->model_id));
     set_reply(j, rc, &e, root, JSON_PRESERVE_ORDER);
@@ -82,7 +83,7 @@ static void discover_run(struct pool_job *pj, const struct model *m, struct vit_
     struct pipeline_result res;
     struct err e;
     err_clear(&e);
-    j->ms[METRICS_STAGE_QUEUE] = cli_now_ms() - pj->t_queued;
+    j->ms[METRICS_STAGE_QUEUE] = clock_now_ms() - pj->t_queued;
     if (j->analyze) {
         analyze_run(j, m, w, a);
         return;
@@ -163,7 +164,7 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
     /* A decode shares the workers' decode budget and stops when the client
      * would no longer wait for it. */
     j->opts.scratch = s->scratch;
-    j->opts.deadline_ms = cli_now_ms() + (double)s->c->timeout * 1000;
+    j->opts.deadline_ms = clock_now_ms() + (double)s->c->timeout * 1000;
     r->job = j;
     struct err e;
     err_clear(&e);

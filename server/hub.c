@@ -4,6 +4,7 @@
  * announces in its first response; the file is hashed from disk and only a
  * verified file is renamed into place (include/file.h). */
 #include "hub.h"
+#include "clock.h"
 #include "cli.h"
 #include "err.h"
 #include "file.h"
@@ -217,7 +218,7 @@ static int on_progress(void *ud, curl_off_t total, curl_off_t now, curl_off_t ut
         return 1; /* aborts the transfer */
     if (!d->o->progress)
         return 0;
-    double t = cli_now_ms();
+    double t = clock_now_ms();
     if (t - d->t_last < 100 && !(total > 0 && now == total))
         return 0;
     d->t_last = t;
@@ -410,7 +411,7 @@ static int lock_dest(const struct hub_opts *o, const char *dest, struct err *e)
         err_set(e, ERR_IO, "cannot create %s: %s", lock, strerror(errno));
         return -1;
     }
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     int told = 0;
     while (flock(fd, LOCK_EX | LOCK_NB)) {
         if (errno != EWOULDBLOCK && errno != EINTR) {
@@ -421,7 +422,7 @@ static int lock_dest(const struct hub_opts *o, const char *dest, struct err *e)
         if (!told && o->log)
             log_msg(o->log, "info", "another process is downloading %s; waiting for it", dest);
         told = 1;
-        if ((o->cancel && *o->cancel) || cli_now_ms() - t0 > HUB_LOCK_WAIT_S * 1000.0) {
+        if ((o->cancel && *o->cancel) || clock_now_ms() - t0 > HUB_LOCK_WAIT_S * 1000.0) {
             err_set(e, ERR_BUSY, "gave up after %ds waiting for another process to download "
                     "%s (lock %s)", HUB_LOCK_WAIT_S, dest, lock);
             close(fd);

@@ -1,6 +1,7 @@
 /* pipeline.c - image bytes -> decoded pixels -> padded tensor -> q/k/v ->
  * LOST box, with per-stage timings. See pipeline.h. */
 #include "pipeline.h"
+#include "clock.h"
 #include "arena.h"
 #include "budget.h"
 #include "cli.h"
@@ -49,7 +50,7 @@ static int scratch_take(const struct pipeline_opts *o, long long n, const char *
         return err_set(e, ERR_TOOBIG, "%s needs %lld MB of scratch, over the budget of "
                        "%lld MB (--scratch-budget): send a smaller image", what, n >> 20,
                        budget_cap(o->scratch) >> 20);
-    double dl = o->deadline_ms > 0 ? o->deadline_ms : cli_now_ms() + 30e3;
+    double dl = o->deadline_ms > 0 ? o->deadline_ms : clock_now_ms() + 30e3;
     if (budget_acquire(o->scratch, n, dl))
         return err_set(e, ERR_BUSY, "%s waited too long for scratch memory held by other "
                        "requests: retry shortly", what);
@@ -115,7 +116,7 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
     int rc = image_to_tensor(&run, c->patch, &norm, a, &x, &H, &W, e);
     if (rc)
         return rc;
-    double t1 = cli_now_ms();
+    double t1 = clock_now_ms();
     r->ms_preprocess = t1 - t0;
     long need = (long)(H / c->patch) * (W / c->patch);
     if (need > vit_work_max_patches(w))
@@ -130,7 +131,7 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
     struct vit_out out;
     if ((rc = vit_forward(m, w, x, H, W, &vo, &out, e)))
         return rc;
-    double t2 = cli_now_ms();
+    double t2 = clock_now_ms();
     r->ms_forward = t2 - t1;
     int feat = o->feature >= 0 ? o->feature : (int)c->lost_feature;
     const float *f = feat == MODEL_FEATURE_Q ? out.q : feat == MODEL_FEATURE_V ? out.v : out.k;
@@ -199,7 +200,7 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
         for (int i = 0; i < r->multi.n; i++)
             to_original(r->multi.obj[i].box, r, img);
     }
-    r->ms_lost = cli_now_ms() - t2;
+    r->ms_lost = clock_now_ms() - t2;
     return 0;
 }
 
@@ -207,7 +208,7 @@ int pipeline_run_image(const struct model *m, struct vit_work *w, struct arena *
                        const struct image *img, const struct pipeline_opts *o,
                        struct pipeline_result *r, struct err *e)
 {
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     struct image run = *img;
     if (o->max_side > 0 && (img->w > o->max_side || img->h > o->max_side)) {
         int rc = image_downscale(img, o->max_side, a, &run, e);
@@ -244,11 +245,11 @@ int pipeline_run_bytes(const struct model *m, struct vit_work *w, struct arena *
                        struct pipeline_result *r, struct err *e)
 {
     memset(r, 0, sizeof *r);
-    double t0 = cli_now_ms();
+    double t0 = clock_now_ms();
     struct image run;
     struct image_info info;
     int rc = pipeline_decode(buf, n, o, a, &run, &info, e);
-    double t1 = cli_now_ms();
+    double t1 = clock_now_ms();
     r->ms_decode = t1 - t0;
     if (rc)
         return rc;

@@ -34,7 +34,7 @@ struct pipeline_opts {
                                dinoseg_head of the last block's CLS attention */
     int dinoseg_head;
     int exif;               /* enum image_exif for pipeline_run_bytes (default: apply) */
-    double deadline_ms;     /* > 0: cli_now_ms() time by which decoding must be done */
+    double deadline_ms;     /* > 0: clock_now_ms() time by which decoding must be done */
     struct budget *scratch;  /* non-NULL: the large buffers of a run (the decoder's memory,
                                 image_probe's decoder_bytes; the Gram matrix) are taken from
                                 this budget shared by all workers first, waiting up to the

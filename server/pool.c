@@ -2,6 +2,7 @@
  * doubly-linked job queue. Waiting connections sleep on their job's
  * condition variable (sharing the pool mutex), with a deadline. */
 #include "pool.h"
+#include "clock.h"
 #include "arena.h"
 #include "cli.h"
 #include "err.h"
@@ -109,7 +110,7 @@ static void *worker_main(void *arg)
         p->n_queued--;
         p->n_running++;
         j->state = POOL_RUNNING;
-        j->t_started = cli_now_ms();
+        j->t_started = clock_now_ms();
         pthread_mutex_unlock(&p->mu);
 
         j->run(j, p->m, w->work, w->arena);
@@ -124,7 +125,7 @@ static void *worker_main(void *arg)
 #endif
 
         pthread_mutex_lock(&p->mu);
-        j->t_done = cli_now_ms();
+        j->t_done = clock_now_ms();
         j->state = POOL_DONE;
         p->n_running--;
         pthread_cond_broadcast(&j->cv);
@@ -259,7 +260,7 @@ int pool_submit(struct pool *p, struct pool_job *j, struct err *e)
     }
     j->refs++;
     j->state = POOL_QUEUED;
-    j->t_queued = cli_now_ms();
+    j->t_queued = clock_now_ms();
     j->prev = p->tail;
     j->next = NULL;
     if (p->tail)
@@ -276,10 +277,7 @@ int pool_submit(struct pool *p, struct pool_job *j, struct err *e)
 int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms)
 {
     struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    long long ns = dl.tv_nsec + (long long)(timeout_ms * 1e6);
-    dl.tv_sec += (time_t)(ns / 1000000000LL);
-    dl.tv_nsec = (long)(ns % 1000000000LL);
+    clock_deadline(CLOCK_MONOTONIC, timeout_ms, &dl);
     pthread_mutex_lock(&p->mu);
     while (j->state == POOL_QUEUED || j->state == POOL_RUNNING) {
         if (pthread_cond_timedwait(&j->cv, &p->mu, &dl) == ETIMEDOUT)

@@ -28,7 +28,7 @@ struct pool_job {
     /* Owned by the pool; read them only after pool_wait returned. */
     int state;                      /* enum pool_state */
     int refs;
-    double t_queued, t_started, t_done; /* cli_now_ms() */
+    double t_queued, t_started, t_done; /* clock_now_ms() */
     pthread_cond_t cv;
     struct pool_job *next, *prev;
 };

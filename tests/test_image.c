@@ -6,6 +6,7 @@
  * the right code and, in the sanitizer build, without a memory error. Run
  * from the repository root. */
 #include "arena.h"
+#include "clock.h"
 #include "check.h"
 #include "err.h"
 #include "image.h"
@@ -947,7 +948,7 @@ int main(void)
         CHECK(rc == 0, "within max_memory: rc %d %s", rc, e.msg);
         free(big);
         free(bpx);
-        struct image_decode_opts late = {.deadline_ms = image_now_ms() - 1};
+        struct image_decode_opts late = {.deadline_ms = clock_now_ms() - 1};
         rc = image_decode_fit(p, np, &late, a, &im, &ip, &e);
         CHECK(rc == ERR_BUSY, "past the deadline: rc %d %s", rc, e.msg);
         free(p);
