@@ -5,7 +5,7 @@
  *
  * Box sources are callbacks (eval_box_fn). Implemented: saved predictions
  * (LOST_VOC07.csv-style CSV, or the JSONL this command writes). The backbone
- * source (--model) plugs in at source_open_model(): load the model once,
+ * source (--model) plugs in at eval_source_model(): load the model once,
  * then run the pipeline on item->path inside the callback.
  *
  * Output: one JSONL line per image with --out (written to <out>.part,
@@ -16,6 +16,7 @@
  * annotation, per-image failure) or had no prediction (counted as misses),
  * or, with --merge --root, some dataset images are in no input file;
  * 1 fatal error; 2 usage. */
+#include "eval_impl.h"
 #include "arena.h"
 #include "clock.h"
 #include "cli.h"
@@ -42,514 +43,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CMD "eval"
 #define EXIT_INCOMPLETE 3
-#define LINE_MAX_BYTES (1 << 20)
-
-/* The per-image step: one box (x1, y1, x2, y2, original pixels) for one
- * dataset item. Returns 0 with box filled; ERR_NOTFOUND when the source has
- * no box for this image (counted as a miss, reported as missing); any other
- * ERR_* skips the image (reported, not counted). Called once per item, in
- * dataset order within a shard. */
-typedef int (*eval_box_fn)(void *ctx, const struct dataset_item *item, float box[4],
-                           struct err *e);
-
-struct eval_source {
-    const char *name;       /* "predictions" or "model", for the summary */
-    eval_box_fn box_for_image;
-    void *ctx;
-    void (*close)(void *ctx);
-    /* Optional: the image the next box_for_image call will most likely
-     * ask for, so the source can start reading it early. */
-    void (*hint_next)(void *ctx, const char *path);
-};
-
-/* ---- a small string -> value map (open addressing) ---------------------- */
-
-struct map_slot {
-    char *key;              /* NULL = empty */
-    float box[4];
-    char *line;             /* JSONL lines: the text, kept for --out */
-    long index;
-    int status;
-    int hit;
-};
-
-struct map {
-    struct map_slot *slot;
-    size_t cap, n;
-};
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
-}
-
-static struct map_slot *map_find(const struct map *m, const char *key)
-{
-    if (!m->cap)
-        return NULL;
-    for (size_t i = hash_str(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        if (!m->slot[i].key)
-            return NULL;
-        if (!strcmp(m->slot[i].key, key))
-            return &m->slot[i];
-    }
-}
-
-/* Returns the slot for key, inserting it if new (*fresh = 1). NULL on ENOMEM. */
-static struct map_slot *map_put(struct map *m, const char *key, int *fresh)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 1024;
-        struct map_slot *ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return NULL;
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->slot[i].key)
-                continue;
-            size_t j = hash_str(m->slot[i].key) & (ncap - 1);
-            while (ns[j].key)
-                j = (j + 1) & (ncap - 1);
-            ns[j] = m->slot[i];
-        }
-        free(m->slot);
-        m->slot = ns;
-        m->cap = ncap;
-    }
-    size_t i = hash_str(key) & (m->cap - 1);
-    while (m->slot[i].key && strcmp(m->slot[i].key, key))
-        i = (i + 1) & (m->cap - 1);
-    *fresh = !m->slot[i].key;
-    if (*fresh) {
-        m->slot[i].key = strdup(key);
-        if (!m->slot[i].key)
-            return NULL;
-        m->n++;
-    }
-    return &m->slot[i];
-}
-
-static void map_free(struct map *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->slot[i].key);
-        free(m->slot[i].line);
-    }
-    free(m->slot);
-    memset(m, 0, sizeof *m);
-}
-
-/* ---- predictions source ---------------------------------------------------- */
-
-/* Reads one line (any length up to LINE_MAX_BYTES) into *buf. Returns its
- * length, -1 at EOF, -2 if too long. */
-static long read_line(FILE *f, char **buf, size_t *cap)
-{
-    ssize_t n = getline(buf, cap, f);
-    if (n < 0)
-        return -1;
-    if (n > LINE_MAX_BYTES)
-        return -2;
-    while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r'))
-        (*buf)[--n] = 0;
-    return (long)n;
-}
-
-static int box_from_json(json_t *b, float box[4])
-{
-    if (!json_is_array(b) || json_array_size(b) != 4)
-        return -1;
-    for (int k = 0; k < 4; k++) {
-        json_t *v = json_array_get(b, (size_t)k);
-        if (!json_is_number(v) || !isfinite(json_number_value(v)))
-            return -1;
-        box[k] = (float)json_number_value(v);
-    }
-    return 0;
-}
-
-/* CSV "image_id,x1,y1,x2,y2" (header optional) or JSONL {"image_id", "box"}
- * (lines without a box, e.g. skipped images, are ignored). */
-static int load_predictions(const char *path, struct map *m, struct err *e)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return err_set(e, errno == ENOENT ? ERR_NOTFOUND : ERR_IO, "%s: %s", path,
-                       strerror(errno));
-    char *buf = NULL;
-    size_t cap = 0;
-    long n, lineno = 0, dup = 0;
-    int rc = 0;
-    while (!rc && (n = read_line(f, &buf, &cap)) != -1) {
-        lineno++;
-        if (n == -2) {
-            rc = err_set(e, ERR_INPUT, "%s:%ld: line too long", path, lineno);
-            break;
-        }
-        char *s = buf;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (!*s)
-            continue;
-        char id[DATASET_ID_MAX];
-        float box[4];
-        if (*s == '{') {
-            json_error_t je;
-            json_t *o = json_loads(s, 0, &je);
-            json_t *jid = json_object_get(o, "image_id");
-            if (!o || !json_is_string(jid) || strlen(json_string_value(jid)) >= sizeof id) {
-                json_decref(o);
-                rc = err_set(e, ERR_INPUT, "%s:%ld: not a prediction line", path, lineno);
-                break;
-            }
-            int has = box_from_json(json_object_get(o, "box"), box) == 0;
-            snprintf(id, sizeof id, "%s", json_string_value(jid));
-            json_decref(o);
-            if (!has)
-                continue;
-        } else {
-            if (lineno == 1 && !strncmp(s, "image_id", 8))
-                continue;
-            char *c = strchr(s, ',');
-            if (!c || (size_t)(c - s) >= sizeof id || c == s) {
-                rc = err_set(e, ERR_INPUT, "%s:%ld: expected image_id,x1,y1,x2,y2", path,
-                             lineno);
-                break;
-            }
-            memcpy(id, s, (size_t)(c - s));
-            id[c - s] = 0;
-            char *p = c + 1, *end;
-            for (int k = 0; k < 4 && !rc; k++) {
-                errno = 0;
-                double v = strtod(p, &end);
-                if (end == p || errno || !isfinite(v) || (k < 3 ? *end != ',' : *end != 0))
-                    rc = err_set(e, ERR_INPUT, "%s:%ld: expected image_id,x1,y1,x2,y2", path,
-                                 lineno);
-                box[k] = (float)v;
-                p = end + 1;
-            }
-            if (rc)
-                break;
-        }
-        int fresh;
-        struct map_slot *sl = map_put(m, id, &fresh);
-        if (!sl) {
-            rc = err_set(e, ERR_NOMEM, "out of memory");
-            break;
-        }
-        dup += !fresh;
-        memcpy(sl->box, box, sizeof box);
-    }
-    free(buf);
-    fclose(f);
-    if (!rc && dup)
-        fprintf(stderr, "lostd eval: %s: %ld duplicate image ids, the last box of each kept\n",
-                path, dup);
-    return rc;
-}
-
-/* Tries the item id ("000005", "9"), the file name ("000005.jpg") and its stem. */
-static int predictions_box(void *ctx, const struct dataset_item *it, float box[4],
-                           struct err *e)
-{
-    const struct map *m = ctx;
-    const struct map_slot *s = map_find(m, it->id);
-    if (!s && it->file[0])
-        s = map_find(m, it->file);
-    if (!s && it->file[0]) {
-        char stem[DATASET_ID_MAX];
-        snprintf(stem, sizeof stem, "%s", it->file);
-        char *dot = strrchr(stem, '.');
-        if (dot)
-            *dot = 0;
-        s = map_find(m, stem);
-    }
-    if (!s)
-        return err_set(e, ERR_NOTFOUND, "no prediction for %s", it->id);
-    memcpy(box, s->box, 4 * sizeof(float));
-    return 0;
-}
-
-static void predictions_close(void *ctx)
-{
-    map_free(ctx);
-    free(ctx);
-}
-
-static int source_open_predictions(const char *path, struct eval_source *src, struct err *e)
-{
-    struct map *m = calloc(1, sizeof *m);
-    if (!m)
-        return err_set(e, ERR_NOMEM, "out of memory");
-    int rc = load_predictions(path, m, e);
-    if (rc) {
-        predictions_close(m);
-        return rc;
-    }
-    src->name = "predictions";
-    src->box_for_image = predictions_box;
-    src->ctx = m;
-    src->close = predictions_close;
-    return 0;
-}
-
-/* The backbone source: the model is loaded once; each image is decoded,
- * run through the same pipeline as `discover` and `serve`, and its LOST box
- * returned. The workspace grows to the largest image seen. Decoding is
- * pipelined: while image i runs through the forward, a second thread
- * decodes image i + 1 into the other of two arenas. */
-struct model_source {
-    struct model *m;
-    struct vit_work *w;
-    struct arena *a, *a_next;   /* current image's scratch, next image's pixels */
-    struct pipeline_opts po;
-    int threads;
-    char next[4096];            /* hint for the image after the current one */
-    /* the decode running ahead */
-    pthread_t th;
-    int pf_active, pf_rc;
-    char pf_path[4096];
-    struct image pf_img;
-    struct err pf_err;
-};
-
-static void *prefetch_main(void *v)
-{
-    struct model_source *s = v;
-    s->pf_rc = image_load_file(s->pf_path, s->po.max_pixels, 1, s->a_next, &s->pf_img,
-                               &s->pf_err);
-    return NULL;
-}
-
-static void prefetch_wait(struct model_source *s)
-{
-    if (s->pf_active) {
-        pthread_join(s->th, NULL);
-        s->pf_active = 0;
-    }
-}
-
-static void prefetch_start(struct model_source *s, const char *path)
-{
-    if (s->pf_active || !path[0] || strlen(path) >= sizeof s->pf_path)
-        return;
-    arena_reset(s->a_next);
-    snprintf(s->pf_path, sizeof s->pf_path, "%s", path);
-    s->pf_active = !pthread_create(&s->th, NULL, prefetch_main, s);
-}
-
-static void model_hint(void *ctx, const char *path)
-{
-    struct model_source *s = ctx;
-    snprintf(s->next, sizeof s->next, "%s", path ? path : "");
-}
-
-static int model_box(void *ctx, const struct dataset_item *it, float box[4], struct err *e)
-{
-    struct model_source *s = ctx;
-    struct image img;
-    int rc;
-    if (s->pf_active && !strcmp(s->pf_path, it->path)) {
-        prefetch_wait(s);
-        struct arena *t = s->a; /* the decoded pixels become this image's scratch */
-        s->a = s->a_next;
-        s->a_next = t;
-        if ((rc = s->pf_rc)) {
-            *e = s->pf_err;
-            return rc == ERR_NOTFOUND ? err_set(e, ERR_IO, "%s", s->pf_err.msg) : rc;
-        }
-        img = s->pf_img;
-    } else {
-        prefetch_wait(s);
-        arena_reset(s->a);
-        rc = image_load_file(it->path, s->po.max_pixels, 1, s->a, &img, e);
-        if (rc)
-            return rc == ERR_NOTFOUND ? (e->code = ERR_IO) : rc; /* message kept */
-    }
-    prefetch_start(s, s->next);
-    if ((rc = pipeline_workspace_ensure(s->m, &s->w, img.w, img.h, s->po.max_side,
-                                        s->threads, e)))
-        return rc;
-    struct pipeline_result r;
-    if ((rc = pipeline_run_image(s->m, s->w, s->a, &img, &s->po, &r, e)))
-        return rc;
-    /* --dinoseg scores the baseline's box instead of LOST's */
-    const int *b = s->po.dinoseg ? r.dinoseg_box : r.lost.box;
-    for (int k = 0; k < 4; k++)
-        box[k] = (float)b[k];
-    return 0;
-}
-
-static void model_close(void *ctx)
-{
-    struct model_source *s = ctx;
-    prefetch_wait(s);
-    vit_work_free(s->w);
-    arena_free(s->a);
-    arena_free(s->a_next);
-    model_free(s->m);
-    free(s);
-}
-
-static int source_open_model(const char *path, const struct pipeline_opts *po,
-                             const struct model_opts *mo, int threads,
-                             struct eval_source *src, struct err *e)
-{
-    struct model_source *s = calloc(1, sizeof *s);
-    if (!s)
-        return err_set(e, ERR_NOMEM, "out of memory");
-    s->po = *po;
-    s->threads = threads > 0 ? threads : 1;
-    if (s->po.max_pixels <= 0)
-        s->po.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
-    int rc = model_load(path, mo, &s->m, e);
-    size_t cap = (size_t)s->po.max_pixels * 20 + (1u << 30);
-    if (!rc && (!(s->a = arena_init(cap)) || !(s->a_next = arena_init(cap))))
-        rc = err_set(e, ERR_NOMEM, "out of memory for scratch");
-    if (rc) {
-        model_close(s);
-        return rc;
-    }
-    /* One team of threads: the workspace's on the AVX-512 path, OpenBLAS's
-     * own on the fallback (see vit_work_set_threads). */
-    openblas_set_num_threads(vit_kernels_available() ? 1 : s->threads);
-    src->name = "model";
-    src->box_for_image = model_box;
-    src->hint_next = model_hint;
-    src->ctx = s;
-    src->close = model_close;
-    return 0;
-}
-
-/* ---- result lines ------------------------------------------------------------ */
-
-enum { ST_OK, ST_MISSING, ST_SKIPPED, ST_EXCLUDED };
-static const char *const status_name[] = {"ok", "missing", "skipped", "excluded"};
-
-static void acc_count(struct corloc_acc *acc, int status, int hit)
-{
-    switch (status) {
-    case ST_OK: corloc_add(acc, hit); break;
-    case ST_MISSING: corloc_add(acc, 0); acc->missing++; break;
-    case ST_SKIPPED: acc->skipped++; break;
-    default: acc->excluded++; break;
-    }
-}
-
-static json_t *box_json(const float b[4])
-{
-    json_t *a = json_array();
-    for (int k = 0; k < 4; k++)
-        json_array_append_new(a, b[k] == rintf(b[k]) && fabsf(b[k]) < 1e9f
-                                     ? json_integer((json_int_t)b[k])
-                                     : json_real(b[k]));
-    return a;
-}
-
-/* Parses a line written by this command. Returns 0, or -1 if it is not one. */
-static int parse_result_line(const char *s, char id[DATASET_ID_MAX], int *status, int *hit,
-                             long *index)
-{
-    json_error_t je;
-    json_t *o = json_loads(s, 0, &je);
-    json_t *jid = json_object_get(o, "image_id"), *st = json_object_get(o, "status");
-    int rc = -1;
-    if (o && json_is_string(jid) && strlen(json_string_value(jid)) < DATASET_ID_MAX &&
-        json_is_string(st)) {
-        for (int k = 0; k < 4; k++)
-            if (!strcmp(json_string_value(st), status_name[k])) {
-                *status = k;
-                rc = 0;
-            }
-        snprintf(id, DATASET_ID_MAX, "%s", json_string_value(jid));
-        *hit = json_is_true(json_object_get(o, "hit"));
-        json_t *ix = json_object_get(o, "index");
-        *index = json_is_integer(ix) ? (long)json_integer_value(ix) : -1;
-    }
-    json_decref(o);
-    return rc;
-}
-
-/* Adds the result lines of path to m (first occurrence of an id wins) and
- * to acc. missing_ok: a missing file is not an error. */
-static int read_results(const char *path, int missing_ok, struct map *m, struct corloc_acc *acc,
-                        long *dups, struct err *e)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (missing_ok && errno == ENOENT)
-            return 0;
-        return err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
-    }
-    char *buf = NULL;
-    size_t cap = 0;
-    long n, lineno = 0, bad = 0;
-    int rc = 0;
-    while ((n = read_line(f, &buf, &cap)) != -1) {
-        lineno++;
-        char id[DATASET_ID_MAX];
-        int status = ST_SKIPPED, hit = 0;
-        long index = -1;
-        if (n == -2 || parse_result_line(buf, id, &status, &hit, &index)) {
-            bad++;      /* e.g. the torn last line of an interrupted run */
-            continue;
-        }
-        int fresh;
-        struct map_slot *sl = map_put(m, id, &fresh);
-        if (!sl || (fresh && !(sl->line = strdup(buf)))) {
-            rc = err_set(e, ERR_NOMEM, "out of memory");
-            break;
-        }
-        if (!fresh) {
-            (*dups)++;
-            continue;
-        }
-        sl->status = status;
-        sl->hit = hit;
-        sl->index = index;
-        acc_count(acc, status, hit);
-    }
-    free(buf);
-    fclose(f);
-    if (bad)
-        fprintf(stderr, "lostd eval: %s: ignored %ld unreadable line(s)\n", path, bad);
-    return rc;
-}
-
-static int cmp_slot_index(const void *a, const void *b)
-{
-    const struct map_slot *x = *(const struct map_slot *const *)a;
-    const struct map_slot *y = *(const struct map_slot *const *)b;
-    if (x->index != y->index)
-        return (x->index > y->index) - (x->index < y->index);
-    return strcmp(x->key, y->key);
-}
-
-/* Writes every line of m, in dataset order (index), to path via a
- * temporary file renamed into place. */
-static int write_results(const char *path, const struct map *m, struct err *e)
-{
-    const struct map_slot **v = malloc((m->n + 1) * sizeof *v);
-    if (!v)
-        return err_set(e, ERR_NOMEM, "out of memory");
-    size_t n = 0;
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->slot[i].key)
-            v[n++] = &m->slot[i];
-    qsort(v, n, sizeof *v, cmp_slot_index);
-    struct file_out f;
-    int rc = file_out_open(&f, path, e);
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = file_out_printf(&f, e, "%s\n", v[i]->line);
-    free(v);
-    if (!rc)
-        rc = file_out_commit(&f, e);
-    return rc;
-}
 
 /* ---- command ----------------------------------------------------------------- */
 
@@ -746,16 +240,16 @@ static int run_merge(const struct opts *o)
     long dups = 0, not_evaluated = -1;
     int rc = 0;
     for (int k = 0; k < o->n_merge && !rc; k++)
-        rc = read_results(o->merge[k], 0, &m, &acc, &dups, &e);
+        rc = eval_read_results(o->merge[k], 0, &m, &acc, &dups, &e);
     if (rc) {
-        map_free(&m);
+        eval_map_free(&m);
         return cli_fail(1, CMD, "%s", e.msg);
     }
     if (dups)
         fprintf(stderr, "lostd eval: %ld image(s) appear in several files, first kept\n", dups);
     enum dataset_kind kind;
     if (dataset_kind_parse(o->dataset, &kind, &e)) {
-        map_free(&m);
+        eval_map_free(&m);
         return cli_fail(2, CMD, "%s", e.msg);
     }
     const char *set = o->set ? o->set : kind == DATASET_COCO20K ? "train" : "trainval";
@@ -763,7 +257,7 @@ static int run_merge(const struct opts *o)
         /* Coverage: every image of the dataset (up to --limit) must be in a file. */
         struct dataset *d;
         if (dataset_load(kind, o->root, set, o->no_hard, &d, &e)) {
-            map_free(&m);
+            eval_map_free(&m);
             return cli_fail(1, CMD, "%s", e.msg);
         }
         long n = dataset_size(d);
@@ -772,17 +266,17 @@ static int run_merge(const struct opts *o)
         not_evaluated = 0;
         for (long i = 0; i < n; i++) {
             struct dataset_item it;
-            if (dataset_get(d, i, &it, &e) == 0 && !map_find(&m, it.id))
+            if (dataset_get(d, i, &it, &e) == 0 && !eval_map_find(&m, it.id))
                 not_evaluated++;
             dataset_item_free(&it);
         }
         dataset_free(d);
     }
-    if (o->out && (rc = write_results(o->out, &m, &e))) {
-        map_free(&m);
+    if (o->out && (rc = eval_write_results(o->out, &m, &e))) {
+        eval_map_free(&m);
         return cli_fail(1, CMD, "%s", e.msg);
     }
-    map_free(&m);
+    eval_map_free(&m);
     if (summary(o, set, "merge", &acc, not_evaluated, clock_now_ms() - t0))
         return 1;
     return acc.skipped || acc.missing || not_evaluated > 0 ? EXIT_INCOMPLETE : 0;
@@ -812,8 +306,8 @@ static FILE *open_out(const struct opts *o, char *part, size_t cap, struct map *
         struct corloc_acc unused;
         corloc_init(&unused);
         long dups = 0;
-        if (read_results(o->out, 1, done, &unused, &dups, e) ||
-            read_results(part, 1, done, &unused, &dups, e) || write_results(part, done, e))
+        if (eval_read_results(o->out, 1, done, &unused, &dups, e) ||
+            eval_read_results(part, 1, done, &unused, &dups, e) || eval_write_results(part, done, e))
             return NULL;
     }
     FILE *f = fopen(part, o->resume ? "a" : "w");
@@ -842,8 +336,8 @@ int cli_eval(int argc, char **argv)
     if (dataset_load(kind, o.root, set, o.no_hard, &d, &e))
         return cli_fail(1, CMD, "%s", e.msg);
     struct eval_source src = {0};
-    rc = o.model ? source_open_model(o.model, &o.po, &o.mo, (int)o.threads, &src, &e)
-                 : source_open_predictions(o.predictions, &src, &e);
+    rc = o.model ? eval_source_model(o.model, &o.po, &o.mo, (int)o.threads, &src, &e)
+                 : eval_source_predictions(o.predictions, &src, &e);
     if (rc) {
         dataset_free(d);
         return cli_fail(1, CMD, "%s", e.msg);
@@ -873,9 +367,9 @@ int cli_eval(int argc, char **argv)
             goto end;
         }
         seen++;
-        const struct map_slot *prev = done.n ? map_find(&done, it.id) : NULL;
+        const struct map_slot *prev = done.n ? eval_map_find(&done, it.id) : NULL;
         if (prev) {
-            acc_count(&acc, prev->status, prev->hit);
+            eval_acc_count(&acc, prev->status, prev->hit);
             dataset_item_free(&it);
             continue;
         }
@@ -917,7 +411,7 @@ int cli_eval(int argc, char **argv)
                 free(gt);
             }
         }
-        acc_count(&acc, status, hit);
+        eval_acc_count(&acc, status, hit);
         if (status == ST_SKIPPED) /* on a terminal, first clear the progress line */
             fprintf(stderr, "%slostd eval: skipped %s: %s\n", tty ? "\r\033[K" : "", it.id,
                     ie.msg);
@@ -925,9 +419,9 @@ int cli_eval(int argc, char **argv)
             json_t *j = json_object();
             json_object_set_new(j, "image_id", json_string(it.id));
             json_object_set_new(j, "index", json_integer(i));
-            json_object_set_new(j, "status", json_string(status_name[status]));
+            json_object_set_new(j, "status", json_string(eval_status_name[status]));
             if (status == ST_OK)
-                json_object_set_new(j, "box", box_json(box));
+                json_object_set_new(j, "box", eval_box_json(box));
             json_object_set_new(j, "gt", json_integer(it.n_obj));
             if (status == ST_OK || status == ST_MISSING) {
                 json_object_set_new(j, "hit", json_boolean(hit));
@@ -974,9 +468,10 @@ int cli_eval(int argc, char **argv)
 end:
     if (out)
         fclose(out);
-    map_free(&done);
+    eval_map_free(&done);
     if (src.close)
         src.close(src.ctx);
     dataset_free(d);
     return rc;
 }
+
