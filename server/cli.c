@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,4 +73,22 @@ bad:
 }
 
 int cli_isatty_stderr(void) { return isatty(2); }
+
+int cli_take_str(const char *flag, const char *v, const struct cli_str_opt *opts)
+{
+    for (; opts->flag; opts++)
+        if (!strcmp(flag, opts->flag)) {
+            *opts->slot = v;
+            return 1;
+        }
+    return 0;
+}
+
+void cli_print_line(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    putchar('\n');
+    fflush(stdout);
+    json_decref(j);
+}
 

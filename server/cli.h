@@ -5,6 +5,8 @@
 #ifndef LOSTD_CLI_H
 #define LOSTD_CLI_H
 
+#include <jansson.h>
+
 int cli_features(int argc, char **argv);
 int cli_model(int argc, char **argv);
 int cli_lost(int argc, char **argv);
@@ -29,5 +31,19 @@ int cli_fail(int status, const char *cmd, const char *fmt, ...)
 /* Nonzero when stderr is a terminal (progress bars only then). */
 int cli_isatty_stderr(void);
 
+
+/* A text option of a command: its flag and where its value goes. */
+struct cli_str_opt {
+    const char *flag;
+    const char **slot;
+};
+
+/* If flag is one of opts (ended by {NULL, NULL}), stores v in its slot and
+ * returns 1; else 0. */
+int cli_take_str(const char *flag, const char *v, const struct cli_str_opt *opts);
+
+/* j (consumed) as one compact line on stdout, flushed: the per-image lines of
+ * discover and analyze. */
+void cli_print_line(json_t *j);
 
 #endif

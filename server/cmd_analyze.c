@@ -136,14 +136,6 @@ static int write_maps(const char *dir, const char *img_path, int index,
     return rc;
 }
 
-static void print_line(json_t *j)
-{
-    json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    putchar('\n');
-    fflush(stdout);
-    json_decref(j);
-}
-
 int cli_analyze(int argc, char **argv)
 {
     const char *model_path = NULL, *png_dir = NULL;
@@ -243,7 +235,7 @@ int cli_analyze(int argc, char **argv)
             json_decref(j);
             failures++;
             fprintf(stderr, "lostd %s: %s: %s\n", CMD, images[i], e.msg);
-            print_line(json_pack("{s:s, s:s, s:s}", "image", images[i], "error", e.msg,
+            cli_print_line(json_pack("{s:s, s:s, s:s}", "image", images[i], "error", e.msg,
                                  "type", err_name(rc)));
             continue;
         }
@@ -251,7 +243,7 @@ int cli_analyze(int argc, char **argv)
         json_t *line = json_pack("{s:s}", "image", images[i]);
         json_object_update(line, j);
         json_decref(j);
-        print_line(line);
+        cli_print_line(line);
     }
     if (!a)
         failures = cli_fail(1, CMD, "out of memory for scratch");

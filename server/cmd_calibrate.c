@@ -381,19 +381,12 @@ static int parse(int argc, char **argv, struct opts *o)
             return cli_fail(2, CMD, "unknown option or missing value: '%s'", a);
         i++;
         long n;
-        if (!strcmp(a, "--dataset"))
-            o->dataset = v;
-        else if (!strcmp(a, "--root"))
-            o->root = v;
-        else if (!strcmp(a, "--model"))
-            o->model = v;
-        else if (!strcmp(a, "--out"))
-            o->out = v;
-        else if (!strcmp(a, "--cache"))
-            o->cache = v;
-        else if (!strcmp(a, "--set"))
-            o->set = v;
-        else if (!strcmp(a, "--threads")) {
+        const struct cli_str_opt text[] = {
+            {"--dataset", &o->dataset}, {"--root", &o->root}, {"--model", &o->model},
+            {"--out", &o->out}, {"--cache", &o->cache}, {"--set", &o->set}, {NULL, NULL}};
+        if (cli_take_str(a, v, text))
+            continue;
+        if (!strcmp(a, "--threads")) {
             if (cli_parse_int(CMD, a, v, 1, 256, &o->threads))
                 return 2;
         } else if (!strcmp(a, "--subset")) {

@@ -33,14 +33,6 @@ static const char usage[] =
     "the patches left -, background, overlap; see include/lost.h).\n"
     "\n";
 
-static void print_line(json_t *j)
-{
-    json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    putchar('\n');
-    fflush(stdout);
-    json_decref(j);
-}
-
 int cli_discover(int argc, char **argv)
 {
     const char *model_path = NULL;
@@ -134,13 +126,13 @@ int cli_discover(int argc, char **argv)
         if (rc) {
             failures++;
             fprintf(stderr, "lostd discover: %s\n", e.msg);
-            print_line(json_pack("{s:s, s:s, s:s}", "image", images[i], "error", e.msg,
+            cli_print_line(json_pack("{s:s, s:s, s:s}", "image", images[i], "error", e.msg,
                                  "type", err_name(rc)));
             continue;
         }
         r.ms_decode += t1 - t0;
         struct discover_json_opts dj = {.schema = DISCOVER_JSON_CLI, .image = images[i]};
-        print_line(discover_json(&r, &dj));
+        cli_print_line(discover_json(&r, &dj));
     }
     if (!a)
         failures = cli_fail(1, "discover", "out of memory for scratch");

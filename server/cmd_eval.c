@@ -145,19 +145,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
         if (i + 1 >= argc)
             return cli_fail(2, CMD, "%s needs a value", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--dataset"))
-            o->dataset = v;
-        else if (!strcmp(a, "--root"))
-            o->root = v;
-        else if (!strcmp(a, "--model"))
-            o->model = v;
-        else if (!strcmp(a, "--predictions"))
-            o->predictions = v;
-        else if (!strcmp(a, "--set"))
-            o->set = v;
-        else if (!strcmp(a, "--out"))
-            o->out = v;
-        else if (!strcmp(a, "--shard")) {
+        const struct cli_str_opt text[] = {
+            {"--dataset", &o->dataset}, {"--root", &o->root}, {"--model", &o->model},
+            {"--predictions", &o->predictions}, {"--set", &o->set}, {"--out", &o->out},
+            {NULL, NULL}};
+        if (cli_take_str(a, v, text))
+            continue;
+        if (!strcmp(a, "--shard")) {
             if (parse_shard(v, &o->shard_i, &o->shard_n))
                 return cli_fail(2, CMD, "--shard expects I/N with 0 <= I < N, got '%s'", v);
         } else if (!strcmp(a, "--limit")) {

@@ -57,21 +57,13 @@ static int host_allowed(const char *list, const char *host)
     const char *colon = strrchr(host, ':');
     if (colon && !strchr(colon, ']'))
         name_n = (size_t)(colon - host);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *q = p;
-        while (*q && *q != ',')
-            q++;
-        const char *end = q;
-        while (end > p && end[-1] == ' ')
-            end--;
-        size_t n = (size_t)(end - p);
+    size_t n;
+    const char *p;
+    for (const char *q = list; (q = http_list_next(q, &p, &n));) {
         int has_port = n && memchr(p, ':', n) && (p[0] != '[' || p[n - 1] != ']');
-        if (n && ((has_port && n == hn && !strncasecmp(p, host, n)) ||
-                  (!has_port && n == name_n && !strncasecmp(p, host, n))))
+        if ((has_port && n == hn && !strncasecmp(p, host, n)) ||
+            (!has_port && n == name_n && !strncasecmp(p, host, n)))
             return 1;
-        p = q;
     }
     return 0;
 }

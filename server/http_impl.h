@@ -114,6 +114,10 @@ struct req {
 };
 
 /* http_reply.c */
+/* Walks a comma-separated list (--cors-origins, --allowed-hosts): the next
+ * item, blanks trimmed, in *item / *n; returns where to continue, or NULL
+ * at the end. */
+const char *http_list_next(const char *p, const char **item, size_t *n);
 /* The HTTP status of an ERR_* code and the error "type" it is reported as. */
 int http_status_of(int code, const char **type);
 /* {"error": {"code", "type", "message"}} as heap text (free()), or NULL. */

@@ -149,6 +149,30 @@ static int scan_scalar(struct scan *s)
     }
 }
 
+/* A member's key and its ':'; the value comes next. */
+static int scan_key(struct scan *s, struct span *key, int *escaped)
+{
+    skip_ws(s);
+    if (scan_string(s, key, escaped))
+        return -1;
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != ':')
+        return scan_fail(s, "expected ':'");
+    s->p++;
+    skip_ws(s);
+    return 0;
+}
+
+/* After an object member: 1 when a ',' follows (another member), 0 at the
+ * closing '}' (consumed), -1 with s->msg otherwise. */
+static int next_member(struct scan *s)
+{
+    skip_ws(s);
+    if (s->p < s->end && (*s->p == ',' || *s->p == '}'))
+        return *s->p++ == ',';
+    return scan_fail(s, "expected ',' or '}'");
+}
+
 /* {"key": scalar, ...}; sp gets the object's text, braces included. */
 static int scan_flat_object(struct scan *s, struct span *sp)
 {
@@ -163,28 +187,16 @@ static int scan_flat_object(struct scan *s, struct span *sp)
     }
     for (;;) {
         struct span key;
-        skip_ws(s);
-        if (scan_string(s, &key, NULL))
+        if (scan_key(s, &key, NULL) || scan_scalar(s))
             return -1;
-        skip_ws(s);
-        if (s->p >= s->end || *s->p != ':')
-            return scan_fail(s, "expected ':'");
-        s->p++;
-        skip_ws(s);
-        if (scan_scalar(s))
+        int more = next_member(s);
+        if (more < 0)
             return -1;
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (s->p < s->end && *s->p == '}') {
-            s->p++;
+        if (!more) {
             sp->p = q;
             sp->n = (size_t)(s->p - q);
             return 0;
         }
-        return scan_fail(s, "expected ',' or '}'");
     }
 }
 
@@ -219,14 +231,8 @@ static int scan_body(struct scan *s, struct span *in, int *in_escaped, struct sp
         for (;;) {
             struct span key;
             int kesc;
-            skip_ws(s);
-            if (scan_string(s, &key, &kesc))
+            if (scan_key(s, &key, &kesc))
                 return -1;
-            skip_ws(s);
-            if (s->p >= s->end || *s->p != ':')
-                return scan_fail(s, "expected ':'");
-            s->p++;
-            skip_ws(s);
             if (s->p >= s->end)
                 return scan_fail(s, "unexpected end");
             int is_in = key_is(&key, kesc, "inputs");
@@ -257,16 +263,11 @@ static int scan_body(struct scan *s, struct span *in, int *in_escaped, struct sp
                 if (scan_scalar(s))
                     return -1;
             }
-            skip_ws(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (s->p < s->end && *s->p == '}') {
-                s->p++;
+            int more = next_member(s);
+            if (more < 0)
+                return -1;
+            if (!more)
                 break;
-            }
-            return scan_fail(s, "expected ',' or '}'");
         }
     }
     skip_ws(s);

@@ -10,6 +10,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *http_list_next(const char *p, const char **item, size_t *n)
+{
+    while (*p == ' ' || *p == ',')
+        p++;
+    if (!*p)
+        return NULL;
+    const char *q = p;
+    while (*q && *q != ',')
+        q++;
+    const char *end = q;
+    while (end > p && end[-1] == ' ')
+        end--;
+    *item = p;
+    *n = (size_t)(end - p);
+    return q;
+}
+
 int http_status_of(int code, const char **type)
 {
     switch (code) {
@@ -51,21 +68,13 @@ static void add_cors(struct req *r, struct MHD_Connection *c, struct MHD_Respons
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
         return;
     }
-    size_t on = strlen(origin);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *q = p;
-        while (*q && *q != ',')
-            q++;
-        const char *end = q;
-        while (end > p && end[-1] == ' ')
-            end--;
-        if ((size_t)(end - p) == on && on && !strncmp(p, origin, on)) {
+    size_t on = strlen(origin), n;
+    const char *item;
+    for (const char *p = list; (p = http_list_next(p, &item, &n));) {
+        if (n == on && on && !strncmp(item, origin, on)) {
             MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
             return;
         }
-        p = q;
     }
 }
 
