@@ -1,7 +1,18 @@
 # lostd - plain GNU make. `make` builds build/lostd, `make test` runs every
 # test, `make SAN=address|thread ...` builds the same into build-$(SAN)/.
 
-PKGS    := openblas jansson libmicrohttpd libjpeg spng expat libcurl libcrypto
+# Layers (STYLE.md): server -> lost -> core. core/ and lost/ are static
+# libraries compiled with only include/ (and their own libraries' flags) on
+# the include path, so a server header cannot be reached from them; `make
+# check-layers` (a prerequisite of both libraries) also refuses a lost/
+# header in core/, a folder's *_impl.h used from another folder, and the
+# server's libraries in core/ or lost/. Each test and fuzzer links the
+# smallest set: core, core + lost, or everything (tests/layer.sh decides from
+# its includes). A new .c file in a folder joins its layer by itself; a new
+# library goes into the PKGS_* list of the lowest layer that uses it.
+PKGS_CORE   := openblas libjpeg spng jansson
+PKGS_LOST   := $(PKGS_CORE) expat
+PKGS_SERVER := $(PKGS_LOST) libmicrohttpd libcurl libcrypto
 CC      ?= cc
 SAN     ?=
 BUILD   := build$(if $(SAN),-$(SAN))
@@ -10,11 +21,14 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -MMD -MP -pthread
-CFLAGS  += $(shell pkg-config --cflags $(PKGS))
 # The one version: git's description of the checkout, else the release below.
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.2.0)
-CFLAGS  += -DLOSTD_VERSION='"$(VERSION)"'
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm -pthread
+CFLAGS_CORE   := $(shell pkg-config --cflags $(PKGS_CORE))
+CFLAGS_LOST   := $(shell pkg-config --cflags $(PKGS_LOST))
+CFLAGS_SERVER := $(shell pkg-config --cflags $(PKGS_SERVER)) -DLOSTD_VERSION='"$(VERSION)"'
+LIBS_CORE   := $(shell pkg-config --libs $(PKGS_CORE)) -lm -pthread
+LIBS_LOST   := $(shell pkg-config --libs $(PKGS_LOST)) -lm -pthread
+LIBS_SERVER := $(shell pkg-config --libs $(PKGS_SERVER)) -lm -pthread
 
 ifeq ($(SAN),address)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -28,10 +42,20 @@ endif
 CORE_SRC   := $(wildcard core/*.c)
 LOST_SRC   := $(wildcard lost/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(LOST_SRC) $(SERVER_SRC))
+CORE_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC))
+LOST_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(LOST_SRC))
+SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(SERVER_SRC))
+LIBCORE    := $(BUILD)/libcore.a
+LIBLOST    := $(BUILD)/liblost.a
 MAIN_OBJ   := $(BUILD)/server/main.o
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BIN   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+# What each layer's programs link: objects, then libraries.
+LINK_CORE   := $(LIBCORE)
+LINK_LOST   := $(LIBLOST) $(LIBCORE)
+LINK_SERVER := $(SERVER_OBJ) $(LIBLOST) $(LIBCORE)
+# The layer of a test or fuzz source, from its includes.
+layer_of = $(shell bash tests/layer.sh $(1))
 
 .PHONY: all test run bench clean
 # Keep the test objects (they are intermediates of a chained rule), and never
@@ -47,15 +71,48 @@ $(shell mkdir -p $(BUILD); echo '$(VERSION)' | cmp -s - $(VERSION_STAMP) 2>/dev/
         echo '$(VERSION)' >$(VERSION_STAMP))
 $(patsubst %,$(BUILD)/server/%.o,main http_get hub openapi): $(VERSION_STAMP)
 
-$(BUILD)/lostd: $(LIB_OBJ) $(MAIN_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/lostd: $(MAIN_OBJ) $(LINK_SERVER)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_SERVER)
 
-$(BUILD)/%.o: %.c
+$(LIBCORE): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(LIBLOST): $(LOST_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/core/%.o: core/%.c | check-layers
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(CFLAGS_CORE) -c -o $@ $<
+$(BUILD)/lost/%.o: lost/%.c | check-layers
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CFLAGS_LOST) -c -o $@ $<
+$(BUILD)/server/%.o: server/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CFLAGS_SERVER) -c -o $@ $<
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CFLAGS_SERVER) -c -o $@ $<
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# Each test links its layer: core, lost or server (tests/layer.sh).
+define test_rule
+$(BUILD)/tests/$(1): $(BUILD)/tests/$(1).o $$(LINK_$(2))
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS_$(2))
+endef
+$(foreach t,$(TEST_SRC),$(eval $(call test_rule,$(basename $(notdir $(t))),$(call layer_of,$(t)))))
+
+# core/ and lost/ reach no server header (not on their include path) and,
+# checked here: core/ includes no lost/ header, nobody includes another
+# folder's *_impl.h or climbs out with "../", and neither uses the server's
+# libraries (HTTP, downloads, hashing).
+LOST_HDRS := $(filter $(notdir $(wildcard include/*.h)),$(patsubst %.c,%.h,$(notdir $(LOST_SRC))))
+.PHONY: check-layers
+check-layers:
+	@bad=$$(grep -nE '#include "($(subst $(eval) ,|,$(LOST_HDRS)))"' core/*.c core/*.h 2>/dev/null; \
+	  grep -nE '#include "\.\./' core/*.[ch] lost/*.[ch] server/*.[ch] 2>/dev/null; \
+	  grep -nE '#include <(microhttpd|curl/|openssl/)' core/*.[ch] lost/*.[ch] 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "layering violated (STYLE.md: server -> lost -> core):"; \
+	  echo "$$bad"; exit 1; fi
 
 # Unit, golden and end-to-end tests; ends with "N passed, N failed".
 test: $(BUILD)/lostd $(TEST_BIN)
@@ -100,8 +157,11 @@ fuzz:
 	$(MAKE) SAN=fuzz fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 fuzz-build: $(FUZZ_BIN)
-build-fuzz/tests/fuzz/%: tests/fuzz/%.c $(LIB_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_OBJ) $(LDLIBS)
+define fuzz_rule
+build-fuzz/tests/fuzz/$(1): tests/fuzz/$(1).c $$(LINK_$(2))
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(CFLAGS_SERVER) -fsanitize=fuzzer -o $$@ $$< $$(LINK_$(2)) $$(LIBS_$(2))
+endef
+$(foreach t,$(wildcard tests/fuzz/fuzz_*.c),$(eval $(call fuzz_rule,$(basename $(notdir $(t))),$(call layer_of,$(t)))))
 soak: $(BUILD)/lostd
 	@BUILD=$(BUILD) bash tests/soak.sh
