@@ -1,7 +1,7 @@
 /* image.c - untrusted image bytes -> u8 RGB pixels -> the LOST input tensor.
  * Owns the first two stages of the pipeline: JPEG (libjpeg) and PNG (libspng)
  * decoding into struct image [h, w, 3], an area-average downscale, and the
- * normalise + pad step of specs/lost.md section 1. Every byte it reads may be
+ * normalise + pad step of docs/specs/lost.md section 1. Every byte it reads may be
  * hostile: declared sizes are checked against the limits before anything is
  * allocated, decoder warnings count as errors, and no failure prints, exits
  * or leaks. All pixel memory comes from the caller's arena; the decoders' own

@@ -8,10 +8,14 @@
 #include "kern_impl.h"
 #include "clock.h"
 
+#include <assert.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define ALIGNED64(p) ((((uintptr_t)(p)) & 63u) == 0)
 
 int kern_available(void)
 {
@@ -43,6 +47,7 @@ size_t kern_packed_floats(int n, int k)
 
 void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst)
 {
+    assert(k >= 1 && n >= 1 && ldb >= n && ALIGNED64(dst));
     int np = (n + KERN_NR - 1) / KERN_NR;
     for (int p = 0; p < np; p++) {
         float *d = dst + (size_t)p * k * KERN_NR;
@@ -64,6 +69,7 @@ void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst)
  * head need before Q K^T. Tails are masked; padding is zero. */
 void kern_pack_nt(const float *B, int ldb, int n, int k, float *dst)
 {
+    assert(k >= 1 && n >= 1 && ldb >= k && ALIGNED64(dst));
     int np = (n + KERN_NR - 1) / KERN_NR;
     __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
                                                       3, 2, 1, 0),
@@ -259,6 +265,7 @@ static inline int prefetch_count(const struct prefetch *p, int tile)
 void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
                int ldc, const float *bias, int accumulate)
 {
+    assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp));
     int np = (n + KERN_NR - 1) / KERN_NR;
     for (int p0 = 0; p0 < k; p0 += KERN_KC) {
         int kc = k - p0 < KERN_KC ? k - p0 : KERN_KC;
@@ -368,6 +375,7 @@ static inline float row_exp_sum(float *s, int n16, __mmask16 tail, float m, floa
 
 void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *sums)
 {
+    assert(rows >= 0 && n >= 1 && lds >= n);
     int n16 = n & ~15;
     __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
     float c = scale * 1.44269504088896341f;
@@ -380,6 +388,7 @@ void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *s
 void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l,
                          float *alpha)
 {
+    assert(rows >= 0 && n >= 1 && lds >= n);
     int n16 = n & ~15;
     __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
     float c = scale * 1.44269504088896341f;
@@ -470,6 +479,7 @@ void kern_swiglu_row(float *h, const float *g, int n)
 void kern_layernorm(const float *x, float *y, int n, int d, const float *w, const float *b,
                     float eps)
 {
+    assert(n >= 0 && d >= 1);
     int d16 = d & ~15;
     __mmask16 tail = (__mmask16)((1u << (d - d16)) - 1);
     for (int t = 0; t < n; t++) {
@@ -508,6 +518,7 @@ void kern_layernorm(const float *x, float *y, int n, int d, const float *w, cons
 
 void kern_residual(float *h, const float *a, const float *gamma, int n, int d)
 {
+    assert(n >= 0 && d >= 0);
     int d16 = d & ~15;
     __mmask16 tail = (__mmask16)((1u << (d - d16)) - 1);
     for (int t = 0; t < n; t++) {
@@ -543,6 +554,7 @@ static unsigned short to_bf16(float f)
 
 void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *dst)
 {
+    assert(k >= 1 && n >= 1 && ldb >= k && ALIGNED64(dst));
     int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
     for (int p = 0; p < np; p++) {
         unsigned short *d = dst + (size_t)p * k2 * KERN_NR;
@@ -656,6 +668,7 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
                     float *C, int ldc, const float *bias, int accumulate,
                     unsigned short *scratch)
 {
+    assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp) && scratch);
     int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
     for (int p0 = 0; p0 < k; p0 += KERN_KC) {
         int kc = k - p0 < KERN_KC ? k - p0 : KERN_KC, kc2 = (kc + 1) / 2 * 2;

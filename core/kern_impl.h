@@ -2,7 +2,17 @@
  * (packed GEMM, softmax, GELU, LayerNorm), chosen at run time. Callers check
  * kern_available() and fall back to OpenBLAS and scalar code otherwise.
  * All functions are single-threaded and re-entrant; threading is done by the
- * caller splitting rows. Packed matrices are read-only once built. */
+ * caller splitting rows. Packed matrices are read-only once built.
+ *
+ * Preconditions (asserted in core/kern.c; `assert`, so compiled out only
+ * with NDEBUG, which the Makefile never sets): sizes are >= 0 (m, n, k,
+ * rows) and >= 1 where a row is formed (d, the packed n and k); leading
+ * dimensions are at least the row length they step over (lda >= k,
+ * ldb >= k for kern_pack_nt and >= n for kern_pack_nn, ldc >= n, lds >= n);
+ * packed panels (dst of kern_pack_*, Bp of kern_gemm*) are 64-byte aligned,
+ * as the aligned vector loads and stores on them need, and hold
+ * kern_packed_floats / kern_packed_bf16_elems elements; A, C, S, x, h and the
+ * LayerNorm rows need no alignment (unaligned accesses). */
 #ifndef LOSTD_KERN_IMPL_H
 #define LOSTD_KERN_IMPL_H
 

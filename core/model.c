@@ -1,8 +1,10 @@
 /* model.c - from a safetensors file to a validated, read-only backbone.
- * Recognises the DINOv2 family in its three namings (official, Hugging Face
- * transformers, timm), infers the configuration from tensor names and
- * shapes, and checks every tensor it will use against that configuration
- * before the model is handed out. Never prints. */
+ * Recognises four families (DINOv2 with and without registers, DINO v1,
+ * DeiT-III, OpenCLIP) in five namings (official DINOv2 / DINO, Hugging Face
+ * transformers, timm, DeiT-III's original, open_clip), infers the
+ * configuration from tensor names and shapes, checks every tensor it will use
+ * against that configuration before the model is handed out, and packs the
+ * Linear weights for the AVX-512 kernels. Never prints. */
 #include "model.h"
 #include "err.h"
 #include "kern_impl.h"
@@ -293,8 +295,11 @@ static int read_side_config(const char *path, int dim, int *heads, float *eps, s
     return rc;
 }
 
+/* The tensor names of one naming, as printf formats taking the block index
+ * where relevant; a field left out (NULL) does not exist in that naming.
+ * Designated initialisers: a field added or moved here cannot shift the
+ * tables below. */
 struct names {
-    /* printf formats taking the block index where relevant */
     const char *cls, *reg, *pos, *patch_w, *patch_b, *norm_w, *norm_b;
     const char *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ls1, *ls2;
     const char *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
@@ -303,78 +308,134 @@ struct names {
 };
 
 static const struct names names_official = {
-    "cls_token", "register_tokens", "pos_embed", "patch_embed.proj.weight",
-    "patch_embed.proj.bias", "norm.weight", "norm.bias",
-    "blocks.%d.norm1.weight", "blocks.%d.norm1.bias", "blocks.%d.attn.qkv.weight",
-    "blocks.%d.attn.qkv.bias", "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias",
-    "blocks.%d.ls1.gamma", "blocks.%d.ls2.gamma", "blocks.%d.norm2.weight",
-    "blocks.%d.norm2.bias", "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias",
-    "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
-    "blocks.%d.mlp.w12.weight", "blocks.%d.mlp.w12.bias", "blocks.%d.mlp.w3.weight",
-    "blocks.%d.mlp.w3.bias",
-    NULL, NULL, NULL,
+    .cls = "cls_token",
+    .reg = "register_tokens",
+    .pos = "pos_embed",
+    .patch_w = "patch_embed.proj.weight",
+    .patch_b = "patch_embed.proj.bias",
+    .norm_w = "norm.weight",
+    .norm_b = "norm.bias",
+    .ln1_w = "blocks.%d.norm1.weight",
+    .ln1_b = "blocks.%d.norm1.bias",
+    .qkv_w = "blocks.%d.attn.qkv.weight",
+    .qkv_b = "blocks.%d.attn.qkv.bias",
+    .proj_w = "blocks.%d.attn.proj.weight",
+    .proj_b = "blocks.%d.attn.proj.bias",
+    .ls1 = "blocks.%d.ls1.gamma",
+    .ls2 = "blocks.%d.ls2.gamma",
+    .ln2_w = "blocks.%d.norm2.weight",
+    .ln2_b = "blocks.%d.norm2.bias",
+    .fc1_w = "blocks.%d.mlp.fc1.weight",
+    .fc1_b = "blocks.%d.mlp.fc1.bias",
+    .fc2_w = "blocks.%d.mlp.fc2.weight",
+    .fc2_b = "blocks.%d.mlp.fc2.bias",
+    .sw1_w = "blocks.%d.mlp.w12.weight",
+    .sw1_b = "blocks.%d.mlp.w12.bias",
+    .sw2_w = "blocks.%d.mlp.w3.weight",
+    .sw2_b = "blocks.%d.mlp.w3.bias",
 };
 
 static const struct names names_timm = {
-    "cls_token", "reg_token", "pos_embed", "patch_embed.proj.weight",
-    "patch_embed.proj.bias", "norm.weight", "norm.bias",
-    "blocks.%d.norm1.weight", "blocks.%d.norm1.bias", "blocks.%d.attn.qkv.weight",
-    "blocks.%d.attn.qkv.bias", "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias",
-    "blocks.%d.ls1.gamma", "blocks.%d.ls2.gamma", "blocks.%d.norm2.weight",
-    "blocks.%d.norm2.bias", "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias",
-    "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
-    "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias", "blocks.%d.mlp.fc2.weight",
-    "blocks.%d.mlp.fc2.bias",
-    NULL, NULL, NULL,
+    .cls = "cls_token",
+    .reg = "reg_token",
+    .pos = "pos_embed",
+    .patch_w = "patch_embed.proj.weight",
+    .patch_b = "patch_embed.proj.bias",
+    .norm_w = "norm.weight",
+    .norm_b = "norm.bias",
+    .ln1_w = "blocks.%d.norm1.weight",
+    .ln1_b = "blocks.%d.norm1.bias",
+    .qkv_w = "blocks.%d.attn.qkv.weight",
+    .qkv_b = "blocks.%d.attn.qkv.bias",
+    .proj_w = "blocks.%d.attn.proj.weight",
+    .proj_b = "blocks.%d.attn.proj.bias",
+    .ls1 = "blocks.%d.ls1.gamma",
+    .ls2 = "blocks.%d.ls2.gamma",
+    .ln2_w = "blocks.%d.norm2.weight",
+    .ln2_b = "blocks.%d.norm2.bias",
+    .fc1_w = "blocks.%d.mlp.fc1.weight",
+    .fc1_b = "blocks.%d.mlp.fc1.bias",
+    .fc2_w = "blocks.%d.mlp.fc2.weight",
+    .fc2_b = "blocks.%d.mlp.fc2.bias",
+    .sw1_w = "blocks.%d.mlp.fc1.weight",
+    .sw1_b = "blocks.%d.mlp.fc1.bias",
+    .sw2_w = "blocks.%d.mlp.fc2.weight",
+    .sw2_b = "blocks.%d.mlp.fc2.bias",
 };
 
 static const struct names names_hf = {
-    "embeddings.cls_token", "embeddings.register_tokens", "embeddings.position_embeddings",
-    "embeddings.patch_embeddings.projection.weight",
-    "embeddings.patch_embeddings.projection.bias", "layernorm.weight", "layernorm.bias",
-    "encoder.layer.%d.norm1.weight", "encoder.layer.%d.norm1.bias",
-    NULL, NULL, /* q/k/v split, see load_blocks */
-    "encoder.layer.%d.attention.output.dense.weight",
-    "encoder.layer.%d.attention.output.dense.bias",
-    "encoder.layer.%d.layer_scale1.lambda1", "encoder.layer.%d.layer_scale2.lambda1",
-    "encoder.layer.%d.norm2.weight", "encoder.layer.%d.norm2.bias",
-    "encoder.layer.%d.mlp.fc1.weight", "encoder.layer.%d.mlp.fc1.bias",
-    "encoder.layer.%d.mlp.fc2.weight", "encoder.layer.%d.mlp.fc2.bias",
-    "encoder.layer.%d.mlp.weights_in.weight", "encoder.layer.%d.mlp.weights_in.bias",
-    "encoder.layer.%d.mlp.weights_out.weight", "encoder.layer.%d.mlp.weights_out.bias",
-    NULL, NULL, NULL,
+    /* no qkv_w / qkv_b: q, k and v are three Linears, see load_blocks */
+    .cls = "embeddings.cls_token",
+    .reg = "embeddings.register_tokens",
+    .pos = "embeddings.position_embeddings",
+    .patch_w = "embeddings.patch_embeddings.projection.weight",
+    .patch_b = "embeddings.patch_embeddings.projection.bias",
+    .norm_w = "layernorm.weight",
+    .norm_b = "layernorm.bias",
+    .ln1_w = "encoder.layer.%d.norm1.weight",
+    .ln1_b = "encoder.layer.%d.norm1.bias",
+    .proj_w = "encoder.layer.%d.attention.output.dense.weight",
+    .proj_b = "encoder.layer.%d.attention.output.dense.bias",
+    .ls1 = "encoder.layer.%d.layer_scale1.lambda1",
+    .ls2 = "encoder.layer.%d.layer_scale2.lambda1",
+    .ln2_w = "encoder.layer.%d.norm2.weight",
+    .ln2_b = "encoder.layer.%d.norm2.bias",
+    .fc1_w = "encoder.layer.%d.mlp.fc1.weight",
+    .fc1_b = "encoder.layer.%d.mlp.fc1.bias",
+    .fc2_w = "encoder.layer.%d.mlp.fc2.weight",
+    .fc2_b = "encoder.layer.%d.mlp.fc2.bias",
+    .sw1_w = "encoder.layer.%d.mlp.weights_in.weight",
+    .sw1_b = "encoder.layer.%d.mlp.weights_in.bias",
+    .sw2_w = "encoder.layer.%d.mlp.weights_out.weight",
+    .sw2_b = "encoder.layer.%d.mlp.weights_out.bias",
 };
 
 /* DeiT-III as facebookresearch/deit saves it: timm's names but gamma_1/2. */
 static const struct names names_deit = {
-    "cls_token", NULL, "pos_embed", "patch_embed.proj.weight",
-    "patch_embed.proj.bias", "norm.weight", "norm.bias",
-    "blocks.%d.norm1.weight", "blocks.%d.norm1.bias", "blocks.%d.attn.qkv.weight",
-    "blocks.%d.attn.qkv.bias", "blocks.%d.attn.proj.weight", "blocks.%d.attn.proj.bias",
-    "blocks.%d.gamma_1", "blocks.%d.gamma_2", "blocks.%d.norm2.weight",
-    "blocks.%d.norm2.bias", "blocks.%d.mlp.fc1.weight", "blocks.%d.mlp.fc1.bias",
-    "blocks.%d.mlp.fc2.weight", "blocks.%d.mlp.fc2.bias",
-    NULL, NULL, NULL, NULL,
-    NULL, NULL, NULL,
+    .cls = "cls_token",
+    .pos = "pos_embed",
+    .patch_w = "patch_embed.proj.weight",
+    .patch_b = "patch_embed.proj.bias",
+    .norm_w = "norm.weight",
+    .norm_b = "norm.bias",
+    .ln1_w = "blocks.%d.norm1.weight",
+    .ln1_b = "blocks.%d.norm1.bias",
+    .qkv_w = "blocks.%d.attn.qkv.weight",
+    .qkv_b = "blocks.%d.attn.qkv.bias",
+    .proj_w = "blocks.%d.attn.proj.weight",
+    .proj_b = "blocks.%d.attn.proj.bias",
+    .ls1 = "blocks.%d.gamma_1",
+    .ls2 = "blocks.%d.gamma_2",
+    .ln2_w = "blocks.%d.norm2.weight",
+    .ln2_b = "blocks.%d.norm2.bias",
+    .fc1_w = "blocks.%d.mlp.fc1.weight",
+    .fc1_b = "blocks.%d.mlp.fc1.bias",
+    .fc2_w = "blocks.%d.mlp.fc2.weight",
+    .fc2_b = "blocks.%d.mlp.fc2.bias",
 };
 
 /* open_clip's image tower; the text tower and logit_scale are never read. */
 static const struct names names_openclip = {
-    "visual.class_embedding", NULL, "visual.positional_embedding", "visual.conv1.weight",
-    NULL, "visual.ln_post.weight", "visual.ln_post.bias",
-    "visual.transformer.resblocks.%d.ln_1.weight", "visual.transformer.resblocks.%d.ln_1.bias",
-    "visual.transformer.resblocks.%d.attn.in_proj_weight",
-    "visual.transformer.resblocks.%d.attn.in_proj_bias",
-    "visual.transformer.resblocks.%d.attn.out_proj.weight",
-    "visual.transformer.resblocks.%d.attn.out_proj.bias",
-    NULL, NULL,
-    "visual.transformer.resblocks.%d.ln_2.weight", "visual.transformer.resblocks.%d.ln_2.bias",
-    "visual.transformer.resblocks.%d.mlp.c_fc.weight",
-    "visual.transformer.resblocks.%d.mlp.c_fc.bias",
-    "visual.transformer.resblocks.%d.mlp.c_proj.weight",
-    "visual.transformer.resblocks.%d.mlp.c_proj.bias",
-    NULL, NULL, NULL, NULL,
-    "visual.ln_pre.weight", "visual.ln_pre.bias", "visual.proj",
+    .cls = "visual.class_embedding",
+    .pos = "visual.positional_embedding",
+    .patch_w = "visual.conv1.weight",
+    .norm_w = "visual.ln_post.weight",
+    .norm_b = "visual.ln_post.bias",
+    .ln1_w = "visual.transformer.resblocks.%d.ln_1.weight",
+    .ln1_b = "visual.transformer.resblocks.%d.ln_1.bias",
+    .qkv_w = "visual.transformer.resblocks.%d.attn.in_proj_weight",
+    .qkv_b = "visual.transformer.resblocks.%d.attn.in_proj_bias",
+    .proj_w = "visual.transformer.resblocks.%d.attn.out_proj.weight",
+    .proj_b = "visual.transformer.resblocks.%d.attn.out_proj.bias",
+    .ln2_w = "visual.transformer.resblocks.%d.ln_2.weight",
+    .ln2_b = "visual.transformer.resblocks.%d.ln_2.bias",
+    .fc1_w = "visual.transformer.resblocks.%d.mlp.c_fc.weight",
+    .fc1_b = "visual.transformer.resblocks.%d.mlp.c_fc.bias",
+    .fc2_w = "visual.transformer.resblocks.%d.mlp.c_proj.weight",
+    .fc2_b = "visual.transformer.resblocks.%d.mlp.c_proj.bias",
+    .ln_pre_w = "visual.ln_pre.weight",
+    .ln_pre_b = "visual.ln_pre.bias",
+    .proj = "visual.proj",
 };
 
 /* quick_gelu from an open_clip_config.json beside the weights

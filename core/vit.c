@@ -1,5 +1,8 @@
-/* vit.c - the DINOv2-style ViT forward (specs/vit.md section 2) with
- * OpenBLAS sgemm for every matrix product. Takes a normalised, padded
+/* vit.c - the ViT forward of every family (docs/specs/vit.md section 2,
+ * docs/specs/backbones.md). On CPUs with AVX-512 the matrix products and the
+ * attention run on lostd's own kernels (core/kern.c) over a team of threads
+ * (core/team.c); elsewhere, or with LOSTD_KERNELS=blas, on OpenBLAS sgemm
+ * and plain C. Takes a normalised, padded
  * tensor and hands out the tapped block's q/k/v for the patch tokens and,
  * when asked, all tokens after the final norm. Reads the model, writes only
  * the workspace; never prints, never allocates after vit_work_init. */

@@ -1,6 +1,6 @@
 /* calibrate.h - the LOST settings sweep behind `lostd calibrate`: which
  * Gram bias, feature (q/k/v), L2 normalisation and block give the best
- * CorLoc for one checkpoint (specs/lost.md section 7: the registers paper
+ * CorLoc for one checkpoint (docs/specs/lost.md section 7: the registers paper
  * tuned the bias by hand, later work the layer and normalisation too).
  * The grid of settings is enumerated in a fixed order; for one image and
  * one tapped block the caller hands in q, k and v and gets one hit bit per

@@ -1,5 +1,5 @@
 /* corloc.h - the CorLoc metric: one predicted box per image, a hit when its
- * IoU with any ground-truth box is >= 0.5 (specs/lost.md section 5).
+ * IoU with any ground-truth box is >= 0.5 (docs/specs/lost.md section 5).
  * Pure arithmetic on caller memory: no allocation, no I/O, thread-safe. */
 #ifndef LOSTD_CORLOC_H
 #define LOSTD_CORLOC_H

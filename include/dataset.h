@@ -1,7 +1,7 @@
 /* dataset.h - the evaluation datasets of LOST: PASCAL VOC 2007 / 2012 and
  * COCO 20k. A dataset yields items in dataset order (VOC: the order of the
  * set file; COCO: ascending image id); an item is one image path plus its
- * ground-truth boxes, read as LOST's datasets.py does (specs/lost.md 5).
+ * ground-truth boxes, read as LOST's datasets.py does (docs/specs/lost.md 5).
  * A missing or corrupt annotation is reported on its item (item->error),
  * never as a failure of the whole dataset. Reads files only; never prints.
  * After dataset_load returns, the dataset is read-only: dataset_get may be

@@ -134,7 +134,7 @@ struct image_norm {
 extern const struct image_norm IMAGE_NORM_IMAGENET;
 extern const struct image_norm IMAGE_NORM_CLIP;
 
-/* LOST preprocessing (specs/lost.md section 1): x = (u8 / 255 - mean) / std in
+/* LOST preprocessing (docs/specs/lost.md section 1): x = (u8 / 255 - mean) / std in
  * float32, then zero padding at the bottom and right up to multiples of
  * patch. Output: *out = [3, *ph, *pw] channel-first, from a. norm NULL means
  * IMAGE_NORM_IMAGENET. Errors: ERR_INPUT (patch or a side outside

@@ -2,7 +2,7 @@
  * Takes the features of the patch tokens (CLS and registers already dropped,
  * the chosen q, k or v of the last block) and returns one box in pixels of
  * the original image, following valeoai/LOST `lost` / `patch_scoring` /
- * `detect_box` (spec: specs/lost.md section 3). Also the DINO-seg baseline of
+ * `detect_box` (spec: docs/specs/lost.md section 3). Also the DINO-seg baseline of
  * the same repository (`dino_seg`, section 4). Pure computation: no I/O,
  * scratch only from the given arena, thread-safe with one arena per thread. */
 #ifndef LOSTD_LOST_H

@@ -1,6 +1,6 @@
 /* lost.c - the LOST stage: patch features -> Gram matrix -> seed -> box.
  * Mirrors valeoai/LOST object_discovery.py (`lost`, `patch_scoring`,
- * `detect_box`, `dino_seg`) as paraphrased in specs/lost.md sections 3-4.
+ * `detect_box`, `dino_seg`) as paraphrased in docs/specs/lost.md sections 3-4.
  * Takes float32 features from the backbone and hands out integer boxes;
  * all scratch comes from the caller's arena. Never prints, never exits. */
 #include "lost.h"

@@ -1,5 +1,5 @@
 /* cmd_eval.c - `lostd eval`: CorLoc over VOC07 / VOC12 / COCO20k, the
- * protocol of LOST's main_lost.py / main_corloc_evaluation.py (specs/lost.md
+ * protocol of LOST's main_lost.py / main_corloc_evaluation.py (docs/specs/lost.md
  * section 5). Wiring only: dataset (lost/) yields items in dataset order, a
  * box source gives one box per item, corloc (lost/) counts the hits.
  *

@@ -5,7 +5,10 @@
 #include "check.h"
 #include "../core/kern_impl.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string.h>
 
 static float frand(unsigned *s)
@@ -251,6 +254,24 @@ int main(void)
         kern_residual(h, x, w, n, d);
         for (int i = 0; i < n * d; i++)
             CHECK(fabs(h[i] - (h0[i] + w[i % d] * x[i])) < 1e-5, "residual %d", i);
+    });
+    CHECK_CASE("kernel preconditions are asserted (misaligned panel, short stride)", {
+        /* Each call runs in a child: the assertion must abort it. */
+        for (int which = 0; which < 2; which++) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                float *buf = aligned_alloc(64, 4096 * sizeof(float));
+                float A[32] = {0}, C[32];
+                if (which == 0)
+                    kern_gemm(1, 4, 4, A, 4, buf + 1, C, 4, NULL, 0); /* panel off by 4 bytes */
+                else
+                    kern_gemm(1, 4, 4, A, 2, buf, C, 4, NULL, 0);     /* lda < k */
+                _exit(0);
+            }
+            int st = 0;
+            waitpid(pid, &st, 0);
+            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "case %d: status %d", which, st);
+        }
     });
     return check_status();
 }

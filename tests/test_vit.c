@@ -91,7 +91,7 @@ static void run_case(const char *model_name, const char *case_name, const char *
     });
 }
 
-/* Reference weights from specs/vit.md (torch 1.13 output). */
+/* Reference weights from docs/specs/vit.md (torch 1.13 output). */
 static void resample_weights(void)
 {
     CHECK_CASE("resample weights match torch", {
