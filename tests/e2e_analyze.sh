@@ -8,14 +8,11 @@
 # accept (eval reproduces the CorLoc calibrate reported; explicit flags win).
 set -u
 cd "$(dirname "$0")/.."
-LOSTD=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 FIX=tests/fixtures
 M=$FIX/models/tiny.safetensors
 IMGS=("$FIX/images/VOC07_000236.jpg" static/samples/shapes.jpg static/samples/disc.png)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
+tmp=$T
 
 # ---- analyze -------------------------------------------------------------------
 if "$LOSTD" analyze --model "$M" --png "$tmp/png" "${IMGS[@]}" >"$tmp/an.jsonl" 2>"$tmp/err"; then
@@ -177,7 +174,7 @@ fi
 "$LOSTD" serve --host 127.0.0.1 --port 0 --model "$M" --lost-config "$tmp/best.json" \
     >"$tmp/serve.out" 2>"$tmp/serve.err" &
 spid=$!
-trap 'kill -TERM $spid 2>/dev/null; rm -rf "$tmp"' EXIT
+on_exit 'kill -TERM $spid 2>/dev/null' 
 port=
 for _ in $(seq 1 100); do
     port=$(sed -n 's|^lostd: listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$tmp/serve.out")

@@ -9,18 +9,11 @@
 # convert (ImageMagick).
 set -u
 cd "$(dirname "$0")/.."
-BIN=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 MODEL=tests/fixtures/models/tiny.safetensors
 IMG=tests/fixtures/images/VOC07_000236.jpg
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-T=$(mktemp -d)
 PID=
-cleanup() {
-    [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
+on_exit '[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null'
 
 # Images: small reference JPEG, progressive, CMYK, 16-bit PNGs.
 convert "$IMG" -resize 160x120 -quality 85 "$T/small.jpg" &&

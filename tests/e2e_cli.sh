@@ -6,14 +6,11 @@
 # images each fail with a clear message and a non-zero exit.
 set -u
 cd "$(dirname "$0")/.."
-LOSTD=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 FIX=tests/fixtures
 IMG=$FIX/images/VOC07_000236.jpg
 M=$FIX/models/tiny.safetensors
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
+tmp=$T
 py() { python3 "$@"; }
 
 # expect_fail NAME NEEDLE CMD...: non-zero exit and NEEDLE in stderr

@@ -21,19 +21,9 @@
 # binary. Needs python3 with PyYAML (Debian: python3-yaml) and curl.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 case "$BIN" in /*) ;; *) BIN=$PWD/$BIN;; esac
-PY=${PYTHON:-python3}
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-skip() { echo "SKIP $1: $2"; }
+PY=${PYTHON:-$PY}
 field() { grep -o "\"$1\":[^,}]*" | head -n 1 | cut -d: -f2- | tr -d '"'; }
 
 if [ ! -x "$BIN" ]; then

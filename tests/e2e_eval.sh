@@ -7,13 +7,10 @@
 # Prints "PASS name" / "FAIL name: why"; LOSTD_BIN is the binary.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 FIX=tests/fixtures
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 failed=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; failed=1; }
+fail() { echo "FAIL $1: $2"; failed=1; }   # also remembered for the exit status
 # field NAME < json: the value of a top-level scalar field of a compact JSON line
 field() { grep -o "\"$1\":[^,}]*" | head -n 1 | cut -d: -f2- | tr -d '"'; }
 

@@ -5,11 +5,10 @@
 # reported and skipped, exit status 3), then the same run in two shards merged.
 set -u
 cd "$(dirname "$0")/.."
-LOSTD=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 M=tests/fixtures/models/tiny.safetensors
 IMG=tests/fixtures/images/VOC07_000236.jpg
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+tmp=$T
 V=$tmp/VOCdevkit/VOC2007
 mkdir -p "$V/Annotations" "$V/JPEGImages" "$V/ImageSets/Main"
 xml() { # id xmin ymin xmax ymax (1-based inclusive, as VOC)

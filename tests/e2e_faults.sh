@@ -10,16 +10,10 @@
 # made here). Prints PASS/FAIL lines.
 set -u
 cd "$(dirname "$0")/.."
-LOSTD=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 M=tests/fixtures/models/tiny.safetensors
 IMG=tests/fixtures/images/VOC07_000236.jpg
 CSV=tests/fixtures/lost/LOST_VOC07.csv
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 
 # expect NAME STATUS NEEDLE CMD...: exit status STATUS and NEEDLE in stderr.
 expect() {

@@ -7,8 +7,8 @@
 # official fixtures. Prints PASS/FAIL lines.
 set -u
 cd "$(dirname "$0")/.."
-LOSTD=${LOSTD_BIN:-build/lostd}
-PY=/usr/bin/python3
+. tests/lib.sh
+PY=/usr/bin/python3   # Debian's, which has torch
 # Under a sanitizer (make test SAN=..., which sets LOSTD_SAN) the full-size
 # forwards take about ten minutes; the small golden and parity tests cover
 # the same code there.
@@ -20,8 +20,7 @@ if ! $PY -c 'import torch, numpy' 2>/dev/null; then
     echo "SKIP full-size parity: $PY has no torch/numpy (apt-get install python3-torch)"
     exit 0
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+tmp=$T
 # The reference itself must reproduce the official outputs of the fixtures.
 for c in vit/tiny/raw_574x532 vit/tiny_noreg/voc_pad backbones/dino_vits16_tiny/raw_224x272 \
          backbones/deit3_base16_tiny/voc_pad backbones/openclip_vitb16_quickgelu_tiny/raw_160x96; do

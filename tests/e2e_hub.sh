@@ -8,20 +8,8 @@
 # partial file behind. Prints PASS/FAIL lines; needs curl and python3.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 FIXTURE=tests/fixtures/models/tiny.safetensors
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "$3"; fi; }
 
 cat >"$T/hub.py" <<'EOF'
 # A stand-in for the hub: GET /<owner>/<repo>/resolve/main/<file>.

@@ -13,20 +13,9 @@
 # Prints PASS/FAIL lines; needs python3 and ImageMagick.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 MODEL=tests/fixtures/models/tiny.safetensors
 IMG=tests/fixtures/images/VOC07_000236.jpg
-T=$(mktemp -d)
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 
 if [ -n "${LOSTD_SAN:-}" ]; then
     # ASan's shadow memory and quarantine make RSS figures meaningless.

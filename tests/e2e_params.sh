@@ -8,12 +8,8 @@
 # Prints PASS/FAIL lines; needs curl and python3.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${LOSTD_BIN:-build/lostd}
-T=$(mktemp -d)
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-cleanup() { [ -n "${PID:-}" ] && kill -TERM "$PID" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
+. tests/lib.sh
+on_exit '[ -n "${PID:-}" ] && kill -TERM "$PID" 2>/dev/null'
 
 "$BIN" serve --model tests/fixtures/models/tiny.safetensors --host 127.0.0.1 --port 0 \
     --workers 1 --threads 1 --max-side 448 >"$T/serve.out" 2>"$T/serve.err" &

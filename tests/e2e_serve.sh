@@ -7,25 +7,9 @@
 # graceful SIGTERM. Prints PASS/FAIL lines; needs curl and python3.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${LOSTD_BIN:-build/lostd}
+. tests/lib.sh
 MODEL=tests/fixtures/models/tiny.safetensors
 IMG=tests/fixtures/images/VOC07_000236.jpg
-T=$(mktemp -d)
-# The system interpreter starts much faster than version-manager shims.
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { # name, condition-status, why
-    if [ "$2" -eq 0 ]; then pass "$1"; else fail "$1" "$3"; fi
-}
 
 # Fixture images: a JPEG from the fixtures (or made here), a PNG of it, and
 # broken variants.
