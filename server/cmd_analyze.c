@@ -7,6 +7,7 @@
 #include "arena.h"
 #include "cli.h"
 #include "err.h"
+#include "file.h"
 #include "image.h"
 #include "lost_opts.h"
 #include "model.h"
@@ -46,24 +47,27 @@ static const char usage[] =
     "  --heads N, --act A   as for discover\n"
     "Exit status 1 when an image fails (its line is {\"image\", \"error\"}).\n";
 
+/* Encodes in memory, then replaces path in one step (include/file.h). */
 static int write_png(const char *path, const unsigned char *rgb, int w, int h, struct err *e)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
     spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
     int rc = 0, s = 0;
     struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
                              .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
+    void *png = NULL;
+    size_t n = 0;
     if (!ctx)
         rc = err_set(e, ERR_NOMEM, "png: out of memory");
-    else if ((s = spng_set_png_file(ctx, f)) || (s = spng_set_ihdr(ctx, &ihdr)) ||
+    else if ((s = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1)) ||
+             (s = spng_set_ihdr(ctx, &ihdr)) ||
              (s = spng_encode_image(ctx, rgb, (size_t)w * h * 3, SPNG_FMT_PNG,
-                                    SPNG_ENCODE_FINALIZE)))
+                                    SPNG_ENCODE_FINALIZE)) ||
+             !(png = spng_get_png_buffer(ctx, &n, &s)))
         rc = err_set(e, ERR_IO, "%s: %s", path, spng_strerror(s));
     spng_ctx_free(ctx);
-    if (fclose(f) && !rc)
-        rc = err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
+    if (!rc)
+        rc = file_replace(path, png, n, e);
+    free(png);
     return rc;
 }
 
