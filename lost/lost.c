@@ -4,6 +4,7 @@
  * Takes float32 features from the backbone and hands out integer boxes;
  * all scratch comes from the caller's arena. Never prints, never exits. */
 #include "lost.h"
+#include "lost_impl.h"
 
 #include "arena.h"
 #include "err.h"
@@ -24,7 +25,7 @@ void lost_params_default(struct lost_params *p)
     p->gram_ctx = NULL;
 }
 
-static int check_grid(const struct lost_grid *g, size_t *n_out, struct err *e)
+int lost_check_grid(const struct lost_grid *g, size_t *n_out, struct err *e)
 {
     if (!g)
         return err_set(e, ERR_INPUT, "lost: no grid given");
@@ -50,7 +51,7 @@ static int check_grid(const struct lost_grid *g, size_t *n_out, struct err *e)
 
 /* Patch-unit box -> pixels (spec 3.11). clip: cut x2/y2 to the image (LOST);
  * DINO-seg does not clip. Cannot fail. */
-static void feat_to_px(const int bf[4], const struct lost_grid *g, int clip, int box[4])
+void lost_feat_to_px(const int bf[4], const struct lost_grid *g, int clip, int box[4])
 {
     box[0] = bf[1] * g->patch_x;
     box[1] = bf[0] * g->patch_y;
@@ -69,8 +70,8 @@ static void feat_to_px(const int bf[4], const struct lost_grid *g, int clip, int
  * If on[seed] is 0 the component is the seed alone and 1 is returned
  * (upstream's "seed in the background" case); 0 otherwise. box_feat gets
  * r0, c0, r1, c1 with exclusive ends. queue: [N] scratch. */
-static int seed_component(const unsigned char *on, int rows, int cols, int seed, int *queue,
-                          unsigned char *comp, int box_feat[4])
+int lost_seed_component(const unsigned char *on, int rows, int cols, int seed, int *queue,
+                        unsigned char *comp, int box_feat[4])
 {
     size_t n = (size_t)rows * (size_t)cols;
     memset(comp, 0, n);
@@ -140,7 +141,7 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
                   struct lost_result *out, struct err *e)
 {
     size_t n;
-    int rc = check_grid(g, &n, e);
+    int rc = lost_check_grid(g, &n, e);
     if (rc)
         return rc;
     if (!feats || !p || !out)
@@ -239,9 +240,9 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
     out->seed = s;
     out->seed_degree = degree[s];
     out->n_similar = n_sim;
-    out->seed_background = seed_component(on, g->rows, g->cols, s, queue, comp,
+    out->seed_background = lost_seed_component(on, g->rows, g->cols, s, queue, comp,
                                            out->box_feat);
-    feat_to_px(out->box_feat, g, 1, out->box);
+    lost_feat_to_px(out->box_feat, g, 1, out->box);
 
     /* Seed-only expansion (upstream visualisation): same rules on A[s, :].
      * Uses `on` as scratch after the main component is stored in comp. */
@@ -252,8 +253,8 @@ int lost_find_box(const float *feats, int dim, const struct lost_grid *g,
     unsigned char *tmp = arena_alloc(a, n);
     if (!tmp)
         return err_set(e, ERR_TOOBIG, "lost: no scratch for the seed box");
-    seed_component(comp_seed, g->rows, g->cols, s, queue, tmp, seed_feat);
-    feat_to_px(seed_feat, g, 1, out->seed_box);
+    lost_seed_component(comp_seed, g->rows, g->cols, s, queue, tmp, seed_feat);
+    lost_feat_to_px(seed_feat, g, 1, out->seed_box);
 
     out->mask = comp;
     out->degree = degree;
@@ -279,7 +280,7 @@ int lost_dinoseg(const float *attn, int n_head, int head, const struct lost_grid
                  struct err *e)
 {
     size_t n;
-    int rc = check_grid(g, &n, e);
+    int rc = lost_check_grid(g, &n, e);
     if (rc)
         return rc;
     if (!attn || !box)
@@ -372,7 +373,7 @@ int lost_dinoseg(const float *attn, int n_head, int head, const struct lost_grid
                        "dinoseg: every patch is kept, the chosen background label is empty "
                        "(upstream fails here too)");
     int bf[4] = {r0, c0, r1 + 1, c1 + 1};
-    feat_to_px(bf, g, 0, box);
+    lost_feat_to_px(bf, g, 0, box);
     if (box_feat)
         memcpy(box_feat, bf, sizeof bf);
     if (mask_out) {
