@@ -10,7 +10,9 @@
  * Ritz value (sin of the angle <= r / g, Davis-Kahan), turned into a bound on
  * every x_i. If an entry lies within that bound of the mean, or the largest
  * |x_i| is not clear of the second by it, the answer could differ from an
- * exact solve: then LAPACK's dsyevr decides, on the same M. */
+ * exact solve: then LAPACK's dsygvx decides, on (D - W, D) as the authors'
+ * code (scipy's eigh) does, so that even a nearly degenerate graph gets
+ * their eigenvector. */
 #include "tokencut.h"
 #include "lost_impl.h"
 
@@ -23,10 +25,11 @@
 #include <string.h>
 
 /* LAPACK (in OpenBLAS): symmetric eigenproblems, Fortran calling convention. */
-void dsyevr_(const char *jobz, const char *range, const char *uplo, const int *n, double *a,
-             const int *lda, const double *vl, const double *vu, const int *il, const int *iu,
-             const double *abstol, int *m, double *w, double *z, const int *ldz, int *isuppz,
-             double *work, const int *lwork, int *iwork, const int *liwork, int *info);
+void dsygvx_(const int *itype, const char *jobz, const char *range, const char *uplo,
+             const int *n, double *a, const int *lda, double *b, const int *ldb,
+             const double *vl, const double *vu, const int *il, const int *iu,
+             const double *abstol, int *m, double *w, double *z, const int *ldz, double *work,
+             const int *lwork, int *iwork, int *ifail, int *info);
 void dstev_(const char *jobz, const int *n, double *d, double *e, double *z, const int *ldz,
             double *work, int *info);
 
@@ -109,33 +112,55 @@ static void matvec(const double *Md, int n, const double *v, double *y)
     cblas_dsymv(CblasRowMajor, CblasUpper, n, 1.0, Md, n, v, 1, 0.0, y, 1);
 }
 
-/* Exact (LAPACK) second largest eigenpair of M into y [n], *lambda. Md is
- * overwritten. 0 or ERR_INTERNAL / ERR_TOOBIG. */
-static int solve_dense(double *Md, int n, double *y, double *lambda, struct arena *a,
-                       struct err *e)
+/* The exact solve, as the authors' code does it (scipy's eigh with a subset:
+ * LAPACK dsygvx on (D - W, D), the 2nd and 3rd smallest pairs), so that
+ * even nearly degenerate graphs get the same eigenvector: x [n] with
+ * x^T D x = 1 and its eigenvalue. Md (M's upper triangle) is read, a [n, n]
+ * double scratch is taken from the arena. 0 or ERR_INTERNAL / ERR_TOOBIG. */
+static int solve_dense(const double *Md, int n, const double *d, const double *dis, double *x,
+                       double *lambda, struct arena *a, struct err *e)
 {
-    size_t mark = arena_mark(a);
-    int il = n - 1, iu = n - 1, m = 0, info = 0, lwork = -1, liwork = -1, iwq = 0;
-    double vl = 0, vu = 0, abstol = 0, wq = 0, w[2];
-    int isuppz[4];
-    /* Fortran is column-major: the row-major upper triangle is its lower. */
-    dsyevr_("V", "I", "L", &n, Md, &n, &vl, &vu, &il, &iu, &abstol, &m, w, y, &n, isuppz, &wq,
-            &lwork, &iwq, &liwork, &info);
-    if (info)
-        return err_set(e, ERR_INTERNAL, "tokencut: dsyevr workspace query failed (%d)", info);
-    lwork = (int)wq + 1;
-    liwork = iwq + 1;
-    double *work = arena_alloc(a, sizeof(double) * (size_t)lwork);
-    int *iwork = arena_alloc(a, sizeof(int) * (size_t)liwork);
-    if (!work || !iwork)
+    size_t mark = arena_mark(a), nn = (size_t)n * n;
+    double *A = arena_alloc(a, sizeof(double) * nn), *B = arena_calloc(a, nn, sizeof(double));
+    double *z = arena_alloc(a, sizeof(double) * (size_t)n * 2);
+    int *iwork = arena_alloc(a, sizeof(int) * (size_t)n * 5), *ifail = arena_alloc(a, sizeof(int) * (size_t)n);
+    if (!A || !B || !z || !iwork || !ifail) {
+        arena_rewind(a, mark);
         return err_set(e, ERR_TOOBIG, "tokencut: no scratch for the dense solve");
-    dsyevr_("V", "I", "L", &n, Md, &n, &vl, &vu, &il, &iu, &abstol, &m, w, y, &n, isuppz, work,
-            &lwork, iwork, &liwork, &info);
-    arena_rewind(a, mark);
-    if (info || m != 1)
-        return err_set(e, ERR_INTERNAL, "tokencut: dsyevr failed (info %d, %d values)", info,
+    }
+    /* W back from M = D^-1/2 W D^-1/2; A = D - W, full (symmetric). */
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++) {
+            double w = Md[(size_t)i * n + j] / (dis[i] * dis[j]);
+            A[(size_t)i * n + j] = A[(size_t)j * n + i] = (i == j ? d[i] : 0) - w;
+        }
+    for (int i = 0; i < n; i++)
+        B[(size_t)i * n + i] = d[i];
+    int itype = 1, il = 2, iu = n >= 3 ? 3 : 2, m = 0, info = 0, lwork = -1;
+    double vl = 0, vu = 0, abstol = 0, wq = 0;
+    double *w = arena_alloc(a, sizeof(double) * (size_t)n);
+    if (!w) {
+        arena_rewind(a, mark);
+        return err_set(e, ERR_TOOBIG, "tokencut: no scratch for the dense solve");
+    }
+    dsygvx_(&itype, "V", "I", "L", &n, A, &n, B, &n, &vl, &vu, &il, &iu, &abstol, &m, w, z, &n,
+            &wq, &lwork, iwork, ifail, &info);
+    lwork = info ? 8 * n : (int)wq + 1;
+    double *work = arena_alloc(a, sizeof(double) * (size_t)lwork);
+    if (!work) {
+        arena_rewind(a, mark);
+        return err_set(e, ERR_TOOBIG, "tokencut: no scratch for the dense solve");
+    }
+    dsygvx_(&itype, "V", "I", "L", &n, A, &n, B, &n, &vl, &vu, &il, &iu, &abstol, &m, w, z, &n,
+            work, &lwork, iwork, ifail, &info);
+    if (info || m < 1) {
+        arena_rewind(a, mark);
+        return err_set(e, ERR_INTERNAL, "tokencut: dsygvx failed (info %d, %d values)", info,
                        m);
+    }
+    memcpy(x, z, sizeof(double) * (size_t)n); /* the first column: the 2nd smallest */
     *lambda = w[0];
+    arena_rewind(a, mark);
     return 0;
 }
 
@@ -346,16 +371,20 @@ int tokencut_find_box(const float *feats, int dim, const struct lost_grid *g,
             r->fallback = why;
     }
     if (r->fallback) {
+        /* x straight from the generalised problem; y = D^1/2 x. */
         r->solver = TOKENCUT_DENSE;
         if (N == 1) {
             y[0] = 1;
-            r->lambda = 1;
-        } else if ((rc = solve_dense(Md, N, y, &r->lambda, a, e))) {
+            r->lambda = 0;
+        } else if ((rc = solve_dense(Md, N, d, dis, y, &r->lambda, a, e))) {
             return rc;
         }
+        for (int i = 0; i < N; i++)
+            y[i] /= dis[i];
+    } else {
+        /* The eigenvalue of (D - W, D) is 1 - that of M. */
+        r->lambda = 1.0 - r->lambda;
     }
-    /* The eigenvalue of (D - W, D) is 1 - that of M. */
-    r->lambda = 1.0 - r->lambda;
 
     /* x = D^-1/2 y (x^T D x = y^T y = 1); bipartition at the mean; the seed
      * is the largest |x| (first on ties) and is made foreground. */
@@ -363,15 +392,20 @@ int tokencut_find_box(const float *feats, int dim, const struct lost_grid *g,
     for (int i = 0; i < N; i++)
         mean += dis[i] * y[i];
     mean /= N;
+    /* The first index on ties (the spec's rule). Patches with identical
+     * features have mathematically equal x; a solver's last bits must not
+     * choose among them, so values within 1e-9 of the largest tie. (The
+     * Lanczos answer is certified apart by far more than that, or the dense
+     * solve ran.) */
+    double best = 0;
+    for (int i = 0; i < N; i++)
+        best = fmax(best, fabs(dis[i] * y[i]));
     int seed = 0;
-    double best = -1;
-    for (int i = 0; i < N; i++) {
-        double ax = fabs(dis[i] * y[i]);
-        if (ax > best) {
-            best = ax;
+    for (int i = 0; i < N; i++)
+        if (fabs(dis[i] * y[i]) >= best * (1 - 1e-9)) {
             seed = i;
+            break;
         }
-    }
     int flip = !(dis[seed] * y[seed] > mean);
     for (int i = 0; i < N; i++) {
         double x = dis[i] * y[i];

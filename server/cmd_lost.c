@@ -24,7 +24,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: lostd lost --features F.npy --grid RxC --patch P --image-size HxW\n"
-            "                  [--k-patches K] [--gram-bias B] [--l2norm] [--mask]\n\n"
+            "                  [--k-patches K] [--gram-bias B] [--l2norm] [--mask]\n"
+            "                  [--method lost|tokencut] [--tau T] [--eps E] [--no-binary-graph]\n\n"
             "  --features F.npy  float32 [R*C, D] (or [1, R*C, D]): patch tokens only,\n"
             "                    CLS and registers dropped, row-major patches\n"
             "  --grid RxC        patch rows x columns\n"
@@ -33,9 +34,13 @@ static void usage(FILE *f)
             "  --k-patches K     candidates for the seed expansion (default 100)\n"
             "  --gram-bias B     added to every Gram entry (default 0)\n"
             "  --l2norm          L2-normalise each patch feature first\n"
-            "  --mask            also print the component mask and the degree map (R rows)\n\n"
+            "  --mask            also print the component mask and the degree map (R rows);\n"
+            "                    with TokenCut the mask and the eigenvector map\n"
+            "  --method M        lost (default) or tokencut (Normalized Cut of the patch graph)\n"
+            "  --tau T, --eps E, --no-binary-graph   TokenCut's graph (0.2, 1e-5, binary)\n\n"
             "Prints one JSON object: box [x1,y1,x2,y2] (pixels, exclusive end), box_feat\n"
-            "[r0,c0,r1,c1], seed, seed_rc, seed_degree, n_similar, seed_background, seed_box.\n"
+            "[r0,c0,r1,c1], seed, seed_rc, seed_degree, n_similar, seed_background, seed_box;\n"
+            "with TokenCut box, box_feat, seed, seed_rc, n_cc, eigenvalue, solver.\n"
             "Exit status: 0 ok, 1 failure (file, sizes), 2 usage.\n");
 }
 
@@ -65,6 +70,66 @@ static json_t *rows_int(const int *v, int rows, int cols)
     for (int r = 0; r < rows; r++)
         json_array_append_new(a, int_array(v + (size_t)r * cols, cols));
     return a;
+}
+
+static json_t *rows_float(const float *v, int rows, int cols)
+{
+    json_t *a = json_array();
+    for (int r = 0; r < rows; r++) {
+        json_t *row = json_array();
+        for (int c = 0; c < cols; c++)
+            json_array_append_new(row, json_real(v[(size_t)r * cols + c]));
+        json_array_append_new(a, row);
+    }
+    return a;
+}
+
+static int print_json(json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(o);
+    if (!s)
+        return cli_fail(1, CMD, "out of memory");
+    puts(s);
+    free(s);
+    return fflush(stdout) ? 1 : 0;
+}
+
+/* --method tokencut: box, box_feat, seed, seed_rc, n_cc (and with --mask
+ * the component and the eigenvector, one row per grid row). */
+static int print_tokencut(const struct tensor *t, int dim, const struct lost_grid *g,
+                          const struct pipeline_opts *po, int want_mask, struct arena *ar,
+                          struct err *e)
+{
+    struct tokencut_result r;
+    if (tokencut_find_box(t->data, dim, g, &po->tc, ar, &r, e))
+        return cli_fail(1, CMD, "%s", e->msg);
+    json_t *o = json_object();
+    json_object_set_new(o, "box", int_array(r.box, 4));
+    json_object_set_new(o, "box_feat", int_array(r.box_feat, 4));
+    json_object_set_new(o, "seed", json_integer(r.seed));
+    int rc2[2] = {r.seed / g->cols, r.seed % g->cols};
+    json_object_set_new(o, "seed_rc", int_array(rc2, 2));
+    json_object_set_new(o, "n_cc", json_integer(r.n_cc));
+    json_object_set_new(o, "eigenvalue", json_real(r.lambda));
+    json_object_set_new(o, "solver", json_string(r.solver == TOKENCUT_DENSE ? "dense"
+                                                                            : "lanczos"));
+    json_object_set_new(o, "lanczos_steps", json_integer(r.iterations));
+    if (r.fallback)
+        json_object_set_new(o, "fallback", json_string(r.fallback));
+    int gr[2] = {g->rows, g->cols}, im[2] = {g->img_h, g->img_w};
+    json_object_set_new(o, "grid", int_array(gr, 2));
+    json_object_set_new(o, "image_size", int_array(im, 2));
+    json_object_set_new(o, "patch", json_integer(g->patch_y));
+    json_object_set_new(o, "method", json_string("tokencut"));
+    json_object_set_new(o, "tau", json_real(po->tc.tau));
+    json_object_set_new(o, "eps", json_real(po->tc.eps));
+    json_object_set_new(o, "binary_graph", json_boolean(po->tc.binary));
+    if (want_mask) {
+        json_object_set_new(o, "mask", rows_u8(r.mask, g->rows, g->cols));
+        json_object_set_new(o, "eigenvector", rows_float(r.eigvec, g->rows, g->cols));
+    }
+    return print_json(o);
 }
 
 int cli_lost(int argc, char **argv)
@@ -146,14 +211,21 @@ int cli_lost(int argc, char **argv)
         return cli_fail(1, CMD, "grid %dx%d needs a %zu MiB Gram matrix, over the %zu MiB limit",
                         rows, cols, gram >> 20, MAX_GRAM_BYTES >> 20);
     }
-    struct arena *ar = arena_init(gram + (size_t)n * (size_t)dim * sizeof(float) +
-                                  (size_t)n * 64 + ((size_t)1 << 20));
+    /* TokenCut also keeps its graph in double and its Lanczos vectors. */
+    struct arena *ar = arena_init(gram * 4 + (size_t)n * (size_t)dim * sizeof(float) +
+                                  (size_t)n * 2200 + ((size_t)16 << 20));
     if (!ar) {
         tensor_free(&t);
         return cli_fail(1, CMD, "cannot reserve scratch memory");
     }
     struct lost_grid g = {.rows = rows, .cols = cols, .patch_y = (int)patch,
                           .patch_x = (int)patch, .img_h = img_h, .img_w = img_w};
+    if (po.method == PIPELINE_TOKENCUT) {
+        int rc = print_tokencut(&t, (int)dim, &g, &po, want_mask, ar, &e);
+        tensor_free(&t);
+        arena_free(ar);
+        return rc;
+    }
     struct lost_result r;
     int rc = lost_find_box(t.data, (int)dim, &g, &po.lost, ar, &r, &e);
     tensor_free(&t);
@@ -178,16 +250,11 @@ int cli_lost(int argc, char **argv)
     json_object_set_new(o, "k_patches", json_integer(po.lost.k_patches));
     json_object_set_new(o, "gram_bias", json_real(po.lost.gram_bias));
     json_object_set_new(o, "l2norm", json_boolean(po.lost.l2norm));
+    json_object_set_new(o, "method", json_string("lost"));
     if (want_mask) {
         json_object_set_new(o, "mask", rows_u8(r.mask, rows, cols));
         json_object_set_new(o, "degree", rows_int(r.degree, rows, cols));
     }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    json_decref(o);
     arena_free(ar);
-    if (!s)
-        return cli_fail(1, CMD, "out of memory");
-    puts(s);
-    free(s);
-    return fflush(stdout) ? 1 : 0;
+    return print_json(o);
 }

@@ -23,9 +23,13 @@ static json_t *api_json(const struct pipeline_result *res, const struct discover
 {
     const struct lost_result *L = &res->lost;
     int n = res->grid_h * res->grid_w;
-    /* LOST has no calibrated confidence; the score is how rare the seed is:
-     * 1 - degree / (N - 1), so 1 when it correlates with no other patch. */
-    double score = n > 1 ? 1.0 - (double)L->seed_degree / (n - 1) : 1.0;
+    int tc = res->method == PIPELINE_TOKENCUT;
+    /* Neither method has a calibrated confidence. LOST: how rare the seed
+     * is, 1 - degree / (N - 1), 1 when it correlates with no other patch.
+     * TokenCut: 1 - the cut's eigenvalue, 1 for a perfectly separated
+     * object (lambda is the normalised cut's value, in [0, 1]). */
+    double score = tc ? 1.0 - res->tc.lambda
+                      : n > 1 ? 1.0 - (double)L->seed_degree / (n - 1) : 1.0;
     score = r3(score);
     if (o->rq->format == PARAM_FORMAT_COCO) {
         json_t *e = json_object(), *bb = json_array();
@@ -56,13 +60,19 @@ static json_t *api_json(const struct pipeline_result *res, const struct discover
     json_object_set_new(im, "width", json_integer(res->img_w));
     json_object_set_new(im, "height", json_integer(res->img_h));
     json_object_set_new(root, "image", im);
+    json_object_set_new(root, "method", json_string(tc ? "tokencut" : "lost"));
     json_t *sd = json_object();
     json_object_set_new(sd, "index", json_integer(L->seed));
     json_object_set_new(sd, "row", json_integer(L->seed / res->grid_w));
     json_object_set_new(sd, "col", json_integer(L->seed % res->grid_w));
-    json_object_set_new(sd, "degree", json_integer(L->seed_degree));
-    json_object_set_new(sd, "n_similar", json_integer(L->n_similar));
-    json_object_set_new(sd, "background", json_boolean(L->seed_background));
+    if (tc) {
+        json_object_set_new(sd, "n_cc", json_integer(res->tc.n_cc));
+        json_object_set_new(sd, "eigenvalue", json_real(res->tc.lambda));
+    } else {
+        json_object_set_new(sd, "degree", json_integer(L->seed_degree));
+        json_object_set_new(sd, "n_similar", json_integer(L->n_similar));
+        json_object_set_new(sd, "background", json_boolean(L->seed_background));
+    }
     json_object_set_new(root, "seed", sd);
     json_t *g = json_object();
     json_object_set_new(g, "rows", json_integer(res->grid_h));
@@ -81,6 +91,12 @@ static json_t *api_json(const struct pipeline_result *res, const struct discover
     json_object_set_new(pa, "l2norm", json_boolean(o->opts->lost.l2norm));
     json_object_set_new(pa, "layer", json_integer(res->layer));
     json_object_set_new(pa, "max_side", json_integer(o->opts->max_side));
+    json_object_set_new(pa, "method", json_string(tc ? "tokencut" : "lost"));
+    if (tc) {
+        json_object_set_new(pa, "tau", json_real(o->opts->tc.tau));
+        json_object_set_new(pa, "eps", json_real(o->opts->tc.eps));
+        json_object_set_new(pa, "binary_graph", json_boolean(o->opts->tc.binary));
+    }
     json_object_set_new(root, "parameters", pa);
     json_t *t = json_object();
     json_object_set_new(t, "queue", json_real(r3(o->ms_queue)));
@@ -116,6 +132,17 @@ static json_t *api_json(const struct pipeline_result *res, const struct discover
         json_object_set_new(dbg, "affinity", aff);
         json_object_set_new(dbg, "token_norms", tn);
         json_object_set_new(dbg, "register_norms", rn);
+        if (tc && res->tc.eigvec) {
+            /* TokenCut's eigenvector, oriented: above the mean = foreground. */
+            json_t *ev = json_array();
+            double mean = 0;
+            for (int i = 0; i < n; i++) {
+                json_array_append_new(ev, json_real(res->tc.eigvec[i]));
+                mean += res->tc.eigvec[i];
+            }
+            json_object_set_new(dbg, "eigenvector", ev);
+            json_object_set_new(dbg, "eigenvector_mean", json_real(n ? mean / n : 0));
+        }
         json_object_set_new(root, "debug", dbg);
     }
     return root;
@@ -136,9 +163,18 @@ static json_t *cli_json(const struct pipeline_result *r, const char *path)
     json_object_set_new(j, "seed", json_integer(l->seed));
     json_object_set_new(j, "seed_rc", json_pack("[i,i]", l->seed / r->grid_w,
                                                 l->seed % r->grid_w));
-    json_object_set_new(j, "seed_degree", json_integer(l->seed_degree));
-    json_object_set_new(j, "n_similar", json_integer(l->n_similar));
-    json_object_set_new(j, "seed_background", json_boolean(l->seed_background));
+    if (r->method == PIPELINE_TOKENCUT) {
+        json_object_set_new(j, "n_cc", json_integer(r->tc.n_cc));
+        json_object_set_new(j, "eigenvalue", json_real(r->tc.lambda));
+        json_object_set_new(j, "solver", json_string(r->tc.solver == TOKENCUT_DENSE
+                                                          ? "dense" : "lanczos"));
+    } else {
+        json_object_set_new(j, "seed_degree", json_integer(l->seed_degree));
+        json_object_set_new(j, "n_similar", json_integer(l->n_similar));
+        json_object_set_new(j, "seed_background", json_boolean(l->seed_background));
+    }
+    json_object_set_new(j, "method", json_string(r->method == PIPELINE_TOKENCUT ? "tokencut"
+                                                                                 : "lost"));
     if (r->multi.n > 0) {
         json_t *boxes = json_array();
         for (int i = 0; i < r->multi.n; i++) {

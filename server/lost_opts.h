@@ -18,7 +18,11 @@ enum {
     LOST_OPTS_GIVEN_FEATURE = 1u << 2,
     LOST_OPTS_GIVEN_L2NORM = 1u << 3,
     LOST_OPTS_GIVEN_LAYER = 1u << 4,
-    LOST_OPTS_GIVEN_MAX_SIDE = 1u << 5
+    LOST_OPTS_GIVEN_MAX_SIDE = 1u << 5,
+    LOST_OPTS_GIVEN_METHOD = 1u << 6,
+    LOST_OPTS_GIVEN_TAU = 1u << 7,
+    LOST_OPTS_GIVEN_EPS = 1u << 8,
+    LOST_OPTS_GIVEN_BINARY = 1u << 9
 };
 
 /* If argv[*i] is one of the shared options, consumes it (and its value),

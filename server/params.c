@@ -13,8 +13,15 @@
 
 static const char *const feature_words[] = {"q", "k", "v", NULL}; /* enum model_feature */
 static const char *const format_words[] = {"json", "hf", "coco", NULL};
+static const char *const method_words[] = {"lost", "tokencut", NULL}; /* enum pipeline_method */
 
 const struct param_def params_table[] = {
+    {.name = "method", .flag = "--method", .type = PARAM_ENUM, .values = method_words,
+     .where = PARAM_CLI | PARAM_FILE | PARAM_HTTP | PARAM_MAP, .request = 0,
+     .off = offsetof(struct pipeline_opts, method), .size = sizeof(int),
+     .given = LOST_OPTS_GIVEN_METHOD, .def = "lost",
+     .help = "discovery method: lost (LOST, the seed with the fewest correlated patches) "
+             "or tokencut (TokenCut, a Normalized Cut of the patch graph)"},
     {.name = "k_patches", .flag = "--k-patches", .type = PARAM_INT, .lo = 1, .hi = 1000000,
      .where = PARAM_CLI | PARAM_FILE | PARAM_HTTP | PARAM_MAP, .request = 0,
      .off = offsetof(struct pipeline_opts, lost.k_patches), .size = sizeof(int),
@@ -46,6 +53,21 @@ const struct param_def params_table[] = {
      .given = LOST_OPTS_GIVEN_MAX_SIDE, .def = "0 (never; the daemon: its --max-side)",
      .help = "downscale images whose longer side exceeds it; over HTTP it may only lower "
              "the daemon's --max-side"},
+    {.name = "tau", .flag = "--tau", .type = PARAM_REAL, .lo = -1, .hi = 1,
+     .where = PARAM_CLI | PARAM_FILE | PARAM_HTTP | PARAM_MAP, .request = 0,
+     .off = offsetof(struct pipeline_opts, tc.tau), .size = sizeof(float),
+     .given = LOST_OPTS_GIVEN_TAU, .def = "0.2",
+     .help = "TokenCut: cosine similarity above which two patches are joined"},
+    {.name = "eps", .flag = "--eps", .type = PARAM_REAL, .lo = 0, .lo_open = 1, .hi = 1e30,
+     .where = PARAM_CLI | PARAM_FILE | PARAM_HTTP | PARAM_MAP, .request = 0,
+     .off = offsetof(struct pipeline_opts, tc.eps), .size = sizeof(float),
+     .given = LOST_OPTS_GIVEN_EPS, .def = "1e-05",
+     .help = "TokenCut: weight of the pairs below tau"},
+    {.name = "binary_graph", .flag = "--binary-graph", .neg_flag = "--no-binary-graph",
+     .type = PARAM_BOOL, .where = PARAM_CLI | PARAM_FILE | PARAM_HTTP | PARAM_MAP,
+     .request = 0, .off = offsetof(struct pipeline_opts, tc.binary), .size = sizeof(int),
+     .given = LOST_OPTS_GIVEN_BINARY, .def = "true",
+     .help = "TokenCut: edges weigh 1; --no-binary-graph: the similarity itself"},
     {.name = "format", .type = PARAM_ENUM, .values = format_words, .where = PARAM_HTTP,
      .request = 1, .off = offsetof(struct param_request, format), .size = sizeof(int),
      .def = "json",

@@ -17,6 +17,7 @@ void pipeline_opts_default(struct pipeline_opts *o)
 {
     memset(o, 0, sizeof *o);
     lost_params_default(&o->lost);
+    tokencut_params_default(&o->tc);
     o->feature = -1;
     o->layer = -1;
 }
@@ -63,6 +64,13 @@ static void scratch_give(const struct pipeline_opts *o, long long n)
         budget_release(o->scratch, n);
 }
 
+long long pipeline_tokencut_bytes(long n_patch)
+{
+    /* S (float) and the normalised graph (double), [N, N] each, the
+     * normalised features, and the Lanczos vectors (at most 241 of N). */
+    return (long long)n_patch * n_patch * 12 + (long long)n_patch * 256 * 8 + (4LL << 20);
+}
+
 long long pipeline_gram_bytes(long n_patch, int max_objects)
 {
     /* LOST's [N, N] Gram matrix (multi-object discovery reuses one more). */
@@ -101,6 +109,7 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
     const struct image full = {img_w, img_h, NULL}; /* only its size is read */
     const struct image *img = &full;
     memset(&r->lost, 0, sizeof r->lost);
+    memset(&r->tc, 0, sizeof r->tc);
     r->multi.n = 0;
     r->img_w = img_w;
     r->img_h = img_h;
@@ -165,10 +174,29 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
     struct lost_params lp = o->lost;
     lp.gram = gram_on_workspace;
     lp.gram_ctx = w;
-    long long gram = pipeline_gram_bytes(out.n_patch, o->max_objects);
-    if ((rc = scratch_take(o, gram, "LOST on this many patches", e)))
+    r->method = o->method;
+    long long gram = o->method == PIPELINE_TOKENCUT ? pipeline_tokencut_bytes(out.n_patch)
+                                                    : pipeline_gram_bytes(out.n_patch, o->max_objects);
+    if ((rc = scratch_take(o, gram, o->method == PIPELINE_TOKENCUT ? "TokenCut on this many "
+                                                                    "patches"
+                                                                  : "LOST on this many patches",
+                           e)))
         return rc;
-    rc = lost_find_box(f, out.dim, &g, &lp, a, &r->lost, e);
+    if (o->method == PIPELINE_TOKENCUT) {
+        /* TokenCut's cosine graph on the workspace's kernels too. */
+        struct tokencut_params tp = o->tc;
+        tp.gram = gram_on_workspace;
+        tp.gram_ctx = w;
+        rc = tokencut_find_box(f, out.dim, &g, &tp, a, &r->tc, e);
+        if (!rc) {
+            memcpy(r->lost.box, r->tc.box, sizeof r->lost.box);
+            memcpy(r->lost.box_feat, r->tc.box_feat, sizeof r->lost.box_feat);
+            r->lost.seed = r->tc.seed;
+            r->lost.mask = r->tc.mask;
+        }
+    } else {
+        rc = lost_find_box(f, out.dim, &g, &lp, a, &r->lost, e);
+    }
     r->dinoseg = 0;
     if (!rc && o->dinoseg) {
         /* CLS row of every head, patch columns only (CLS and registers dropped) */
@@ -184,7 +212,24 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
                               NULL, e);
         r->dinoseg = !rc;
     }
-    if (!rc && o->max_objects > 1) {
+    if (!rc && o->max_objects > 1 && o->method == PIPELINE_TOKENCUT) {
+        struct tokencut_params tp = o->tc;
+        tp.gram = gram_on_workspace;
+        tp.gram_ctx = w;
+        int (*boxes)[4] = arena_alloc(a, sizeof(int[4]) * LOST_MAX_OBJECTS);
+        int n = 0;
+        const char *stop = "max_objects";
+        int mo = o->max_objects < LOST_MAX_OBJECTS ? o->max_objects : LOST_MAX_OBJECTS;
+        rc = boxes ? tokencut_find_boxes(f, out.dim, &g, &tp, mo, a, boxes, &n, &stop, e)
+                   : err_set(e, ERR_TOOBIG, "no scratch left for the boxes");
+        memset(&r->multi, 0, sizeof r->multi);
+        for (int i = 0; !rc && i < n; i++)
+            memcpy(r->multi.obj[i].box, boxes[i], sizeof boxes[i]);
+        r->multi.n = rc ? 0 : n;
+        r->multi.stop = !strcmp(stop, "empty")     ? LOST_STOP_EMPTY
+                        : !strcmp(stop, "overlap") ? LOST_STOP_OVERLAP
+                                                   : LOST_STOP_MAX;
+    } else if (!rc && o->max_objects > 1) {
         struct lost_multi_params mp;
         lost_multi_params_default(&mp);
         mp.max_objects = o->max_objects;

@@ -11,6 +11,7 @@
 
 #include "image.h"
 #include "lost.h"
+#include "tokencut.h"
 #include "model.h"
 
 struct arena;
@@ -18,8 +19,13 @@ struct budget;
 struct err;
 struct vit_work;
 
+/* The discovery method run on the features. */
+enum pipeline_method { PIPELINE_LOST = 0, PIPELINE_TOKENCUT };
+
 struct pipeline_opts {
+    int method;             /* enum pipeline_method */
     struct lost_params lost;
+    struct tokencut_params tc; /* method TOKENCUT: tau, eps, binary graph */
     int feature;            /* enum model_feature; -1 = the family's default */
     int layer;              /* block to tap, < 0 from the end (-1 = last) */
     int max_side;           /* downscale so max(w, h) <= max_side before the forward;
@@ -45,7 +51,11 @@ struct pipeline_opts {
 void pipeline_opts_default(struct pipeline_opts *o);
 
 struct pipeline_result {
-    struct lost_result lost;    /* box in pixels of the ORIGINAL image */
+    int method;                 /* enum pipeline_method that ran */
+    struct lost_result lost;    /* box in pixels of the ORIGINAL image (both methods:
+                                   TokenCut fills box, box_feat, seed and mask) */
+    struct tokencut_result tc;  /* method TOKENCUT: eigenvector, component size,
+                                   eigenvalue, solver */
     struct lost_multi_result multi; /* max_objects > 1: every box, ORIGINAL pixels;
                                        multi.n == 0 otherwise */
     int img_w, img_h;           /* original (after EXIF orientation) */
@@ -62,6 +72,9 @@ struct pipeline_result {
     int n_reg;
     double ms_decode, ms_preprocess, ms_forward, ms_lost;
 };
+
+/* The same for TokenCut: its similarity matrix and graph. */
+long long pipeline_tokencut_bytes(long n_patch);
 
 /* Worst-case bytes one request holds outside the budgets and the worker's
  * workspace, for images fitted to max_side (README "Security and limits"). */

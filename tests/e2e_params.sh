@@ -104,6 +104,9 @@ cases = {
     "features": ("--features", ["k", "q", "v", "K", "x", "", "kq"]),
     "layer": ("--layer", ["-1", "0", "1", "-2", "1.0", "", "x", "-1000000"]),
     "max_side": ("--max-side", ["448", "224", "-14", "1e3", "", "x", "100000"]),
+    "method": ("--method", ["lost", "tokencut", "LOST", "ncut", ""]),
+    "tau": ("--tau", ["0.2", "-1", "1", "1.01", "-1.5", "nan", ""]),
+    "eps": ("--eps", ["1e-5", "1", "0", "-1e-5", "nan", "inf"]),
 }
 for name, (flag, values) in cases.items():
     for v in values:
