@@ -57,3 +57,20 @@ sys.exit(0 if (a['images'], a['hits'], a['corloc']) == (b['images'], b['hits'], 
 else
     echo "FAIL eval --model shards merge to the same CorLoc: $(cat "$tmp/merged.json")"
 fi
+
+# --method tokencut: the same protocol; each image's box is discover's TokenCut box
+"$LOSTD" discover --model "$M" --method tokencut "$IMG" >"$tmp/tc.json" 2>/dev/null
+"$LOSTD" eval --dataset voc07 --root "$tmp" --model "$M" --method tokencut \
+    --out "$tmp/tc.jsonl" >"$tmp/tc_sum.json" 2>/dev/null
+rc=$?
+if [ $rc -eq 3 ] && python3 - "$tmp/tc.json" "$tmp/tc.jsonl" "$tmp/tc_sum.json" <<'PY'
+import json, sys
+box = json.load(open(sys.argv[1]))["box"]
+lines = [json.loads(l) for l in open(sys.argv[2])]
+ok = [l for l in lines if l.get("status") == "ok"]
+assert len(ok) == 3 and all(l["box"] == box for l in ok), (box, ok)
+s = json.loads(open(sys.argv[3]).read().strip().splitlines()[-1])
+assert s["images"] == 3 and s["skipped"] == 2, s
+PY
+then echo "PASS eval --model --method tokencut: discover's TokenCut box per image, same counts"
+else echo "FAIL eval --model --method tokencut: status $rc $(cat "$tmp/tc_sum.json")"; fi

@@ -85,3 +85,36 @@ for c in $cases; do
     fi
     rm -f "$m"
 done
+
+# TokenCut at full size: `lostd discover --method tokencut` on the VOC sample
+# with a random ViT-S/14-reg gives the box and seed the authors' ncut()
+# computes (tests/golden/ref_tokencut.py) on the keys of the reference
+# forward (tests/golden/ref_vit.py, itself checked against the official
+# fixtures above).
+if $PY -c 'import scipy' 2>/dev/null; then
+    m="$tmp/vits14_reg.safetensors"
+    img=tests/fixtures/images/VOC07_000236.jpg
+    rm -rf "$tmp/tc_ours" "$tmp/tc_ref"
+    if "$LOSTD" model init --arch vits14_reg --seed 5 --out "$m" 2>"$tmp/err" &&
+       "$LOSTD" features --model "$m" --image "$img" --out "$tmp/tc_ours" --threads 2 2>>"$tmp/err" &&
+       $PY tests/golden/ref_vit.py "$m" "$tmp/tc_ours/input.npy" "$tmp/tc_ref" 2>>"$tmp/err" &&
+       "$LOSTD" discover --model "$m" --method tokencut "$img" >"$tmp/tc.json" 2>>"$tmp/err"; then
+        if msg=$($PY - "$tmp/tc_ref/keys.npy" "$tmp/tc.json" <<'PY' 2>&1
+import json, sys
+import numpy as np
+sys.path.insert(0, "tests/golden")
+import ref_tokencut
+want = ref_tokencut.ncut(np.load(sys.argv[1]), 28, 36, 14, 381, 500)
+got = json.load(open(sys.argv[2]))
+assert (got["box"], got["seed"], got["n_cc"]) == (want["box"], want["seed"], want["n_cc"]), (got, want)
+print("solver %s" % got["solver"])
+PY
+        ); then echo "PASS full-size TokenCut: lostd discover = ncut() on the reference keys ($msg)"
+        else echo "FAIL full-size TokenCut: lostd discover = ncut() on the reference keys: $msg"; fi
+    else
+        echo "FAIL full-size TokenCut: $(tail -3 "$tmp/err")"
+    fi
+    rm -f "$m"
+else
+    echo "SKIP full-size TokenCut: $PY has no scipy (apt-get install python3-scipy)"
+fi
