@@ -122,8 +122,13 @@ test: $(BUILD)/lostd $(TEST_BIN)
 run: $(BUILD)/lostd
 	./$(BUILD)/lostd serve --host 127.0.0.1 --port 8080
 
-bench: $(BUILD)/lostd
+bench: $(BUILD)/lostd $(BUILD)/bench/tokencut_bench
 	@BUILD=$(BUILD) bash tests/bench.sh
+
+# The TokenCut solver alone (bench/tokencut_bench.c), for make bench.
+$(BUILD)/bench/tokencut_bench: bench/tokencut_bench.c $(LINK_LOST)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CFLAGS_LOST) -o $@ $< $(LINK_LOST) $(LIBS_LOST)
 
 # The container image (docker/Dockerfile, README "Deploy"). Phony: docker/ is
 # also a folder.

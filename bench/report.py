@@ -220,6 +220,30 @@ def evals(rows):
     return (n1 - n0) / (b["seconds"] - a["seconds"]), n1, b["seconds"], ok
 
 
+def tokencut(rows):
+    out = []
+    tb = [r for r in rows if r["kind"] == "tokencut" and r["r"].get("bench")]
+    if tb:
+        out += ["| input | forward (ms) | TokenCut (ms) | % of forward | solver |",
+                "|---|---:|---:|---:|---|"]
+        for r in tb:
+            b = r["r"]["bench"]
+            out.append("| %s | %s | %s | %s%% | %s |" % (
+                r["size"], fmt(b["forward_ms_median"]), fmt(b.get("tokencut_ms_median"), "%.2f"),
+                fmt(b.get("discovery_pct_of_forward"), "%.1f"), b.get("tokencut_solver", "-")))
+    ts = [r["r"] for r in rows if r["kind"] == "tokencut_solver" and r["r"].get("lostd")]
+    if ts:
+        out += ["", "| patches | lostd: whole cut, Lanczos (ms) | lostd: dense LAPACK (ms) | "
+                "authors' scipy eigh (ms) | Lanczos steps | same box |", "|---:|---:|---:|---:|---:|---|"]
+        for t in ts:
+            l, o = t["lostd"], t.get("official") or {}
+            out.append("| %d | %s | %s | %s | %d | %s |" % (
+                l["patches"], fmt(l["tokencut_ms_median"], "%.2f"), fmt(l["dense_ms_median"]),
+                fmt(o.get("official_ms_median")), l["lanczos_steps"],
+                "yes" if l["same_box"] else "no"))
+    return out
+
+
 def dedupe(rows):
     """A row re-run (BENCH_APPEND=1) replaces the earlier line of the same
     row, in the earlier line's place; load lines are all kept."""
@@ -310,6 +334,9 @@ def main():
                "; ".join("%s: %d of %d boxes identical, %d of %d seeds, lowest IoU %s" % (
                    r["model"], r["r"]["same_box"], r["r"]["images"], r["r"]["same_seed"],
                    r["r"]["images"], fmt(r["r"]["min_iou"], "%.3f")) for r in bf) + "."]
+    tc = tokencut(rows)
+    if tc:
+        md += ["", "## TokenCut (ViT-S/14-reg keys; the cut: graph, solve, box)", ""] + tc
     md += ["", "## lostd: other stages and memory", ""]
     md += lostd_stages(rows)
     d, ideal, one = daemon(rows, ncores)

@@ -14,7 +14,7 @@
 #
 # env: BUILD        build dir holding lostd (default build); models, ONNX
 #                   files and raw results are cached in $BUILD/bench/
-#      BENCH_PARTS  which parts, default "forward daemon eval"
+#      BENCH_PARTS  which parts, default "forward tokencut daemon eval"
 #      BENCH_QUICK=1  forward rows of ViT-S at 392x504 only, short runs
 #      BENCH_KEY_ROUNDS  rounds of the key row, each engine once per round
 #                   (default 3; the report shows the median round)
@@ -41,7 +41,7 @@ JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 JEMALLOC_CONF=oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1
 JPEG=tests/fixtures/images/VOC07_000236.jpg
 QUICK=${BENCH_QUICK:-0}
-PARTS=${BENCH_PARTS:-forward daemon eval}
+PARTS=${BENCH_PARTS:-forward tokencut daemon eval}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 [ -z "${BENCH_PARTS:-}" ] && [ "$QUICK" != 1 ] || RESULTS=${BENCH_RESULTS:-$OUT/RESULTS.md}
 if [ "$QUICK" = 1 ]; then
@@ -253,6 +253,32 @@ if [ $have_wrk = 1 ] && part daemon; then
         kill -TERM "$pid"
         wait "$pid" || true
         echo "  daemon $nw workers x $nt threads: done at $(($(date +%s) - T0)) s" >&2
+    done
+fi
+
+# 3b. TokenCut: the cut beside the forward (lostd bench --method tokencut,
+# ViT-S/14-reg, 2 threads), and the solver alone on the keys of that model
+# (bench/tokencut_bench.c: Lanczos vs lostd's dense LAPACK path) against the
+# authors' dense scipy solve (bench/tokencut_official.py) at the same sizes.
+if part tokencut; then
+    make -s "$BUILD/bench/tokencut_bench" >&2
+    for s in 392x504 518x518; do
+        j=$("$LOSTD" bench --model "$(model_file vits14_reg)" --size "$s" --threads 2 \
+            --method tokencut --repeat 15 --warmup 3 2>/dev/null || echo null)
+        rec tokencut vits14_reg "$s" 2 set "{\"bench\":$j}"
+    done
+    convert "$JPEG" -resize 518x518! "$tmp/v518.jpg" 2>/dev/null || true
+    for pair in "$JPEG:392x504" "$tmp/v518.jpg:518x518"; do
+        im=${pair%:*} sz=${pair##*:}
+        [ -f "$im" ] || continue
+        rm -rf "$tmp/tcf"
+        "$LOSTD" features --model "$(model_file vits14_reg)" --image "$im" --out "$tmp/tcf" \
+            --threads 2 >/dev/null 2>&1 || continue
+        n=$("$PY" -c "import numpy; print(len(numpy.load('$tmp/tcf/keys.npy')))")
+        ours=$(OPENBLAS_NUM_THREADS=1 "$BUILD/bench/tokencut_bench" "$tmp/tcf/keys.npy" |
+               grep "\"patches\": $n," || echo null)
+        off=$("$PY" bench/tokencut_official.py "$tmp/tcf/keys.npy" 2>/dev/null || echo null)
+        rec tokencut_solver vits14_reg "$sz" 1 set "{\"lostd\":$ours,\"official\":$off}"
     done
 fi
 

@@ -25,7 +25,8 @@ static const char usage[] =
     "\n"
     "Runs the pipeline (preprocess, forward, LOST) --warmup times, then --repeat times\n"
     "(default 2 and 10) on a synthetic image of --size (default 392x504) or on IMG,\n"
-    "and prints one JSON object: forward_ms_median, forward_ms_min, lost_ms_median,\n"
+    "and prints one JSON object: forward_ms_median, forward_ms_min, lost_ms_median\n"
+    "(tokencut_ms_median with --method tokencut), discovery_pct_of_forward,\n"
     "preprocess_ms_median, total_ms_median, gflop (forward), gflops (effective),\n"
     "sgemm_gflops (this machine on the model's GEMM shapes), fma_peak_gflops (the\n"
     "threads on nothing but FMAs: the arithmetic bound; null without AVX-512),\n"
@@ -181,7 +182,16 @@ int cli_bench(int argc, char **argv)
     json_object_set_new(j, "warmup", json_integer(warmup));
     json_object_set_new(j, "forward_ms_median", json_real(fmed));
     json_object_set_new(j, "forward_ms_min", json_real(fmin));
-    json_object_set_new(j, "lost_ms_median", json_real(median(lo, (int)repeat)));
+    /* The discovery stage: LOST's, or TokenCut's cut (graph, solve, box). */
+    double dmed = median(lo, (int)repeat);
+    json_object_set_new(j, "method", json_string(o.method == PIPELINE_TOKENCUT ? "tokencut"
+                                                                               : "lost"));
+    json_object_set_new(j, o.method == PIPELINE_TOKENCUT ? "tokencut_ms_median"
+                                                         : "lost_ms_median", json_real(dmed));
+    json_object_set_new(j, "discovery_pct_of_forward", json_real(100.0 * dmed / fmed));
+    if (o.method == PIPELINE_TOKENCUT)
+        json_object_set_new(j, "tokencut_solver", json_string(
+            r.tc.solver == TOKENCUT_DENSE ? "dense" : "lanczos"));
     json_object_set_new(j, "preprocess_ms_median", json_real(median(pre, (int)repeat)));
     json_object_set_new(j, "total_ms_median", json_real(median(tot, (int)repeat)));
     json_object_set_new(j, "gflop", json_real(gflop));
