@@ -27,8 +27,13 @@ struct calibrate_grid {
     int n_l2;
     int l2[2];                          /* 0 / 1, distinct */
     int n_bias;
-    float bias[CALIBRATE_MAX_BIASES];   /* finite */
+    float bias[CALIBRATE_MAX_BIASES];   /* finite; with TokenCut the values of tau, in [-1, 1] */
     int k_patches;                      /* LOST candidates, >= 1 */
+    int tokencut;                       /* 1: the sweep runs TokenCut (tokencut.h): the fourth
+                                           axis is tau, l2norm has one value (TokenCut always
+                                           normalises), eps from tc_eps */
+    float tc_eps;
+    int tc_binary;
 };
 
 struct calibrate_setting {
@@ -41,6 +46,9 @@ struct calibrate_setting {
  * first then the others in q, k, v order, l2norm off then on, biases
  * 0, -0.1, -0.2, -0.3, -0.5, -0.75, -1 (0 first: plain LOST wins ties),
  * k_patches 100. Cannot fail. */
+/* Default taus of a TokenCut sweep around the authors' 0.2. */
+#define CALIBRATE_TAUS {0.1f, 0.15f, 0.2f, 0.25f, 0.3f}
+
 void calibrate_grid_default(struct calibrate_grid *g, int depth, int family_feature);
 
 /* Checks sizes and values. Returns 0 or ERR_INPUT. */

@@ -4,6 +4,7 @@
  * rule. The backbone is not run here: the caller runs it once per block and
  * every bias / feature / l2norm of that block reuses the same q, k, v. */
 #include "calibrate.h"
+#include "tokencut.h"
 
 #include "arena.h"
 #include "corloc.h"
@@ -57,9 +58,15 @@ int calibrate_grid_check(const struct calibrate_grid *g, struct err *e)
     for (int i = 0; i < g->n_l2; i++)
         if ((g->l2[i] != 0 && g->l2[i] != 1) || (i && g->l2[0] == g->l2[i]))
             return err_set(e, ERR_INPUT, "calibrate: l2norm values must be distinct 0 / 1");
-    for (int i = 0; i < g->n_bias; i++)
+    for (int i = 0; i < g->n_bias; i++) {
         if (!isfinite(g->bias[i]))
             return err_set(e, ERR_INPUT, "calibrate: bias %d is not finite", i);
+        if (g->tokencut && (g->bias[i] < -1 || g->bias[i] > 1))
+            return err_set(e, ERR_INPUT, "calibrate: tau %g outside [-1, 1]",
+                           (double)g->bias[i]);
+    }
+    if (g->tokencut && (g->n_l2 != 1 || !(g->tc_eps > 0)))
+        return err_set(e, ERR_INPUT, "calibrate: TokenCut takes one l2norm value and eps > 0");
     for (int i = 0; i < g->n_layer; i++)
         for (int j = 0; j < i; j++)
             if (g->layer[i] == g->layer[j])
@@ -104,20 +111,33 @@ int calibrate_layer_hits(const struct calibrate_grid *g, const float *const qkv[
     for (int fi = 0; fi < g->n_feat; fi++)
         for (int l2i = 0; l2i < g->n_l2; l2i++)
             for (int bi = 0; bi < g->n_bias; bi++, t++) {
-                struct lost_params p = {.k_patches = g->k_patches, .gram_bias = g->bias[bi],
-                                        .l2norm = g->l2[l2i]};
-                struct lost_result r;
-                rc = lost_find_box(qkv[g->feat[fi]], dim, lg, &p, a, &r, e);
+                int rbox[4];
+                if (g->tokencut) {
+                    struct tokencut_params tp;
+                    tokencut_params_default(&tp);
+                    tp.tau = g->bias[bi];
+                    tp.eps = g->tc_eps;
+                    tp.binary = g->tc_binary;
+                    struct tokencut_result tr;
+                    rc = tokencut_find_box(qkv[g->feat[fi]], dim, lg, &tp, a, &tr, e);
+                    memcpy(rbox, tr.box, sizeof rbox);
+                } else {
+                    struct lost_params p = {.k_patches = g->k_patches,
+                                            .gram_bias = g->bias[bi], .l2norm = g->l2[l2i]};
+                    struct lost_result lr;
+                    rc = lost_find_box(qkv[g->feat[fi]], dim, lg, &p, a, &lr, e);
+                    memcpy(rbox, lr.box, sizeof rbox);
+                }
                 arena_rewind(a, mark);
                 if (rc)
                     return rc;
                 /* To original pixels, as pipeline_run_image does after a
                  * downscale: start down, end up, ends clipped. */
-                float box[4] = {floorf(r.box[0] * scale_x), floorf(r.box[1] * scale_y),
-                                ceilf(r.box[2] * scale_x), ceilf(r.box[3] * scale_y)};
+                float box[4] = {floorf(rbox[0] * scale_x), floorf(rbox[1] * scale_y),
+                                ceilf(rbox[2] * scale_x), ceilf(rbox[3] * scale_y)};
                 if (scale_x == 1.0f && scale_y == 1.0f)
                     for (int k = 0; k < 4; k++)
-                        box[k] = (float)r.box[k];
+                        box[k] = (float)rbox[k];
                 if (box[2] > img_w)
                     box[2] = (float)img_w;
                 if (box[3] > img_h)

@@ -44,7 +44,7 @@ static const char usage[] =
     "                       [--biases B,B,...] [--layers L,L,...] [--features k,q,v]\n"
     "                       [--l2 both|on|off] [--set NAME] [--no-hard]\n"
     "                       [--k-patches K] [--max-side N] [--heads N] [--act A]\n"
-    "                       [--threads N]\n"
+    "                       [--threads N] [--method tokencut [--taus T,T,...]]\n"
     "\n"
     "Runs the backbone on each image of the subset (one forward per tapped block)\n"
     "and LOST for every setting of the grid on those features; prints one table\n"
@@ -60,6 +60,9 @@ static const char usage[] =
     "  --features LIST default: the family's feature first, then the others\n"
     "  --l2 both|on|off  L2 normalisation values to try (default both: off, on)\n"
     "  --threads N     threads of each forward (default: the online CPUs)\n"
+    "  --method tokencut  sweep TokenCut instead: --taus LIST (default\n"
+    "                  0.1,0.15,0.2,0.25,0.3) takes the place of the biases; l2norm\n"
+    "                  does not apply (TokenCut always normalises)\n"
     "  --cache FILE    per-image results (default <out>.cache.jsonl); a rerun with\n"
     "                  the same grid resumes from it, --fresh ignores it\n"
     "Ties: most hits wins; among equal hits the first in the order layer (as\n"
@@ -75,6 +78,8 @@ struct opts {
     struct pipeline_opts po;    /* k_patches, max_side, max_pixels */
     struct model_opts mo;
     long threads;               /* of each forward */
+    int n_taus;                 /* --taus (TokenCut) */
+    float taus[CALIBRATE_MAX_BIASES];
 };
 
 /* ---- lists ------------------------------------------------------------------ */
@@ -153,11 +158,15 @@ static json_t *grid_json(const struct opts *o, const struct model_config *c)
         json_array_append_new(l2, json_boolean(g->l2[i]));
     for (int i = 0; i < g->n_bias; i++)
         json_array_append_new(bi, json_real(g->bias[i]));
-    return json_pack("{s:i, s:s, s:i, s:i, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:i, s:i}",
-                     "calibrate_cache", 1, "arch", c->arch, "dim", c->dim, "depth", c->depth,
-                     "dataset", o->dataset, "set", o->set ? o->set : "trainval",
-                     "no_hard", o->no_hard, "layers", lay, "features", fe, "l2norm", l2,
-                     "biases", bi, "k_patches", g->k_patches, "max_side", o->po.max_side);
+    json_t *h = json_pack("{s:i, s:s, s:i, s:i, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:i, s:i}",
+                          "calibrate_cache", 1, "arch", c->arch, "dim", c->dim, "depth",
+                          c->depth, "dataset", o->dataset, "set", o->set ? o->set : "trainval",
+                          "no_hard", o->no_hard, "layers", lay, "features", fe, "l2norm", l2,
+                          "biases", bi, "k_patches", g->k_patches, "max_side", o->po.max_side);
+    if (h && g->tokencut) /* a TokenCut sweep never reuses a LOST sweep's hits */
+        json_object_set_new(h, "tokencut", json_pack("{s:f, s:b}", "eps", (double)g->tc_eps,
+                                                     "binary_graph", g->tc_binary));
+    return h;
 }
 
 static struct entry *cache_find(struct cache *c, const char *id)
@@ -369,6 +378,8 @@ static int parse(int argc, char **argv, struct opts *o)
             o->have_feats = 1;
             continue;
         }
+        if (!strcmp(a, "--tau"))
+            return cli_fail(2, CMD, "--tau is swept here: use --taus (with --method tokencut)");
         if (!strcmp(a, "--layer") || !strcmp(a, "--gram-bias") || !strcmp(a, "--l2norm") ||
             !strcmp(a, "--lost-config"))
             return cli_fail(2, CMD, "%s is swept here: use --layers, --biases, --l2", a);
@@ -398,6 +409,10 @@ static int parse(int argc, char **argv, struct opts *o)
                 return cli_fail(2, CMD, "--biases expects up to %d numbers, comma separated, "
                                 "got '%s'", CALIBRATE_MAX_BIASES, v);
             o->have_biases = 1;
+        } else if (!strcmp(a, "--taus")) {
+            if (parse_list_float(v, o->taus, CALIBRATE_MAX_BIASES, &o->n_taus))
+                return cli_fail(2, CMD, "--taus expects up to %d numbers, comma separated, "
+                                "got '%s'", CALIBRATE_MAX_BIASES, v);
         } else if (!strcmp(a, "--layers")) {
             if (parse_list_int(v, o->g.layer, CALIBRATE_MAX_LAYERS, &o->g.n_layer))
                 return cli_fail(2, CMD, "--layers expects up to %d integers, comma separated, "
@@ -417,14 +432,20 @@ static int parse(int argc, char **argv, struct opts *o)
     }
     if (!o->dataset || !o->root || !o->model)
         return cli_fail(2, CMD, "needs --dataset, --root and --model (see --help)");
+    int tc = o->po.method == PIPELINE_TOKENCUT;
+    if (tc && (o->have_biases || o->l2_mode))
+        return cli_fail(2, CMD, "--method tokencut sweeps --taus (it has no Gram bias and "
+                        "always L2-normalises): drop --biases / --l2");
+    if (!tc && o->n_taus)
+        return cli_fail(2, CMD, "--taus goes with --method tokencut");
     return 0;
 }
 
 static void print_table(const struct calibrate_grid *g, const long *hits, long images,
                         int best)
 {
-    printf("%-6s %-7s %-6s %9s %8s %7s\n", "layer", "feature", "l2norm", "bias", "corloc",
-           "hits");
+    printf("%-6s %-7s %-6s %9s %8s %7s\n", "layer", "feature", "l2norm",
+           g->tokencut ? "tau" : "bias", "corloc", "hits");
     for (int i = 0; i < calibrate_n_settings(g); i++) {
         struct calibrate_setting s;
         calibrate_setting_at(g, i, &s);
@@ -473,6 +494,17 @@ int cli_calibrate(int argc, char **argv)
     o.g.n_l2 = o.l2_mode ? 1 : 2;
     o.g.l2[0] = o.l2_mode == 1 ? 1 : 0;
     o.g.l2[1] = 1;
+    if (o.po.method == PIPELINE_TOKENCUT) {
+        /* The fourth axis is tau; TokenCut normalises the features itself. */
+        static const float taus[] = CALIBRATE_TAUS;
+        o.g.tokencut = 1;
+        o.g.n_bias = o.n_taus ? o.n_taus : (int)(sizeof taus / sizeof taus[0]);
+        memcpy(o.g.bias, o.n_taus ? o.taus : taus, sizeof(float) * (size_t)o.g.n_bias);
+        o.g.n_l2 = 1;
+        o.g.l2[0] = 1;
+        o.g.tc_eps = o.po.tc.eps;
+        o.g.tc_binary = o.po.tc.binary;
+    }
     o.g.k_patches = o.po.lost.k_patches;
     int status = 0;
     for (int i = 0; i < o.g.n_layer; i++)
@@ -575,8 +607,12 @@ int cli_calibrate(int argc, char **argv)
         struct calibrate_setting s;
         calibrate_setting_at(&o.g, best, &s);
         struct pipeline_opts bo = o.po;
-        bo.lost.gram_bias = s.gram_bias;
-        bo.lost.l2norm = s.l2norm;
+        if (o.g.tokencut) {
+            bo.tc.tau = s.gram_bias; /* the swept axis */
+        } else {
+            bo.lost.gram_bias = s.gram_bias;
+            bo.lost.l2norm = s.l2norm;
+        }
         bo.feature = s.feature;
         bo.layer = s.layer;
         json_t *j = lost_opts_config_json(&bo);
@@ -592,9 +628,10 @@ int cli_calibrate(int argc, char **argv)
         if (lost_opts_write_json(o.out, j, &e))
             status = cli_fail(1, CMD, "%s", e.msg);
         json_decref(j);
-        fprintf(stderr, "lostd %s: best: layer %d, %s, l2norm %s, bias %g: CorLoc %.2f "
+        fprintf(stderr, "lostd %s: best: layer %d, %s, l2norm %s, %s %g: CorLoc %.2f "
                         "(%ld/%ld, %ld from the cache) -> %s\n", CMD, s.layer,
-                model_feature_name(s.feature), s.l2norm ? "on" : "off", (double)s.gram_bias,
+                model_feature_name(s.feature), s.l2norm ? "on" : "off",
+                o.g.tokencut ? "tau" : "bias", (double)s.gram_bias,
                 100.0 * hits[best] / images, hits[best], images, reused, o.out);
     }
     json_decref(hdr);

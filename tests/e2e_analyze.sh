@@ -275,3 +275,29 @@ for cmd in analyze calibrate; do
     [ $rc -eq 2 ] && grep -q -- "--threads" "$tmp/thr.err" && pass "$cmd --threads 0: exit 2 naming the flag" ||
         fail "$cmd --threads 0: exit 2 naming the flag" "status $rc: $(head -c 200 "$tmp/thr.err")"
 done
+
+# ---- calibrate --method tokencut sweeps tau; the settings file runs TokenCut
+if cal --method tokencut --taus 0.1,0.2,0.3 --layers -1,-2 --features k --fresh \
+       --cache "$tmp/tc.cache" >"$tmp/tc_table" 2>"$tmp/tc_err" &&
+   python3 - "$tmp/tc_table" "$tmp/best.json" <<'PY'
+import json, sys
+rows = [l.split() for l in open(sys.argv[1]).read().splitlines()]
+assert rows[0][3] == "tau" and len(rows) - 1 == 2 * 3, rows
+b = json.load(open(sys.argv[2]))
+assert b["method"] == "tokencut" and any(abs(b["tau"] - t) < 1e-6 for t in (0.1, 0.2, 0.3)), b
+best = [r for r in rows[1:] if r[-1] == "*best"][0]
+assert abs(float(best[3]) - b["tau"]) < 1e-6 and int(best[0]) == b["layer"], (best, b)
+PY
+then
+    "$LOSTD" discover --model "$M" --lost-config "$tmp/best.json" "${IMGS[0]}" >"$tmp/tc_disc.json"
+    python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["method"] != "tokencut")' \
+        "$tmp/tc_disc.json" && pass "calibrate --method tokencut: a tau table, a settings file discover runs as TokenCut" ||
+        fail "calibrate --method tokencut settings file" "$(head -c 300 "$tmp/tc_disc.json")"
+else
+    fail "calibrate --method tokencut: a tau table, a settings file discover runs as TokenCut" \
+        "$(head -c 300 "$tmp/tc_err") $(head -5 "$tmp/tc_table")"
+fi
+"$LOSTD" calibrate --dataset voc07 --root "$tmp/voc" --model "$M" --method tokencut \
+    --biases 0,-0.1 >/dev/null 2>"$tmp/tcb.err"
+[ $? -eq 2 ] && grep -q -- "--taus" "$tmp/tcb.err" && pass "calibrate --method tokencut --biases: exit 2" ||
+    fail "calibrate --method tokencut --biases: exit 2" "$(cat "$tmp/tcb.err")"
