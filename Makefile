@@ -131,10 +131,13 @@ $(BUILD)/bench/tokencut_bench: bench/tokencut_bench.c $(LINK_LOST)
 	$(CC) $(CFLAGS) $(CFLAGS_LOST) -o $@ $< $(LINK_LOST) $(LIBS_LOST)
 
 # The container image (docker/Dockerfile, README "Deploy"). Phony: docker/ is
-# also a folder.
-.PHONY: docker
+# also a folder. `make image`: the same image without Docker or a registry,
+# as root (buildah on a debootstrapped Debian 12 base, docker/buildah.sh).
+.PHONY: docker image
 docker:
 	docker build -f docker/Dockerfile -t lostd .
+image:
+	bash docker/buildah.sh image lostd
 
 clean:
 	rm -rf build build-address build-thread build-fuzz

@@ -9,7 +9,9 @@
 #                            already installed, e.g. from NodeSource, whose npm
 #                            must not be replaced by Debian's), ImageMagick
 #                            (test images), clang with its libFuzzer and
-#                            sanitizer runtime (make fuzz)
+#                            sanitizer runtime (make fuzz), buildah, podman
+#                            and debootstrap (the container image test,
+#                            tests/e2e_image.sh)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=
@@ -18,7 +20,7 @@ BUILD_PKGS="build-essential pkg-config ca-certificates libopenblas-dev libjansso
     libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libmicrohttpd-dev
     libcurl4-openssl-dev libssl-dev"
 TEST_PKGS="curl python3 python3-numpy python3-scipy python3-torch python3-yaml chromium fonts-liberation
-    imagemagick clang libclang-rt-14-dev"
+    imagemagick clang libclang-rt-14-dev buildah podman debootstrap"
 $SUDO apt-get update -qq
 if [ "${1:-test}" = build ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $BUILD_PKGS >/dev/null
