@@ -15,10 +15,11 @@
 #     merge Job's command, with the volumes mapped to local folders and
 #     --model replaced by --predictions tests/fixtures/lost/LOST_VOC07.csv
 #     (LOST's published boxes, so no backbone runs): CorLoc 61.90, 3102/5011.
-#  5. `docker build` of the image and a run of it, where `docker info` works
-#     and a bookworm base image is available; SKIP otherwise.
-# Prints "PASS name" / "FAIL name: why" / "SKIP name: why"; LOSTD_BIN is the
-# binary. Needs python3 with PyYAML (Debian: python3-yaml) and curl.
+# The image itself is built and run by tests/e2e_image.sh (the same pods in
+# the image). Prints "PASS name" / "FAIL name: why" / "SKIP name: why";
+# LOSTD_BIN is the binary. Needs python3 with PyYAML (Debian: python3-yaml)
+# and curl; the kubelet's env and $(VAR) rules are tests/kube.py's, shared
+# with tests/e2e_image.sh.
 set -u
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -43,6 +44,9 @@ fi
 "$PY" - "$T" "$BIN" <<'PYEOF'
 import glob, json, os, re, shutil, subprocess, sys
 import yaml
+sys.dont_write_bytecode = True
+sys.path.insert(0, "tests")
+from kube import cores, env_values, expand   # the kubelet's rules (tests/kube.py)
 
 T, BIN = sys.argv[1], sys.argv[2]
 K8S = "docker/k8s"
@@ -94,25 +98,6 @@ check("every object has apiVersion, kind, metadata.name", errs)
 
 def of_kind(kind):
     return [d for _, d in objs if d.get("kind") == kind]
-
-def cores(q):
-    """A CPU quantity ("2", "500m", 1.5) in whole cores, rounded up, as the
-    kubelet does for resourceFieldRef limits.cpu with divisor 1."""
-    q = str(q)
-    milli = int(q[:-1]) if q.endswith("m") else round(float(q) * 1000)
-    return -(-milli // 1000)
-
-def env_values(c):
-    """The container's env as the kubelet fills it: plain values, and
-    resourceFieldRef limits.cpu (divisor 1) as whole cores. Other valueFrom
-    entries (fieldRef, secrets) are left out."""
-    out = {}
-    for e in c.get("env", []):
-        if "value" in e:
-            out[e["name"]] = str(e["value"])
-        elif e.get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu":
-            out[e["name"]] = str(cores(c["resources"]["limits"]["cpu"]))
-    return out
 
 # Kustomization: its resources exist, and kubectl renders it when present.
 kust = [d for _, d in docs if d.get("kind") == "Kustomization"]
@@ -291,8 +276,23 @@ if len(froms) < 2:
 for i in froms:
     if not instrs[i][1].startswith("${BASE}") and not instrs[i][1].startswith("$BASE"):
         errs.append("FROM %s does not use the BASE argument" % instrs[i][1])
-runtime = instrs[froms[-1]:] if froms else []
-build = instrs[froms[0]:froms[-1]] if froms else []
+
+def with_args(stage):
+    """The stage with its ARG defaults substituted into RUN lines, as the
+    shell of RUN sees them (the package lists are ARGs)."""
+    args, out = {}, []
+    for w, r in stage:
+        if w == "ARG" and "=" in r:
+            k, _, v = r.partition("=")
+            args[k.strip()] = " ".join(v.strip().strip('"').split())
+        elif w == "RUN":
+            r = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                       lambda m: args.get(m.group(1) or m.group(2), m.group(0)), r)
+        out.append((w, r))
+    return out
+
+runtime = with_args(instrs[froms[-1]:]) if froms else []
+build = with_args(instrs[froms[0]:froms[-1]]) if froms else []
 if not any(w == "RUN" and re.search(r"\bmake\b.*\bbuild/lostd\b", r) for w, r in build):
     errs.append("the build stage does not run the Makefile's build/lostd")
 users = [r for w, r in runtime if w == "USER"]
@@ -407,8 +407,7 @@ def argv_of(job, index=None):
         for var in re.findall(r"\$\((\w+)\)", a):
             if var not in declared and var != "JOB_COMPLETION_INDEX":
                 errs.append("$(%s) is not a declared env variable" % var)
-            elif var in values:
-                a = a.replace("$(%s)" % var, values[var])
+        a = expand(a, values)
         for mp, loc in mapping:
             a = re.sub(r"(?<![\w/])%s(?=/|\b|$)" % re.escape(mp), loc, a)
         out.append(a)
@@ -591,45 +590,4 @@ else
     fi
 fi
 
-# -- 5. the image builds and runs ------------------------------------------------
-BASE_IMG=${LOSTD_DOCKER_BASE:-debian:bookworm}
-if ! command -v docker >/dev/null; then
-    skip "docker build" "docker is not installed"
-elif ! docker info >/dev/null 2>&1; then
-    skip "docker build" "no Docker daemon reachable (docker info failed)"
-elif ! docker image inspect "$BASE_IMG" >/dev/null 2>&1 &&
-     ! docker pull -q "$BASE_IMG" >/dev/null 2>&1; then
-    skip "docker build" "base image $BASE_IMG is neither present nor pullable"
-else
-    TAG=lostd-e2e-deploy:$$
-    if docker build -q -f docker/Dockerfile --build-arg BASE="$BASE_IMG" -t "$TAG" . \
-           >"$T/build.log" 2>&1; then
-        pass "docker build -f docker/Dockerfile (BASE=$BASE_IMG)"
-        u=$(docker run --rm --entrypoint id "$TAG" -u 2>&1)
-        [ "$u" != 0 ] && [ -n "$u" ] && pass "image runs as uid $u" || fail "image user" "id -u: $u"
-        cid=$(docker run -d -p 127.0.0.1::8080 -e LOSTD_MODEL=/models/tiny.safetensors \
-              -v "$PWD/tests/fixtures/models:/models:ro" "$TAG" 2>"$T/run.err")
-        hp=$(docker port "$cid" 8080/tcp 2>/dev/null | head -n 1 | sed 's/.*://')
-        ready=0
-        for _ in $(seq 1 200); do
-            [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$hp/health/ready")" = 200 ] \
-                && { ready=1; break; }
-            sleep 0.1
-        done
-        if [ $ready -eq 1 ] && docker exec "$cid" sh -c \
-               'curl -fsS -o /dev/null "http://127.0.0.1:${LOSTD_PORT}/health/live"'; then
-            pass "container: ready with the fixture model, HEALTHCHECK command succeeds"
-        else
-            fail "container" "ready $ready on port $hp: $(docker logs "$cid" 2>&1 | tail -n 5)"
-        fi
-        docker stop -t 20 "$cid" >/dev/null 2>&1
-        ec=$(docker inspect -f '{{.State.ExitCode}}' "$cid" 2>/dev/null)
-        [ "$ec" = 0 ] && pass "container: docker stop (SIGTERM) exits 0" \
-            || fail "container stop" "exit code $ec"
-        docker rm -f "$cid" >/dev/null 2>&1
-        docker rmi -f "$TAG" >/dev/null 2>&1
-    else
-        fail "docker build" "$(tail -n 20 "$T/build.log")"
-    fi
-fi
 exit 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test program (build/tests/test_*) and shell test (tests/e2e_*.sh).
 # Each prints "PASS <case>" / "FAIL <case>: why" lines; a program that exits
-# nonzero without a FAIL line counts as one failure. Ends with the summary
-# line "N passed, N failed" and exits nonzero on any failure.
+# nonzero without a FAIL line counts as one failure. "SKIP <case>: why" lines
+# count as neither and are shown under the program's line. Ends with the
+# summary line "N passed, N failed" and exits nonzero on any failure.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -23,6 +24,7 @@ run_one() {
     fi
     pass=$((pass + p)); fail=$((fail + f))
     printf '%-28s %3d passed, %d failed (%ds)\n' "$name" "$p" "$f" $((SECONDS - t0))
+    grep -E '^SKIP ' "$log" | sed 's/^/    /'
     if [ "$f" -ne 0 ]; then grep -E '^FAIL ' "$log" | sed 's/^/    /'; tail -n 20 "$log" | sed 's/^/    | /'; fi
 }
 for t in "$BUILD"/tests/test_*; do
