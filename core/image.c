@@ -633,7 +633,7 @@ int image_read_file(const char *path, struct arena *a, unsigned char **out, size
     return 0;
 }
 
-int image_load_file(const char *path, long max_pixels, int apply_exif,
+int image_load_file(const char *path, long max_pixels, enum image_exif exif,
                     struct arena *a, struct image *out, struct err *e)
 {
     memset(out, 0, sizeof *out);
@@ -642,7 +642,7 @@ int image_load_file(const char *path, long max_pixels, int apply_exif,
     int rc = image_read_file(path, a, &buf, &n, e);
     if (rc)
         return rc;
-    rc = image_decode(buf, n, max_pixels, apply_exif, a, out, e);
+    rc = image_decode(buf, n, max_pixels, exif == IMAGE_EXIF_APPLY, a, out, e);
     return rc ? err_prefix(e, "%s", path) : 0;
 }
 

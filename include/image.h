@@ -106,8 +106,10 @@ int image_read_file(const char *path, struct arena *a, unsigned char **out, size
 /* Reads a whole file into arena memory (at most IMAGE_MAX_FILE_BYTES, else
  * ERR_TOOBIG) and decodes it with image_decode; the file bytes stay in a
  * until the caller resets it. ERR_NOTFOUND when the file does not exist,
- * ERR_IO when it cannot be read or is not a regular file. */
-int image_load_file(const char *path, long max_pixels, int apply_exif,
+ * ERR_IO when it cannot be read or is not a regular file. exif: apply a
+ * JPEG's EXIF orientation (upright, as a person sees it) or ignore it (the
+ * stored pixels: the frame of VOC and COCO boxes). */
+int image_load_file(const char *path, long max_pixels, enum image_exif exif,
                     struct arena *a, struct image *out, struct err *e);
 
 /* Nearest-free area-averaging downscale so that max(w, h) <= max_side

@@ -44,6 +44,8 @@ static const char usage[] =
     "  --max-side N     downscale images whose longer side exceeds N\n"
     "  --max-pixels N   refuse images over N pixels\n"
     "  --threads N      threads of the forward (default: the online CPUs)\n"
+    "  --exif W         apply (default: upright, as a person sees the photo) or\n"
+    "                   ignore a JPEG's EXIF orientation\n"
     "  --heads N, --act A   as for discover\n"
     "Exit status 1 when an image fails (its line is {\"image\", \"error\"}).\n";
 
@@ -147,6 +149,7 @@ int cli_analyze(int argc, char **argv)
     struct analyze_json_opts ao = {.threshold = 0, .max_side = 0,
                                    .max_pixels = IMAGE_DEFAULT_MAX_PIXELS};
     long threads = pipeline_threads_default();
+    int exif = IMAGE_EXIF_APPLY;
     char **images = calloc((size_t)argc, sizeof *images);
     int n_img = 0;
     if (!images)
@@ -181,6 +184,11 @@ int cli_analyze(int argc, char **argv)
             ao.max_side = (int)n;
         } else if (!strcmp(a, "--threads") && v) {
             if (cli_parse_int(CMD, a, argv[++i], 1, 256, &threads)) {
+                free(images);
+                return 2;
+            }
+        } else if (!strcmp(a, "--exif") && v) {
+            if (lost_opts_parse_exif(CMD, argv[++i], &exif)) {
                 free(images);
                 return 2;
             }
@@ -225,7 +233,7 @@ int cli_analyze(int argc, char **argv)
     for (int i = 0; i < n_img && a; i++) {
         arena_reset(a);
         struct image img;
-        int rc = image_load_file(images[i], ao.max_pixels, 1, a, &img, &e);
+        int rc = image_load_file(images[i], ao.max_pixels, exif, a, &img, &e);
         if (!rc)
             rc = pipeline_workspace_ensure(m, &w, img.w, img.h, ao.max_side, (int)threads,
                                            &e);

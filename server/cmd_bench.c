@@ -119,7 +119,7 @@ int cli_bench(int argc, char **argv)
         goto done;
     }
     if (image_path) {
-        if (image_load_file(image_path, 0, 1, a, &img, &e)) {
+        if (image_load_file(image_path, 0, o.exif, a, &img, &e)) {
             cli_fail(1, "bench", "%s: %s", image_path, e.msg);
             goto done;
         }

@@ -301,7 +301,8 @@ static int run_item(struct runner *r, const struct dataset_item *it, struct err 
     const struct calibrate_grid *g = &r->o->g;
     arena_reset(r->a);
     struct image img, in;
-    int rc = image_load_file(it->path, r->o->po.max_pixels, 1, r->a, &img, e);
+    int rc = image_load_file(it->path, r->o->po.max_pixels, r->o->po.exif, r->a, &img,
+                             e);
     if (rc)
         return rc;
     in = img;
@@ -463,6 +464,7 @@ int cli_calibrate(int argc, char **argv)
     o.out = "lost_config.json";
     pipeline_opts_default(&o.po);
     o.po.max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+    o.po.exif = IMAGE_EXIF_IGNORE; /* boxes are in the stored pixels' frame */
     o.mo.act = -1;
     int prc = parse(argc, argv, &o);
     if (prc)

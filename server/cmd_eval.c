@@ -104,6 +104,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
     pipeline_opts_default(&o->po);
+    o->po.exif = IMAGE_EXIF_IGNORE; /* boxes are in the stored pixels' frame */
     o->mo.act = -1;
     o->threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     o->shard_n = 1;

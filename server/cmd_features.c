@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "err.h"
 #include "image.h"
+#include "lost_opts.h"
 #include "model.h"
 #include "tensor.h"
 #include "vit.h"
@@ -19,7 +20,7 @@
 static const char usage[] =
     "usage: lostd features --model FILE (--image IMG | --tensor X.npy) --out DIR\n"
     "                      [--layer L] [--heads N] [--act gelu|quickgelu] [--max-pixels N]\n"
-    "                      [--threads T]\n"
+    "                      [--threads T] [--exif apply|ignore]\n"
     "\n"
     "Runs the backbone once and writes float32 .npy files to DIR:\n"
     "  input.npy [3,H,W]   the preprocessed, zero-padded input\n"
@@ -27,7 +28,8 @@ static const char usage[] =
     "  patch_tokens.npy [Np,D], cls_token.npy [D], register_tokens.npy [R,D]\n"
     "                      tokens after the final norm (registers only when R > 0)\n"
     "  meta.json           grid, sizes, model configuration\n"
-    "--tensor takes a normalised float32 [3,H,W] whose sides are multiples of the patch.\n";
+    "--tensor takes a normalised float32 [3,H,W] whose sides are multiples of the patch.\n"
+    "--exif: apply (default) or ignore a JPEG's EXIF orientation.\n";
 
 static int save(const char *dir, const char *name, const float *p, int nd, long a, long b,
                 long c, struct err *e)
@@ -42,7 +44,7 @@ int cli_features(int argc, char **argv)
 {
     const char *model_path = NULL, *image = NULL, *tensor_path = NULL, *out = NULL;
     long layer = -1, heads = 0, max_pixels = IMAGE_DEFAULT_MAX_PIXELS, threads = 1;
-    int act = -1;
+    int act = -1, exif = IMAGE_EXIF_APPLY;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -74,6 +76,9 @@ int cli_features(int argc, char **argv)
                 : !strcmp(v, "quickgelu") || !strcmp(v, "quick_gelu") ? MODEL_ACT_QUICKGELU : -2;
             if (act == -2)
                 return cli_fail(2, "features", "--act expects gelu or quickgelu, got '%s'", v);
+        } else if (!strcmp(a, "--exif")) {
+            if (lost_opts_parse_exif("features", v, &exif))
+                return 2;
         } else if (!strcmp(a, "--max-pixels")) {
             if (cli_parse_int("features", a, v, 1, 1L << 40, &max_pixels))
                 return 2;
@@ -104,7 +109,7 @@ int cli_features(int argc, char **argv)
         struct image_norm norm;
         memcpy(norm.mean, c->mean, sizeof norm.mean);
         memcpy(norm.std, c->std, sizeof norm.std);
-        if (!ar || image_load_file(image, max_pixels, 1, ar, &img, &e) ||
+        if (!ar || image_load_file(image, max_pixels, exif, ar, &img, &e) ||
             image_to_tensor(&img, c->patch, &norm, ar, &t, &H, &W, &e)) {
             cli_fail(1, "features", "%s: %s", image, ar ? e.msg : "out of memory");
             goto done;

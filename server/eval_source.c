@@ -198,8 +198,8 @@ struct model_source {
 static void *prefetch_main(void *v)
 {
     struct model_source *s = v;
-    s->pf_rc = image_load_file(s->pf_path, s->po.max_pixels, 1, s->a_next, &s->pf_img,
-                               &s->pf_err);
+    s->pf_rc = image_load_file(s->pf_path, s->po.max_pixels, s->po.exif, s->a_next,
+                               &s->pf_img, &s->pf_err);
     return NULL;
 }
 
@@ -244,7 +244,8 @@ static int model_box(void *ctx, const struct dataset_item *it, float box[4], str
     } else {
         prefetch_wait(s);
         arena_reset(s->a);
-        rc = image_load_file(it->path, s->po.max_pixels, 1, s->a, &img, e);
+        rc = image_load_file(it->path, s->po.max_pixels, s->po.exif, s->a, &img,
+                             e);
         if (rc)
             return rc == ERR_NOTFOUND ? (e->code = ERR_IO) : rc; /* message kept */
     }

@@ -42,6 +42,19 @@ const char *lost_opts_help(void)
     return buf;
 }
 
+int lost_opts_parse_exif(const char *cmd, const char *v, int *exif)
+{
+    struct pipeline_opts o;
+    pipeline_opts_default(&o);
+    struct err e = {0};
+    if (params_set(params_find("exif"), v, &o, NULL, &e)) {
+        cli_fail(2, cmd, "--exif: %s", e.msg);
+        return -1;
+    }
+    *exif = o.exif;
+    return 0;
+}
+
 int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipeline_opts *o,
                     struct model_opts *mo)
 {

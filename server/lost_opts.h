@@ -31,6 +31,12 @@ enum {
 int lost_opts_parse(const char *cmd, int argc, char **argv, int *i, struct pipeline_opts *o,
                     struct model_opts *mo);
 
+/* The value of --exif (the parameter table's row, its message) for the
+ * commands that take no other discovery option (analyze, features): stores
+ * enum image_exif in *exif and returns 0, or prints the error and returns
+ * -1. */
+int lost_opts_parse_exif(const char *cmd, const char *v, int *exif);
+
 /* The settings file (JSON object):
  *   {"k_patches": 100, "gram_bias": -0.2, "features": "k", "l2norm": true,
  *    "layer": -1, "max_side": 0, ...}

@@ -14,6 +14,7 @@
 static const char *const feature_words[] = {"q", "k", "v", NULL}; /* enum model_feature */
 static const char *const format_words[] = {"json", "hf", "coco", NULL};
 static const char *const method_words[] = {"lost", "tokencut", NULL}; /* enum pipeline_method */
+static const char *const exif_words[] = {"apply", "ignore", NULL};      /* enum image_exif */
 
 const struct param_def params_table[] = {
     {.name = "method", .flag = "--method", .type = PARAM_ENUM, .values = method_words,
@@ -68,6 +69,12 @@ const struct param_def params_table[] = {
      .request = 0, .off = offsetof(struct pipeline_opts, tc.binary), .size = sizeof(int),
      .given = LOST_OPTS_GIVEN_BINARY, .def = "true",
      .help = "TokenCut: edges weigh 1; --no-binary-graph: the similarity itself"},
+    {.name = "exif", .flag = "--exif", .type = PARAM_ENUM, .values = exif_words,
+     .where = PARAM_CLI | PARAM_HTTP, .request = 0,
+     .off = offsetof(struct pipeline_opts, exif), .size = sizeof(int),
+     .def = "apply; eval and calibrate: ignore",
+     .help = "JPEG EXIF orientation: apply (upright) or ignore (the stored pixels, the "
+             "frame of dataset boxes)"},
     {.name = "format", .type = PARAM_ENUM, .values = format_words, .where = PARAM_HTTP,
      .request = 1, .off = offsetof(struct param_request, format), .size = sizeof(int),
      .def = "json",

@@ -74,3 +74,69 @@ assert s["images"] == 3 and s["skipped"] == 2, s
 PY
 then echo "PASS eval --model --method tokencut: discover's TokenCut box per image, same counts"
 else echo "FAIL eval --model --method tokencut: status $rc $(cat "$tmp/tc_sum.json")"; fi
+
+# EXIF: dataset boxes are in the stored pixels' frame (LOST reads images with
+# PIL, no orientation applied). A folder with the VOC image twice, the second
+# copy tagged with EXIF orientation 6 (display rotated 90 degrees): eval gives
+# both the untagged copy's box; --exif apply rotates the tagged one (so the
+# tag is really read), discover applies it by default and --exif ignore not.
+E=$tmp/exif/VOCdevkit/VOC2007
+mkdir -p "$E/Annotations" "$E/JPEGImages" "$E/ImageSets/Main"
+printf '000001\n000002\n' >"$E/ImageSets/Main/trainval.txt"
+cp "$IMG" "$E/JPEGImages/000001.jpg"
+python3 - "$IMG" "$E/JPEGImages/000002.jpg" <<'PY'
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+ifd = struct.pack('>H', 1) + struct.pack('>HHIHH', 0x0112, 3, 1, 6, 0) + struct.pack('>I', 0)
+app1 = b'Exif\x00\x00' + b'MM\x00\x2a' + struct.pack('>I', 8) + ifd
+open(sys.argv[2], 'wb').write(b[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1
+                              + b[2:])
+PY
+for id in 000001 000002; do
+    V=$E xml $id 85 169 266 266
+done
+boxes() { # jsonl: the boxes of 000001 and 000002, one per line
+    python3 -c "
+import json, sys
+r = {}
+for l in open(sys.argv[1]):
+    j = json.loads(l)
+    if 'box' in j: r[j['image_id']] = j['box']
+d = lambda b: json.dumps(b, separators=(',', ':'))
+print(d(r.get('000001')), d(r.get('000002')))" "$1"
+}
+"$LOSTD" eval --dataset voc07 --root "$tmp/exif" --model "$M" --out "$tmp/exif.jsonl" \
+    >"$tmp/exif_sum.json" 2>"$tmp/exif_err"
+rc=$?
+read -r b1 b2 <<<"$(boxes "$tmp/exif.jsonl")"
+if [ $rc -eq 0 ] && [ "$b1" = "$b2" ] && [ "$b1" != null ] &&
+   grep -q '"hits": *2\|"hits":2' "$tmp/exif_sum.json"; then
+    echo "PASS eval ignores EXIF orientation: the tagged copy gets the untagged box $b1"
+else
+    echo "FAIL eval ignores EXIF orientation: status $rc, $b1 vs $b2, $(cat "$tmp/exif_sum.json" "$tmp/exif_err")"
+fi
+"$LOSTD" eval --dataset voc07 --root "$tmp/exif" --model "$M" --exif apply \
+    --out "$tmp/exif_apply.jsonl" >/dev/null 2>&1
+read -r a1 a2 <<<"$(boxes "$tmp/exif_apply.jsonl")"
+if [ "$a1" = "$b1" ] && [ "$a2" != "$b1" ] && [ "$a2" != null ]; then
+    echo "PASS eval --exif apply reads the tag (the tagged copy's box moves: $a2)"
+else
+    echo "FAIL eval --exif apply reads the tag: $a1 $a2 (untagged $b1)"
+fi
+d_apply=$("$LOSTD" discover --model "$M" "$E/JPEGImages/000002.jpg" 2>/dev/null |
+          python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["box"], separators=(",", ":")))')
+d_ign=$("$LOSTD" discover --model "$M" --exif ignore "$E/JPEGImages/000002.jpg" 2>/dev/null |
+        python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["box"], separators=(",", ":")))')
+if [ "$d_apply" = "$a2" ] && [ "$d_ign" = "$b1" ]; then
+    echo "PASS discover applies EXIF by default ($d_apply), --exif ignore gives eval's box"
+else
+    echo "FAIL discover EXIF default: apply $d_apply (want $a2), ignore $d_ign (want $b1)"
+fi
+"$LOSTD" eval --dataset voc07 --root "$tmp/exif" --model "$M" --exif sideways \
+    --out "$tmp/x.jsonl" >/dev/null 2>"$tmp/bad_exif"
+rc=$?
+if [ $rc -eq 2 ] && grep -q 'exif must be one of apply, ignore' "$tmp/bad_exif"; then
+    echo "PASS eval --exif sideways: exit 2 with the table's message"
+else
+    echo "FAIL eval --exif sideways: status $rc $(cat "$tmp/bad_exif")"
+fi

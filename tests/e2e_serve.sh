@@ -155,6 +155,17 @@ assert r["image"]["width"] < r["image"]["height"], r["image"]  # the fixture is 
 EOF
 check "EXIF orientation applied, same box as lostd discover" $? "$(head -c 300 "$T/body")"
 SENT200=$((SENT200 + 1))
+req "EXIF-rotated jpeg, exif=ignore" 200 -H 'Content-Type: image/jpeg' \
+    --data-binary @"$T/rot.jpg" "$B/discover?exif=ignore" && $PY - "$T/body" "$want" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+b = r["objects"][0]["box"]
+assert str([b["xmin"], b["ymin"], b["xmax"], b["ymax"]]) == sys.argv[2], (b, sys.argv[2])
+assert r["image"]["width"] > r["image"]["height"], r["image"]  # the stored, landscape frame
+EOF
+check "exif=ignore: the stored pixels' frame, the untagged image's box" $? \
+    "$(head -c 300 "$T/body")"
+SENT200=$((SENT200 + 1))
 
 # --- reply formats
 req "format=hf (json params)" 200 -H 'Content-Type: application/json' \

@@ -253,7 +253,7 @@ int main(void)
         struct image im;
         struct err e = {0};
         arena_reset(a);
-        int rc = image_load_file(VOC_JPEG, 0, 0, a, &im, &e);
+        int rc = image_load_file(VOC_JPEG, 0, IMAGE_EXIF_IGNORE, a, &im, &e);
         CHECK(rc == 0, "%s", e.msg);
         CHECK(im.w == 500 && im.h == 381, "size %dx%d", im.w, im.h);
         struct tensor ref;
@@ -788,11 +788,14 @@ int main(void)
     CHECK_CASE("load_file_errors", {
         struct image im;
         struct err e = {0};
-        CHECK(image_load_file("tests/fixtures/images/missing.jpg", 0, 1, a, &im, &e) ==
+        CHECK(image_load_file("tests/fixtures/images/missing.jpg", 0, IMAGE_EXIF_APPLY, a,
+                              &im, &e) ==
                   ERR_NOTFOUND, "missing: %s", e.msg);
-        CHECK(image_load_file("tests/fixtures/images", 0, 1, a, &im, &e) == ERR_IO,
+        CHECK(image_load_file("tests/fixtures/images", 0, IMAGE_EXIF_APPLY, a, &im, &e) ==
+                  ERR_IO,
               "directory");
-        CHECK(image_load_file(VOC_INPUT, 0, 1, a, &im, &e) == ERR_UNSUPPORTED, "npy file");
+        CHECK(image_load_file(VOC_INPUT, 0, IMAGE_EXIF_APPLY, a, &im, &e) == ERR_UNSUPPORTED,
+              "npy file");
         CHECK(strstr(e.msg, "input.npy") != NULL, "message lacks the path: %s", e.msg);
     });
 
