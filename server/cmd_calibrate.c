@@ -163,6 +163,8 @@ static json_t *grid_json(const struct opts *o, const struct model_config *c)
                           c->depth, "dataset", o->dataset, "set", o->set ? o->set : "trainval",
                           "no_hard", o->no_hard, "layers", lay, "features", fe, "l2norm", l2,
                           "biases", bi, "k_patches", g->k_patches, "max_side", o->po.max_side);
+    if (h && o->po.exif == IMAGE_EXIF_APPLY) /* other pixels: never the default's hits */
+        json_object_set_new(h, "exif", json_string("apply"));
     if (h && g->tokencut) /* a TokenCut sweep never reuses a LOST sweep's hits */
         json_object_set_new(h, "tokencut", json_pack("{s:f, s:b}", "eps", (double)g->tc_eps,
                                                      "binary_graph", g->tc_binary));
