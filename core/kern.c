@@ -67,25 +67,98 @@ void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst)
 
 /* Gathers 32 rows' element kk per step: the transpose the keys of every
  * head need before Q K^T. Tails are masked; padding is zero. */
+/* Transposes the 16x16 tile r (r[i] = row i) in registers: four rounds of
+ * swapping the off-diagonal s x s blocks of each 2s x 2s block (s = 8, 4,
+ * 2, 1), 16 two-source permutes each. */
+static void transpose16(__m512 r[16])
+{
+    for (int s = 8; s >= 1; s /= 2) {
+        int lo[16], hi[16];
+        for (int c = 0; c < 16; c++) {
+            lo[c] = c & s ? 16 + c - s : c;   /* row i:   i's left, i+s's left moved right */
+            hi[c] = c & s ? 16 + c : c + s;   /* row i+s: i's right moved left, i+s's right */
+        }
+        __m512i il = _mm512_loadu_si512(lo), ih = _mm512_loadu_si512(hi);
+        for (int i = 0; i < 16; i++) {
+            if (i & s)
+                continue;
+            __m512 a = r[i], b = r[i + s];
+            r[i] = _mm512_permutex2var_ps(a, il, b);
+            r[i + s] = _mm512_permutex2var_ps(a, ih, b);
+        }
+    }
+}
+
+/* The 16 x kc tile of B at rows j0.. (nj of them valid) and columns kk0..
+ * (kc <= 16 valid), transposed: t[kk] = B[j0 + 0..15][kk0 + kk], zero where
+ * invalid. Row loads are contiguous (no gathers: a weight matrix is read
+ * once, at memory speed). */
+static void load_tile_t(const float *B, int ldb, int nj, int kk0, int kc, __m512 t[16])
+{
+    __mmask16 mk = kc >= 16 ? 0xffff : (__mmask16)((1u << kc) - 1);
+    for (int j = 0; j < 16; j++)
+        t[j] = j < nj ? _mm512_maskz_loadu_ps(mk, B + (size_t)j * ldb + kk0)
+                      : _mm512_setzero_ps();
+    transpose16(t);
+}
+
 void kern_pack_nt(const float *B, int ldb, int n, int k, float *dst)
 {
     assert(k >= 1 && n >= 1 && ldb >= k && ALIGNED64(dst));
     int np = (n + KERN_NR - 1) / KERN_NR;
-    __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
-                                                      3, 2, 1, 0),
-                                     _mm512_set1_epi32(ldb));
     for (int p = 0; p < np; p++) {
         float *d = dst + (size_t)p * k * KERN_NR;
         int j0 = p * KERN_NR, nj = n - j0 < KERN_NR ? n - j0 : KERN_NR;
-        __mmask16 m0 = nj >= 16 ? 0xffff : (__mmask16)((1u << nj) - 1);
-        __mmask16 m1 = nj >= 32 ? 0xffff : nj > 16 ? (__mmask16)((1u << (nj - 16)) - 1) : 0;
-        const float *b0 = B + (size_t)j0 * ldb, *b1 = b0 + (size_t)16 * ldb;
-        for (int kk = 0; kk < k; kk++) {
-            __m512 v0 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, idx, b0 + kk, 4);
-            __m512 v1 = m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, idx, b1 + kk, 4)
-                           : _mm512_setzero_ps();
-            _mm512_store_ps(d + (size_t)kk * KERN_NR, v0);
-            _mm512_store_ps(d + (size_t)kk * KERN_NR + 16, v1);
+        for (int kk0 = 0; kk0 < k; kk0 += 16) {
+            int kc = k - kk0 < 16 ? k - kk0 : 16;
+            for (int v = 0; v < 2; v++) {
+                __m512 t[16];
+                int nv = nj - 16 * v;
+                load_tile_t(B + (size_t)(j0 + 16 * v) * ldb, ldb, nv < 0 ? 0 : nv, kk0, kc,
+                            t);
+                for (int kk = 0; kk < kc; kk++)
+                    _mm512_store_ps(d + (size_t)(kk0 + kk) * KERN_NR + 16 * v, t[kk]);
+            }
+        }
+    }
+}
+
+/* float32 -> bf16 as to_bf16 below does (round to nearest even, NaN kept
+ * quiet), 16 at a time, in the low 16 bits of each 32-bit lane. */
+static __m512i bf16_bits(__m512 x)
+{
+    __m512i u = _mm512_castps_si512(x);
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                 _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                  _mm512_set1_epi32(1))));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
+    return _mm512_srli_epi32(r, 16);
+}
+
+void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *dst)
+{
+    assert(k >= 1 && n >= 1 && ldb >= k && ALIGNED64(dst));
+    int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
+    for (int p = 0; p < np; p++) {
+        unsigned short *d = dst + (size_t)p * k2 * KERN_NR;
+        int j0 = p * KERN_NR, nj = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+        for (int kk0 = 0; kk0 < k; kk0 += 16) {
+            int kc = k - kk0 < 16 ? k - kk0 : 16;
+            for (int v = 0; v < 2; v++) {
+                __m512 t[16];
+                int nv = nj - 16 * v;
+                load_tile_t(B + (size_t)(j0 + 16 * v) * ldb, ldb, nv < 0 ? 0 : nv, kk0, kc,
+                            t);
+                /* vector v of the pair (kk, kk+1) holds columns 16v..16v+15,
+                 * each as the pair (B[.][kk], B[.][kk+1]) */
+                for (int kk = 0; kk < kc; kk += 2) {
+                    __m512i pr = _mm512_or_si512(bf16_bits(t[kk]),
+                                                 _mm512_slli_epi32(bf16_bits(t[kk + 1]), 16));
+                    _mm512_store_si512(d + (size_t)(kk0 + kk) * KERN_NR + 32 * v, pr);
+                }
+            }
         }
     }
 }
@@ -550,27 +623,6 @@ static unsigned short to_bf16(float f)
         return (unsigned short)((u >> 16) | 0x40);
     u += 0x7fff + ((u >> 16) & 1);
     return (unsigned short)(u >> 16);
-}
-
-void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *dst)
-{
-    assert(k >= 1 && n >= 1 && ldb >= k && ALIGNED64(dst));
-    int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
-    for (int p = 0; p < np; p++) {
-        unsigned short *d = dst + (size_t)p * k2 * KERN_NR;
-        int j0 = p * KERN_NR;
-        for (int kk = 0; kk < k2; kk += 2)
-            for (int j = 0; j < KERN_NR; j++) {
-                int col = j0 + j;
-                float x0 = col < n ? B[(size_t)col * ldb + kk] : 0.0f;
-                float x1 = col < n && kk + 1 < k ? B[(size_t)col * ldb + kk + 1] : 0.0f;
-                /* vector v (0 or 1) holds columns 16v..16v+15, each as a pair */
-                int v = j / 16, lane = j % 16;
-                unsigned short *q = d + (size_t)kk * KERN_NR + v * 32 + lane * 2;
-                q[0] = to_bf16(x0);
-                q[1] = to_bf16(x1);
-            }
-    }
 }
 
 #pragma GCC pop_options

@@ -39,6 +39,8 @@ struct model {
     const float *patch_p;           /* packed patch_w, or NULL */
     const unsigned short *patch_h;  /* bf16-packed patch_w in bf16 mode, or NULL */
     int packed;                     /* 1 when the AVX-512 path is used */
+    void *pack_map;                 /* the packed weights' mapping (munmap), or NULL */
+    size_t pack_map_len;
     void **owned;                   /* buffers to free */
     int n_owned, cap_owned;
     size_t n_params;

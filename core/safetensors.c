@@ -336,6 +336,21 @@ void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes)
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+void safetensors_will_need(struct safetensors *st, const void *p, size_t bytes)
+{
+    if (!st || !st->map)
+        return;
+    uintptr_t lo = (uintptr_t)p, base = (uintptr_t)st->map;
+    if (lo < base || lo + bytes > base + st->map_len)
+        return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = lo / pg * pg;
+#ifdef MADV_POPULATE_READ
+    if (!madvise((void *)a, lo + bytes - a, MADV_POPULATE_READ))
+        return;
+#endif
+    madvise((void *)a, lo + bytes - a, MADV_WILLNEED);
+}
+
 void safetensors_drop_pages(struct safetensors *st)
 {
     if (st && st->map)

@@ -70,6 +70,11 @@ void safetensors_drop_pages(struct safetensors *st);
  * in the mapping (else nothing happens). Cannot fail. */
 void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes);
 
+/* Faults in the pages of [p, p + bytes) of the mapping in one call (they
+ * are about to be read in full), when that range lies in it. A hint: cannot
+ * fail. */
+void safetensors_will_need(struct safetensors *st, const void *p, size_t bytes);
+
 /* Bytes of the whole file (0 for a parsed buffer's own size). */
 size_t safetensors_file_size(const struct safetensors *st);
 

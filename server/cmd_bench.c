@@ -105,8 +105,10 @@ int cli_bench(int argc, char **argv)
      * then single-threaded), OpenBLAS's own threads on the fallback. */
     struct err e = {0};
     struct model *m = NULL;
+    double t_load = clock_now_ms();
     if (model_load(model_path, &mo, &m, &e))
         return cli_fail(1, "bench", "%s", e.msg);
+    t_load = clock_now_ms() - t_load; /* mapping, checks and packing of the weights */
     const struct model_config *c = model_config(m);
     struct arena *a = arena_init(1u << 30);
     struct image img = {0};
@@ -180,6 +182,7 @@ int cli_bench(int argc, char **argv)
     json_object_set_new(j, "grid", json_pack("[i,i]", r.grid_h, r.grid_w));
     json_object_set_new(j, "repeat", json_integer(repeat));
     json_object_set_new(j, "warmup", json_integer(warmup));
+    json_object_set_new(j, "load_ms", json_real(t_load));
     json_object_set_new(j, "forward_ms_median", json_real(fmed));
     json_object_set_new(j, "forward_ms_min", json_real(fmin));
     /* The discovery stage: LOST's, or TokenCut's cut (graph, solve, box). */

@@ -107,6 +107,66 @@ static void gemm_bf16_case(int m, int n, int k)
     });
 }
 
+/* The packed layouts written out element by element (kern_impl.h): float32
+ * panels d[p][kk][j] = B[32p + j][kk]; bf16 panels of column pairs
+ * d[p][kk/2][v][lane][kk%2] = bf16(B[32p + 16v + lane][kk]), rounded to
+ * nearest even with NaN kept quiet; zero beyond n and k. Exact equality. */
+static unsigned short ref_bf16(float f)
+{
+    unsigned u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000)
+        return (unsigned short)((u >> 16) | 0x40);
+    return (unsigned short)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static void pack_case(int n, int k)
+{
+    char name[96];
+    snprintf(name, sizeof name, "pack nt n=%d k=%d (float32 and bf16 panels)", n, k);
+    CHECK_CASE(name, {
+        unsigned s = (unsigned)(n * 31 + k);
+        int ldb = k + 3, np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
+        float *B = malloc(sizeof *B * (size_t)n * ldb);
+        float *P = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
+        unsigned short *H = aligned_alloc(64, 2 * kern_packed_bf16_elems(n, k) + 64);
+        for (size_t i = 0; i < (size_t)n * ldb; i++)
+            B[i] = frand(&s) * 1000.0f;
+        unsigned nan = 0x7fa00001u, inf = 0x7f800000u;  /* a signalling NaN, +inf */
+        memcpy(&B[0], &nan, 4);
+        memcpy(&B[(size_t)(n - 1) * ldb + k - 1], &inf, 4);
+        B[(size_t)(n / 2) * ldb + k / 2] = 1.00390625f;  /* a tie: rounds to even */
+        kern_pack_nt(B, ldb, n, k, P);
+        long bad = 0;
+        for (int p = 0; p < np; p++)
+            for (int kk = 0; kk < k; kk++)
+                for (int j = 0; j < KERN_NR; j++) {
+                    int col = p * KERN_NR + j;
+                    float want = col < n ? B[(size_t)col * ldb + kk] : 0.0f;
+                    float got = P[((size_t)p * k + kk) * KERN_NR + j];
+                    bad += memcmp(&want, &got, 4) != 0;
+                }
+        CHECK(bad == 0, "float32: %ld elements differ", bad);
+        if (kern_bf16_available()) {
+            kern_pack_nt_bf16(B, ldb, n, k, H);
+            bad = 0;
+            for (int p = 0; p < np; p++)
+                for (int kk = 0; kk < k2; kk++)
+                    for (int j = 0; j < KERN_NR; j++) {
+                        int col = p * KERN_NR + j, v = j / 16, lane = j % 16;
+                        float x = col < n && kk < k ? B[(size_t)col * ldb + kk] : 0.0f;
+                        size_t at = (size_t)p * k2 * KERN_NR + (size_t)(kk / 2 * 2) * KERN_NR +
+                                    (size_t)v * 32 + (size_t)lane * 2 + (size_t)(kk % 2);
+                        bad += H[at] != ref_bf16(x);
+                    }
+            CHECK(bad == 0, "bf16: %ld elements differ", bad);
+        }
+        free(B);
+        free(P);
+        free(H);
+    });
+}
+
 int main(void)
 {
     if (!kern_available()) {
@@ -118,6 +178,9 @@ int main(void)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int nn = 0; nn < 2; nn++)
             gemm_case(sizes[i][0], sizes[i][1], sizes[i][2], nn, (int)(i & 1));
+    int packs[][2] = {{1, 1}, {15, 17}, {32, 16}, {33, 31}, {100, 64}, {47, 385}, {64, 1}};
+    for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++)
+        pack_case(packs[i][0], packs[i][1]);
     if (kern_bf16_available()) {
         gemm_bf16_case(13, 33, 7);
         gemm_bf16_case(100, 64, 385);
