@@ -59,7 +59,40 @@ struct vit_work {
     unsigned short *hscr[MAX_THREADS]; /* bf16 A-block scratch per thread (bf16 mode) */
     float *kp, *vp;             /* packed keys / values, one slot per head */
     size_t kp_stride, vp_stride;
+    int timing;                 /* vit_work_stage_timing */
+    double t_mark;              /* the clock at the end of the last stage */
+    double stage_ms[VIT_N_STAGES];
 };
+
+/* Ends stage s now (when timing): its time since the last mark. */
+static void stage_end(struct vit_work *w, int s)
+{
+    if (!w->timing)
+        return;
+    double now = clock_now_ms();
+    w->stage_ms[s] += now - w->t_mark;
+    w->t_mark = now;
+}
+
+void vit_work_stage_timing(struct vit_work *w, int on)
+{
+    w->timing = on;
+    memset(w->stage_ms, 0, sizeof w->stage_ms);
+}
+
+void vit_work_stage_ms(const struct vit_work *w, double *ms)
+{
+    memcpy(ms, w->stage_ms, sizeof w->stage_ms);
+}
+
+const char *vit_stage_name(int stage)
+{
+    static const char *const names[VIT_N_STAGES] = {
+        [VIT_STAGE_EMBED] = "embed", [VIT_STAGE_NORM] = "norm",   [VIT_STAGE_QKV] = "qkv",
+        [VIT_STAGE_ATTN] = "attention", [VIT_STAGE_PROJ] = "proj", [VIT_STAGE_FC1] = "fc1",
+        [VIT_STAGE_FC2] = "fc2",     [VIT_STAGE_OTHER] = "other"};
+    return stage >= 0 && stage < VIT_N_STAGES ? names[stage] : "?";
+}
 
 static float *alloc_f(struct vit_work *w, size_t n)
 {
@@ -876,27 +909,35 @@ static void block_fast(const struct model_config *c, const struct model_block *b
                        int stop_after_qkv, int z_ready)
 {
     int D = c->dim, F = c->ffn_hidden;
-    if (!z_ready)
+    if (!z_ready) {
         ln_par(w, w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
+        stage_end(w, VIT_STAGE_NORM);
+    }
     gemm_par(w, T, 3 * D, D, w->z, D, b->qkv_p, b->qkv_h, b->qkv_b, w->qkv, EPI_NONE, NULL,
              NULL);
+    stage_end(w, VIT_STAGE_QKV);
     if (stop_after_qkv)
         return;
     attention_fast(c, w, T);
+    stage_end(w, VIT_STAGE_ATTN);
     gemm_res_ln(w, T, D, D, w->att, D, b->proj_p, b->proj_h, b->proj_b, w->tmp, b->ls1, w->h,
                 b->ln2_w, b->ln2_b, c->ln_eps, w->z);
+    stage_end(w, VIT_STAGE_PROJ);
     const float *nw = next ? next->ln1_w : NULL, *nb = next ? next->ln1_b : NULL;
     if (c->ffn == MODEL_FFN_SWIGLU) {
         gemm_par(w, T, 2 * F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn, EPI_SWIGLU,
                  NULL, NULL);
+        stage_end(w, VIT_STAGE_FC1);
         gemm_res_ln(w, T, D, F, w->ffn, 2 * F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2,
                     w->h, nw, nb, c->ln_eps, w->z);
     } else {
         gemm_par(w, T, F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn,
                  c->act == MODEL_ACT_QUICKGELU ? EPI_QUICKGELU : EPI_GELU, NULL, NULL);
+        stage_end(w, VIT_STAGE_FC1);
         gemm_res_ln(w, T, D, F, w->ffn, F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2, w->h,
                     nw, nb, c->ln_eps, w->z);
     }
+    stage_end(w, VIT_STAGE_FC2);
 }
 
 /* ---- LOST's Gram matrix on the workspace's kernels ---------------------- */
@@ -970,6 +1011,8 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
                        "(use 0..%d or -1..-%d)", opts ? opts->layer : -1, c->depth,
                        c->depth - 1, c->depth);
     int N = gh * gw, T = 1 + R + N;
+    if (w->timing)
+        w->t_mark = clock_now_ms();
     /* 2.1 patch embedding as im2col . Wpe^T */
     int K = 3 * P * P;
     for (int r = 0; r < gh; r++)
@@ -999,6 +1042,7 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
         memcpy(w->h + D, m->reg, sizeof *w->h * (size_t)R * D);
     if (c->ln_pre)
         layer_norm(w->h, w->h, T, D, m->ln_pre_w, m->ln_pre_b, c->ln_eps);
+    stage_end(w, VIT_STAGE_EMBED);
     /* 2.4 blocks; stop after the tapped qkv when nothing later is wanted */
     /* The last block to run: the tapped ones, or all of them for tokens or
      * attention maps. A block whose q/k/v is the last thing needed stops
@@ -1021,7 +1065,9 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
             block_fast(c, b, l < last ? &m->blocks[l + 1] : NULL, w, T, stop, l > 0);
         } else {
             layer_norm(w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
+            stage_end(w, VIT_STAGE_NORM);
             linear(w->z, T, D, b->qkv_w, b->qkv_b, 3 * D, w->qkv);
+            stage_end(w, VIT_STAGE_QKV);
         }
         const float *pq = w->qkv + (size_t)(1 + R) * 3 * D;
         if (l == layer && (want & VIT_WANT_QKV)) {
@@ -1038,16 +1084,21 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
             for (int k = 0; k < 3; k++)
                 copy_cols(pq, 3 * D, k * D, N, D, dst + (size_t)k * N * D);
         }
+        stage_end(w, VIT_STAGE_OTHER);
         if (stop)
             break;
         if (w->fast)
             continue; /* block_fast ran the whole block */
         attention(c, w, T);
+        stage_end(w, VIT_STAGE_ATTN);
         linear(w->att, T, D, b->proj_w, b->proj_b, D, w->tmp);
         residual(w->h, w->tmp, b->ls1, T, D);
+        stage_end(w, VIT_STAGE_PROJ);
         layer_norm(w->h, w->z, T, D, b->ln2_w, b->ln2_b, c->ln_eps);
-        ffn(c, b, w, T);
+        stage_end(w, VIT_STAGE_NORM);
+        ffn(c, b, w, T); /* both MLP projections: counted as fc1 */
         residual(w->h, w->tmp, b->ls2, T, D);
+        stage_end(w, VIT_STAGE_FC1);
     }
     if (want & VIT_WANT_TOKENS) {
         if (w->fast)
@@ -1063,6 +1114,7 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
             out->embed_dim = c->embed_dim;
         }
     }
+    stage_end(w, VIT_STAGE_OTHER);
     out->grid_h = gh;
     out->grid_w = gw;
     out->n_patch = N;

@@ -35,6 +35,31 @@ int vit_kernels_available(void);
  * when the model was loaded). */
 int vit_work_fast(const struct vit_work *w);
 
+/* Stages of a forward that vit_work_stage_ms accounts for. */
+enum vit_stage {
+    VIT_STAGE_EMBED,    /* im2col, patch projection, positions, registers */
+    VIT_STAGE_NORM,     /* the LayerNorms not fused into a projection */
+    VIT_STAGE_QKV,      /* the qkv projections */
+    VIT_STAGE_ATTN,     /* attention: packing K/V, scores, softmax, times V */
+    VIT_STAGE_PROJ,     /* the attention output projections (+ residual, LN2) */
+    VIT_STAGE_FC1,      /* the first MLP projections (+ GELU / SwiGLU) */
+    VIT_STAGE_FC2,      /* the second MLP projections (+ residual, next LN1) */
+    VIT_STAGE_OTHER,    /* copies of q/k/v, the final norm, the projection */
+    VIT_N_STAGES
+};
+
+/* Per-stage wall time: with on = 1 every later forward on w adds each
+ * stage's milliseconds to w's counters (a clock read between stages, which
+ * run one after another; the threads of a stage all finish before the
+ * next), with on = 0 it stops; either clears the counters. */
+void vit_work_stage_timing(struct vit_work *w, int on);
+/* The counters (ms, summed over the forwards since vit_work_stage_timing)
+ * into ms[VIT_N_STAGES]. */
+void vit_work_stage_ms(const struct vit_work *w, double *ms);
+/* The stage's name ("embed", "norm", "qkv", "attention", "proj", "fc1",
+ * "fc2", "other"). */
+const char *vit_stage_name(int stage);
+
 /* The GEMM rate (GFLOP/s) this workspace's path reaches on the model's own
  * projection shapes for n_patch patches (best of 5 each): the ceiling a
  * forward is measured against. Overwrites the workspace's buffers. */

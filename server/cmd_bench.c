@@ -21,7 +21,7 @@
 
 static const char usage[] =
     "usage: lostd bench --model FILE [--size HxW | --image IMG] [--repeat N] [--warmup N]\n"
-    "                   [--threads T] [--precision fp32|bf16] [LOST options]\n"
+    "                   [--threads T] [--precision fp32|bf16] [--stages] [LOST options]\n"
     "\n"
     "Runs the pipeline (preprocess, forward, LOST) --warmup times, then --repeat times\n"
     "(default 2 and 10) on a synthetic image of --size (default 392x504) or on IMG,\n"
@@ -30,7 +30,9 @@ static const char usage[] =
     "preprocess_ms_median, total_ms_median, gflop (forward), gflops (effective),\n"
     "sgemm_gflops (this machine on the model's GEMM shapes), fma_peak_gflops (the\n"
     "threads on nothing but FMAs: the arithmetic bound; null without AVX-512),\n"
-    "peak_rss_mb, threads, precision, plus the model and size.\n\n";
+    "peak_rss_mb, threads, precision, load_ms (loading the model), plus the model and\n"
+    "size. --stages adds stages_ms (per forward, the mean over the repeats: embed,\n"
+    "norm, qkv, attention, proj, fc1, fc2, other) and stages_pct (their shares).\n\n";
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -62,6 +64,7 @@ int cli_bench(int argc, char **argv)
     int h = 392, w = 504;
     struct model_opts mo = {.n_head = 0, .act = -1};
     long repeat = 10, warmup = 2, threads = 0;
+    int stages = 0;
     struct pipeline_opts o;
     pipeline_opts_default(&o);
     for (int i = 1; i < argc; i++) {
@@ -74,6 +77,10 @@ int cli_bench(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("%s%s", usage, lost_opts_help());
             return 0;
+        }
+        if (!strcmp(a, "--stages")) {
+            stages = 1;
+            continue;
         }
         if (!v)
             return cli_fail(2, "bench", "unknown option or missing value: '%s'", a);
@@ -156,6 +163,8 @@ int cli_bench(int argc, char **argv)
     struct pipeline_result r;
     for (long i = 0; i < warmup + repeat; i++) {
         arena_rewind(a, mark);
+        if (stages && i == warmup)
+            vit_work_stage_timing(vw, 1);
         double t0 = clock_now_ms();
         if (pipeline_run_image(m, vw, a, &img, &o, &r, &e)) {
             cli_fail(1, "bench", "%s", e.msg);
@@ -183,6 +192,20 @@ int cli_bench(int argc, char **argv)
     json_object_set_new(j, "repeat", json_integer(repeat));
     json_object_set_new(j, "warmup", json_integer(warmup));
     json_object_set_new(j, "load_ms", json_real(t_load));
+    if (stages) {
+        double ms[VIT_N_STAGES], sum = 0;
+        vit_work_stage_ms(vw, ms);
+        json_t *sm = json_object(), *sp = json_object();
+        for (int s = 0; s < VIT_N_STAGES; s++)
+            sum += ms[s];
+        for (int s = 0; s < VIT_N_STAGES; s++) {
+            json_object_set_new(sm, vit_stage_name(s), json_real(ms[s] / (double)repeat));
+            json_object_set_new(sp, vit_stage_name(s), json_real(sum > 0 ? 100 * ms[s] / sum
+                                                                         : 0));
+        }
+        json_object_set_new(j, "stages_ms", sm);
+        json_object_set_new(j, "stages_pct", sp);
+    }
     json_object_set_new(j, "forward_ms_median", json_real(fmed));
     json_object_set_new(j, "forward_ms_min", json_real(fmin));
     /* The discovery stage: LOST's, or TokenCut's cut (graph, solve, box). */

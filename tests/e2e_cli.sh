@@ -156,7 +156,7 @@ if out=$("$LOSTD" bench --model "$M" --size 56x70 --repeat 2 --warmup 1 --thread
 import json, sys
 j = json.loads(sys.argv[1])
 num = ['forward_ms_median', 'forward_ms_min', 'lost_ms_median', 'preprocess_ms_median',
-       'total_ms_median', 'gflop', 'gflops', 'sgemm_gflops', 'peak_rss_mb']
+       'total_ms_median', 'gflop', 'gflops', 'sgemm_gflops', 'peak_rss_mb', 'load_ms']
 bad = [k for k in num if not isinstance(j.get(k), (int, float)) or j[k] <= 0]
 bad += [k for k in ('threads', 'precision', 'fma_peak_gflops') if k not in j]
 if j.get('kernels') == 'avx512' and not (j['fma_peak_gflops'] or 0) > j['gflops']:
@@ -171,6 +171,24 @@ sys.exit(0 if ok else print(bad, j) or 1)" "$out"; then
     fi
 else
     fail "bench prints every documented field" "$(cat "$tmp/err")"
+fi
+# --stages: every stage named, none negative, the shares summing to 100 and the
+# times to no more than the forwards took (the stages are inside them)
+if out=$("$LOSTD" bench --model "$M" --size 56x70 --repeat 3 --warmup 1 --stages 2>"$tmp/err") &&
+   py -c "
+import json, sys
+j = json.loads(sys.argv[1])
+names = ['embed', 'norm', 'qkv', 'attention', 'proj', 'fc1', 'fc2', 'other']
+ms, pct = j['stages_ms'], j['stages_pct']
+assert sorted(ms) == sorted(names) == sorted(pct), (ms, pct)
+assert all(ms[k] >= 0 for k in names) and ms['qkv'] > 0 and ms['attention'] > 0, ms
+assert abs(sum(pct.values()) - 100) < 0.01, pct  # printed to 5 digits
+# the mean per forward: within the pipeline's time (3x: a mean against a median)
+assert sum(ms.values()) <= j['total_ms_median'] * 3, (ms, j['total_ms_median'])
+" "$out"; then
+    pass "bench --stages: every stage's time and share"
+else
+    fail "bench --stages: every stage's time and share" "$out $(cat "$tmp/err")"
 fi
 expect_fail "bench with a bad size" "size" "$LOSTD" bench --model "$M" --size 10xq
 expect_fail "bench with zero repeats" "repeat" "$LOSTD" bench --model "$M" --repeat 0
