@@ -330,7 +330,8 @@ def main():
     bf = [r for r in rows if r["kind"] == "bf16_boxes"]
     if bf:
         md += ["", "bf16 against fp32 on the fixture images (tests/fixtures/images, "
-               "static/samples; random weights, so this shows drift, not accuracy): " +
+               "static/samples) and scikit-image's sample photos (random weights, so "
+               "this shows drift, not accuracy): " +
                "; ".join("%s: %d of %d boxes identical, %d of %d seeds, lowest IoU %s" % (
                    r["model"], r["r"]["same_box"], r["r"]["images"], r["r"]["same_seed"],
                    r["r"]["images"], fmt(r["r"]["min_iou"], "%.3f")) for r in bf) + "."]

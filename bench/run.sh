@@ -188,8 +188,21 @@ if part forward; then
         OMP_WAIT='' torch_run torch_ompdefault $KEY_MODEL $KEY_SIZE $KEY_T set 3 1 \
             "$preload" "$JEMALLOC_CONF"
     fi
-    # bf16's effect on boxes: discover on the fixture images, fp32 vs bf16
+    # bf16's effect on boxes: discover on the fixture images and on real
+    # photos nobody tuned for (scikit-image's sample photos, taken from
+    # Debian's python3-skimage package without installing it), fp32 vs bf16
     imgs=(tests/fixtures/images/*.jpg static/samples/*)
+    photos=$OUT/photos
+    if [ ! -d "$photos" ] && command -v apt-get >/dev/null; then
+        (cd "$tmp" && apt-get download python3-skimage >/dev/null 2>&1 &&
+             dpkg-deb -x python3-skimage_*.deb x) &&
+            mkdir -p "$photos" &&
+            for f in astronaut.png chelsea.png coffee.png motorcycle_left.png rocket.jpg \
+                     retina.jpg hubble_deep_field.jpg camera.png coins.png; do
+                cp "$tmp"/x/usr/lib/python3/dist-packages/skimage/data/$f "$photos"/
+            done || echo "bench: no scikit-image photos (apt-get download python3-skimage)" >&2
+    fi
+    [ -d "$photos" ] && imgs+=("$photos"/*)
     for m in $MODELS; do
         for p in fp32 bf16; do
             "$LOSTD" discover --model "$(model_file "$m")" --precision $p "${imgs[@]}" \

@@ -163,6 +163,35 @@ void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *ds
     }
 }
 
+/* Rows (kk, kk+1) of B [k, n] as bf16 pairs, panel by panel: the layout of
+ * kern_pack_nt_bf16 for a B stored the other way round (attention values).
+ * No transpose: each pair of rows interleaves into one vector per 16
+ * columns. */
+void kern_pack_nn_bf16(const float *B, int ldb, int k, int n, unsigned short *dst)
+{
+    assert(k >= 1 && n >= 1 && ldb >= n && ALIGNED64(dst));
+    int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
+    for (int p = 0; p < np; p++) {
+        unsigned short *d = dst + (size_t)p * k2 * KERN_NR;
+        int j0 = p * KERN_NR, nj = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+        __mmask16 m[2];
+        for (int v = 0; v < 2; v++) {
+            int c = nj - 16 * v;
+            m[v] = c >= 16 ? (__mmask16)0xffff : c <= 0 ? 0 : (__mmask16)((1u << c) - 1);
+        }
+        for (int kk = 0; kk < k; kk += 2) {
+            const float *r0 = B + (size_t)kk * ldb + j0;
+            for (int v = 0; v < 2; v++) {
+                __m512 a = _mm512_maskz_loadu_ps(m[v], r0 + 16 * v);
+                __m512 b = kk + 1 < k ? _mm512_maskz_loadu_ps(m[v], r0 + ldb + 16 * v)
+                                      : _mm512_setzero_ps();
+                __m512i pr = _mm512_or_si512(bf16_bits(a), _mm512_slli_epi32(bf16_bits(b), 16));
+                _mm512_store_si512(d + (size_t)kk * KERN_NR + 32 * v, pr);
+            }
+        }
+    }
+}
+
 /* The arithmetic peak of the calling core: twelve independent chains of
  * 512-bit FMAs (enough to cover the latency of two FMA pipes), nothing
  * else, for about `ms` milliseconds. Returns GFLOP/s. */

@@ -56,6 +56,8 @@ int kern_bf16_available(void);
  * x 2 values, so one 64-byte vector holds 16 columns' (k, k+1) pairs. */
 size_t kern_packed_bf16_elems(int n, int k);
 void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *dst);
+/* The same layout for B stored [k, n] row-major (attention values). */
+void kern_pack_nn_bf16(const float *B, int ldb, int k, int n, unsigned short *dst);
 
 /* uint16 elements of per-thread scratch kern_gemm_bf16 needs. */
 size_t kern_bf16_scratch_elems(void);

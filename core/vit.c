@@ -815,7 +815,21 @@ struct attn_job {
     const struct model_config *c;
     struct vit_work *w;
     int T, nqb;
+    int bf16; /* keys, values and probabilities rounded to bf16 (bf16 mode) */
 };
+
+/* bf16 mode packs into the float32 slots: a bf16 panel set takes at most
+ * half of the float one plus one padding row, which the slots' rounding to
+ * 16 floats covers. */
+static unsigned short *kp_bf16(const struct vit_work *w, int h)
+{
+    return (unsigned short *)(w->kp + h * w->kp_stride);
+}
+
+static unsigned short *vp_bf16(const struct vit_work *w, int h)
+{
+    return (unsigned short *)(w->vp + h * w->vp_stride);
+}
 
 static void attn_pack_task(void *ctx, int h, int th)
 {
@@ -823,6 +837,11 @@ static void attn_pack_task(void *ctx, int h, int th)
     struct attn_job *j = ctx;
     int D = j->c->dim, hd = j->c->head_dim;
     const float *qkv = j->w->qkv;
+    if (j->bf16) {
+        kern_pack_nt_bf16(qkv + D + h * hd, 3 * D, j->T, hd, kp_bf16(j->w, h));
+        kern_pack_nn_bf16(qkv + 2 * D + h * hd, 3 * D, j->T, hd, vp_bf16(j->w, h));
+        return;
+    }
     kern_pack_nt(qkv + D + h * hd, 3 * D, j->T, hd, j->w->kp + h * j->w->kp_stride);
     kern_pack_nn(qkv + 2 * D + h * hd, 3 * D, j->T, hd, j->w->vp + h * j->w->vp_stride);
 }
@@ -831,7 +850,9 @@ static void attn_pack_task(void *ctx, int h, int th)
  * block's scores S = Q K^T, an online softmax (running maximum and sum per
  * query; the output so far is rescaled when the maximum grows), O += P V;
  * O is divided by the sums at the end. Per thread only a [QB_FAST, ATT_KB]
- * tile of scores and the [QB_FAST, hd] output exist, whatever T is. */
+ * tile of scores and the [QB_FAST, hd] output exist, whatever T is. In bf16
+ * mode both products take bf16 operands (Q and P rounded block by block)
+ * and accumulate in float32; the softmax stays float32. */
 static void attn_task(void *ctx, int t, int th)
 {
     struct attn_job *j = ctx;
@@ -843,6 +864,8 @@ static void attn_task(void *ctx, int t, int th)
     float *mx = w->ssum[th], *sum = mx + QB_FAST, *alpha = sum + QB_FAST;
     const float *Q = w->qkv + (size_t)r0 * 3 * D + h * hd;
     const float *kp = w->kp + h * w->kp_stride, *vp = w->vp + h * w->vp_stride;
+    const unsigned short *kh = kp_bf16(w, h), *vh = vp_bf16(w, h);
+    int hd2 = (hd + 1) / 2 * 2, T2 = (T + 1) / 2 * 2;
     float scale = 1.0f / sqrtf((float)hd);
     memset(O, 0, sizeof *O * (size_t)rows * hd);
     for (int i = 0; i < rows; i++) {
@@ -851,16 +874,27 @@ static void attn_task(void *ctx, int t, int th)
     }
     for (int k0 = 0; k0 < T; k0 += ATT_KB) {
         int nk = T - k0 < ATT_KB ? T - k0 : ATT_KB;
-        kern_gemm(rows, nk, hd, Q, 3 * D, kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
+        if (j->bf16)
+            kern_gemm_bf16(rows, nk, hd, Q, 3 * D, kh + (size_t)k0 * hd2, S, ATT_KB, NULL, 0,
+                           w->hscr[th]);
+        else
+            kern_gemm(rows, nk, hd, Q, 3 * D, kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
         kern_softmax_online(S, rows, nk, ATT_KB, scale, mx, sum, alpha);
         for (int i = 0; k0 > 0 && i < rows; i++)
             if (alpha[i] != 1.0f)
                 for (int d = 0; d < hd; d++)
                     O[(size_t)i * hd + d] *= alpha[i];
         /* the values' panels hold all T keys each: one product per panel */
-        for (int p0 = 0; p0 < hd; p0 += KERN_NR)
-            kern_gemm(rows, hd - p0 < KERN_NR ? hd - p0 : KERN_NR, nk, S, ATT_KB,
-                      vp + (size_t)p0 * T + (size_t)k0 * KERN_NR, O + p0, hd, NULL, 1);
+        for (int p0 = 0; p0 < hd; p0 += KERN_NR) {
+            int nr = hd - p0 < KERN_NR ? hd - p0 : KERN_NR;
+            if (j->bf16)
+                kern_gemm_bf16(rows, nr, nk, S, ATT_KB,
+                               vh + (size_t)p0 * T2 + (size_t)k0 * KERN_NR, O + p0, hd, NULL,
+                               1, w->hscr[th]);
+            else
+                kern_gemm(rows, nr, nk, S, ATT_KB, vp + (size_t)p0 * T + (size_t)k0 * KERN_NR,
+                          O + p0, hd, NULL, 1);
+        }
     }
     float *out = w->att + (size_t)r0 * D + h * hd;
     for (int i = 0; i < rows; i++) {
@@ -890,9 +924,12 @@ static void attn_rows_task(void *ctx, int h, int th)
     }
 }
 
-static void attention_fast(const struct model_config *c, struct vit_work *w, int T)
+/* `bf16`: the bf16 products (bf16 mode), except in a block whose attention
+ * rows are kept: those maps stay float32 throughout. */
+static void attention_fast(const struct model_config *c, struct vit_work *w, int T, int bf16)
 {
-    struct attn_job j = {.c = c, .w = w, .T = T, .nqb = (T + QB_FAST - 1) / QB_FAST};
+    struct attn_job j = {.c = c, .w = w, .T = T, .nqb = (T + QB_FAST - 1) / QB_FAST,
+                         .bf16 = bf16 && !w->keep_attn};
     team_run(w->team, c->n_head, attn_pack_task, &j);
     team_run(w->team, c->n_head * j.nqb, attn_task, &j);
     if (w->keep_attn)
@@ -918,7 +955,7 @@ static void block_fast(const struct model_config *c, const struct model_block *b
     stage_end(w, VIT_STAGE_QKV);
     if (stop_after_qkv)
         return;
-    attention_fast(c, w, T);
+    attention_fast(c, w, T, b->qkv_h != NULL);
     stage_end(w, VIT_STAGE_ATTN);
     gemm_res_ln(w, T, D, D, w->att, D, b->proj_p, b->proj_h, b->proj_b, w->tmp, b->ls1, w->h,
                 b->ln2_w, b->ln2_b, c->ln_eps, w->z);

@@ -123,7 +123,7 @@ static unsigned short ref_bf16(float f)
 static void pack_case(int n, int k)
 {
     char name[96];
-    snprintf(name, sizeof name, "pack nt n=%d k=%d (float32 and bf16 panels)", n, k);
+    snprintf(name, sizeof name, "pack nt n=%d k=%d (float32 and bf16 panels, bf16 nn)", n, k);
     CHECK_CASE(name, {
         unsigned s = (unsigned)(n * 31 + k);
         int ldb = k + 3, np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
@@ -160,6 +160,22 @@ static void pack_case(int n, int k)
                         bad += H[at] != ref_bf16(x);
                     }
             CHECK(bad == 0, "bf16: %ld elements differ", bad);
+            /* the same matrix read as [k' = n, n' = k] by kern_pack_nn_bf16 */
+            unsigned short *V = aligned_alloc(64, 2 * kern_packed_bf16_elems(k, n) + 64);
+            int npv = (k + KERN_NR - 1) / KERN_NR, n2 = (n + 1) / 2 * 2;
+            kern_pack_nn_bf16(B, ldb, n, k, V);
+            bad = 0;
+            for (int p = 0; p < npv; p++)
+                for (int kk = 0; kk < n2; kk++)
+                    for (int j = 0; j < KERN_NR; j++) {
+                        int col = p * KERN_NR + j, v = j / 16, lane = j % 16;
+                        float x = col < k && kk < n ? B[(size_t)kk * ldb + col] : 0.0f;
+                        size_t at = (size_t)p * n2 * KERN_NR + (size_t)(kk / 2 * 2) * KERN_NR +
+                                    (size_t)v * 32 + (size_t)lane * 2 + (size_t)(kk % 2);
+                        bad += V[at] != ref_bf16(x);
+                    }
+            CHECK(bad == 0, "bf16 nn: %ld elements differ", bad);
+            free(V);
         }
         free(B);
         free(P);
