@@ -177,17 +177,39 @@ def key_rows(rows):
     return out
 
 
+def forward_split(rows):
+    """lostd bench --stages: the forward's wall time per stage, with the
+    FLOP rate of the whole against the FMA peak of the same run."""
+    names = ["embed", "norm", "qkv", "attention", "proj", "fc1", "fc2", "other"]
+    out = ["| model | size | threads | precision | forward ms | % of FMA peak | " +
+           " | ".join(names) + " |", "|---|---|---:|---|---:|---:|" + "---:|" * len(names)]
+    for r in rows:
+        if r["kind"] != "stages":
+            continue
+        x = r["r"]
+        ms, pct = x.get("stages_ms", {}), x.get("stages_pct", {})
+        peak = x.get("fma_peak_gflops")
+        out.append("| %s | %s | %d | %s | %.1f | %s | %s |" % (
+            r["model"], r["size"], r["threads"], x.get("precision", "?"),
+            x["forward_ms_median"],
+            fmt(100 * x["gflops"] / peak if peak and x.get("precision") == "fp32" else None,
+                "%.0f%%"),
+            " | ".join("%s (%s)" % (fmt(ms.get(n)), fmt(pct.get(n), "%.0f%%")) for n in names)))
+    return out if len(out) > 2 else []
+
+
 def lostd_stages(rows):
-    out = ["| model | size | threads | preprocess ms | forward ms | LOST ms | LOST / forward "
-           "| peak RSS MB | weights MB | RSS - weights MB |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| model | size | threads | load ms | preprocess ms | forward ms | LOST ms | "
+           "LOST / forward | peak RSS MB | weights MB | RSS - weights MB |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["kind"] != "lostd" or r["env"] != "set":
             continue
         x = r["r"]
         w = os.path.getsize(r["weights"]) / 2 ** 20 if r.get("weights") else None
-        out.append("| %s | %s | %d | %.2f | %.1f | %.2f | %.1f%% | %.0f | %s | %s |" % (
-            r["model"], r["size"], r["threads"], x["preprocess_ms_median"],
+        out.append("| %s | %s | %d | %s | %.2f | %.1f | %.2f | %.1f%% | %.0f | %s | %s |" % (
+            r["model"], r["size"], r["threads"], fmt(x.get("load_ms"), "%.0f"),
+            x["preprocess_ms_median"],
             x["forward_ms_median"], x["lost_ms_median"],
             100 * x["lost_ms_median"] / x["forward_ms_median"], x["peak_rss_mb"],
             fmt(w, "%.0f"), fmt(w and x["peak_rss_mb"] - w, "%.0f")))
@@ -250,7 +272,8 @@ def dedupe(rows):
     def key(r):
         x = r["r"]
         return (r["kind"], r["model"], r["size"], r["threads"], r["env"], r.get("round", 1),
-                x.get("workers"), x.get("concurrency"), x.get("images"))
+                x.get("workers"), x.get("concurrency"), x.get("images"),
+                x.get("precision") if r["kind"] == "stages" else None)
     last = {key(r): r for r in rows if r["kind"] != "load"}
     out, seen = [], set()
     for r in rows:
@@ -271,7 +294,8 @@ def merge_rounds(rows):
         if r["kind"] == "load" or "forward_ms_median" not in r["r"]:
             out.append(r)
             continue
-        k = (r["kind"], r["model"], r["size"], r["threads"], r["env"])
+        k = (r["kind"], r["model"], r["size"], r["threads"], r["env"],
+             r["r"].get("precision") if r["kind"] == "stages" else None)
         if k not in groups:
             groups[k] = []
             out.append(k)
@@ -338,6 +362,10 @@ def main():
     tc = tokencut(rows)
     if tc:
         md += ["", "## TokenCut (ViT-S/14-reg keys; the cut: graph, solve, box)", ""] + tc
+    fs = forward_split(rows)
+    if fs:
+        md += ["", "## Where the forward's time goes (lostd bench --stages; ms per forward, "
+               "share of it; the FMA peak is float32's, so bf16 has none)", ""] + fs
     md += ["", "## lostd: other stages and memory", ""]
     md += lostd_stages(rows)
     d, ideal, one = daemon(rows, ncores)

@@ -20,6 +20,8 @@
 #                   (default 3; the report shows the median round)
 #      BENCH_RESULTS  where to write the report (default bench/RESULTS.md; with
 #                   BENCH_QUICK or BENCH_PARTS, $BUILD/bench/RESULTS.md)
+#      BENCH_LARGE  the large models, one row each (392x504, 2 threads; default
+#                   vitl14_reg; empty: none)
 #      BENCH_MODELS, BENCH_SIZES  override the rows; with BENCH_APPEND=1 the
 #                   new lines replace the same rows of the last run (to re-run
 #                   rows a noisy neighbour spoiled; the key row always runs)
@@ -45,8 +47,9 @@ PARTS=${BENCH_PARTS:-forward tokencut daemon eval}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 [ -z "${BENCH_PARTS:-}" ] && [ "$QUICK" != 1 ] || RESULTS=${BENCH_RESULTS:-$OUT/RESULTS.md}
 if [ "$QUICK" = 1 ]; then
-    MODELS="vits14_reg"; SIZES="392x504"; PARTS=forward
+    MODELS="vits14_reg"; SIZES="392x504"; PARTS=forward; LARGE=""
 else
+    LARGE=${BENCH_LARGE-vitl14_reg}
     MODELS=${BENCH_MODELS:-vits14_reg vitb14_reg}
     SIZES=${BENCH_SIZES:-224x224 392x504 518x518}
 fi
@@ -100,6 +103,8 @@ reps() {
     case "$1/$2" in
         vits14_reg/torch) echo "5 2" ;;
         vits14_reg/*) echo "10 2" ;;
+        vitl14*/torch) echo "2 1" ;;
+        vitl14*/*) echo "3 1" ;;
         */torch) echo "3 1" ;;
         *) echo "5 1" ;;
     esac
@@ -146,12 +151,15 @@ run_row() {
 echo "bench: load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 rec load - - 0 set "{\"when\":\"start\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 
-# 1. models (cached) and one ONNX per model and size (cached)
-for m in $MODELS; do
+# 1. models (cached) and one ONNX per model and size (cached; ViT-L's export
+# takes minutes)
+for m in $MODELS $LARGE; do
     mf=$(model_file "$m")
     [ -f "$mf" ] || "$LOSTD" model init --arch "$m" --seed 0 --out "$mf" >&2
     [ $have_torch = 1 ] && [ $have_ort = 1 ] || continue
-    for s in $SIZES; do
+    sizes=$SIZES
+    [[ " $LARGE " == *" $m "* ]] && sizes=$KEY_SIZE
+    for s in $sizes; do
         o=$(onnx_file "$m" "$s")
         if [ ! -f "$o" ] || [ "$mf" -nt "$o" ] || [ bench/model.py -nt "$o" ]; then
             echo "bench: exporting $o" >&2
@@ -171,6 +179,16 @@ if part forward; then
     for m in $MODELS; do
         for s in $SIZES; do
             for t in $THREADS; do run_row "$m" "$s" "$t" set; done
+        done
+    done
+    for m in $LARGE; do run_row "$m" $KEY_SIZE $KEY_T set; done
+    # where the forward's time goes, per stage (lostd bench --stages)
+    for m in $MODELS $LARGE; do
+        for p in fp32 bf16; do
+            read -r r w <<<"$(reps "$m" lostd)"
+            j=$(timeout 600 "$LOSTD" bench --model "$(model_file "$m")" --size $KEY_SIZE \
+                --threads $KEY_T --repeat "$r" --warmup "$w" --precision $p --stages) \
+                && rec stages "$m" $KEY_SIZE $KEY_T set "$j"
         done
     done
     # the key row in KEY_ROUNDS rounds, each engine once per round and the
@@ -203,7 +221,7 @@ if part forward; then
             done || echo "bench: no scikit-image photos (apt-get download python3-skimage)" >&2
     fi
     [ -d "$photos" ] && imgs+=("$photos"/*)
-    for m in $MODELS; do
+    for m in $MODELS $LARGE; do
         for p in fp32 bf16; do
             "$LOSTD" discover --model "$(model_file "$m")" --precision $p "${imgs[@]}" \
                 >"$tmp/boxes_$p.jsonl" 2>/dev/null || true
