@@ -120,13 +120,34 @@ static unsigned short ref_bf16(float f)
     return (unsigned short)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
+/* Elements of the bf16 panels H of an [n, k] right-hand side that differ
+ * from the layout above; element (col, kk) is B[col][kk], or B[kk][col]
+ * when `nn` (B stored [k, n]). */
+static long bf16_panels_differ(const unsigned short *H, const float *B, int ldb, int n, int k,
+                               int nn)
+{
+    int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
+    long bad = 0;
+    for (int p = 0; p < np; p++)
+        for (int kk = 0; kk < k2; kk++)
+            for (int j = 0; j < KERN_NR; j++) {
+                int col = p * KERN_NR + j, v = j / 16, lane = j % 16;
+                size_t src = nn ? (size_t)kk * ldb + col : (size_t)col * ldb + kk;
+                float x = col < n && kk < k ? B[src] : 0.0f;
+                size_t at = (size_t)p * k2 * KERN_NR + (size_t)(kk / 2 * 2) * KERN_NR +
+                            (size_t)v * 32 + (size_t)lane * 2 + (size_t)(kk % 2);
+                bad += H[at] != ref_bf16(x);
+            }
+    return bad;
+}
+
 static void pack_case(int n, int k)
 {
     char name[96];
     snprintf(name, sizeof name, "pack nt n=%d k=%d (float32 and bf16 panels, bf16 nn)", n, k);
     CHECK_CASE(name, {
         unsigned s = (unsigned)(n * 31 + k);
-        int ldb = k + 3, np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
+        int ldb = k + 3, np = (n + KERN_NR - 1) / KERN_NR;
         float *B = malloc(sizeof *B * (size_t)n * ldb);
         float *P = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
         unsigned short *H = aligned_alloc(64, 2 * kern_packed_bf16_elems(n, k) + 64);
@@ -149,31 +170,12 @@ static void pack_case(int n, int k)
         CHECK(bad == 0, "float32: %ld elements differ", bad);
         if (kern_bf16_available()) {
             kern_pack_nt_bf16(B, ldb, n, k, H);
-            bad = 0;
-            for (int p = 0; p < np; p++)
-                for (int kk = 0; kk < k2; kk++)
-                    for (int j = 0; j < KERN_NR; j++) {
-                        int col = p * KERN_NR + j, v = j / 16, lane = j % 16;
-                        float x = col < n && kk < k ? B[(size_t)col * ldb + kk] : 0.0f;
-                        size_t at = (size_t)p * k2 * KERN_NR + (size_t)(kk / 2 * 2) * KERN_NR +
-                                    (size_t)v * 32 + (size_t)lane * 2 + (size_t)(kk % 2);
-                        bad += H[at] != ref_bf16(x);
-                    }
+            bad = bf16_panels_differ(H, B, ldb, n, k, 0);
             CHECK(bad == 0, "bf16: %ld elements differ", bad);
             /* the same matrix read as [k' = n, n' = k] by kern_pack_nn_bf16 */
             unsigned short *V = aligned_alloc(64, 2 * kern_packed_bf16_elems(k, n) + 64);
-            int npv = (k + KERN_NR - 1) / KERN_NR, n2 = (n + 1) / 2 * 2;
             kern_pack_nn_bf16(B, ldb, n, k, V);
-            bad = 0;
-            for (int p = 0; p < npv; p++)
-                for (int kk = 0; kk < n2; kk++)
-                    for (int j = 0; j < KERN_NR; j++) {
-                        int col = p * KERN_NR + j, v = j / 16, lane = j % 16;
-                        float x = col < k && kk < n ? B[(size_t)kk * ldb + col] : 0.0f;
-                        size_t at = (size_t)p * n2 * KERN_NR + (size_t)(kk / 2 * 2) * KERN_NR +
-                                    (size_t)v * 32 + (size_t)lane * 2 + (size_t)(kk % 2);
-                        bad += V[at] != ref_bf16(x);
-                    }
+            bad = bf16_panels_differ(V, B, ldb, k, n, 1);
             CHECK(bad == 0, "bf16 nn: %ld elements differ", bad);
             free(V);
         }
