@@ -1,9 +1,10 @@
 /* app.js - the demo page's behaviour: takes an image from the file picker, a
- * drop, a paste or a bundled sample, POSTs it to `discover?debug=1` and draws
- * the answer: the box, and over the patch grid the seed, the LOST mask, the
- * inverse-degree map and the output-token norm map, and on demand the
- * artifacts view from `analyze` (high-norm outliers, CLS and register
- * attention). Reads the model from
+ * drop, a paste or a bundled sample, POSTs it to `discover?debug=1` with the
+ * chosen method (LOST or TokenCut; both, one request each, to compare) and
+ * draws the answer: the box (two when comparing), and over the patch grid the
+ * seed, the object mask, the inverse-degree map, the output-token norm map and
+ * TokenCut's eigenvector, and on demand the artifacts view from `analyze`
+ * (high-norm outliers, CLS and register attention). Reads the model from
  * `v1/models`. Every URL is relative to the page, so it also works behind a
  * proxy that mounts the daemon under a sub-path. Never writes to the console:
  * problems are shown on the page. No dependencies, no build step. */
@@ -15,6 +16,13 @@
     /* Colour ramps, evenly spaced stops, interpolated linearly in sRGB. */
     var RAMP_DEGREE = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
     var RAMP_NORM = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];
+    /* Diverging, for a signed map around a threshold: purple below, pale at
+     * the threshold, orange above. Purple and orange stay apart for the
+     * common colour-vision deficiencies. */
+    var RAMP_EIGEN = [[88, 44, 140], [176, 166, 212], [245, 245, 245], [246, 178, 96], [176, 84, 8]];
+
+    /* The methods the daemon offers, as the page names them. */
+    var METHOD_NAMES = { lost: 'LOST', tokencut: 'TokenCut' };
 
     var $ = function (id) { return document.getElementById(id); };
 
@@ -25,6 +33,7 @@
         xhr: null,
         reqId: 0,
         result: null,       /* parsed view of the last good response */
+        result2: null,      /* when comparing: TokenCut's; result is then LOST's */
         started: 0,
         timer: 0,
         model: null,        /* entry from v1/models, if any */
@@ -152,12 +161,17 @@
                 seed = {
                     index: idx, row: r, col: c,
                     degree: Number(first(s, ['degree', 'seed_degree'])),
-                    similar: Number(first(s, ['n_similar', 'similar', 'n_similars']))
+                    similar: Number(first(s, ['n_similar', 'similar', 'n_similars'])),
+                    nCC: Number(first(s, ['n_cc'])),
+                    eigenvalue: Number(first(s, ['eigenvalue']))
                 };
             }
         }
 
-        var maps = { mask: null, degree: null, norm: null };
+        /* An answer without "method" comes from a daemon that only knows LOST. */
+        var method = first(j, ['method']) || first(j.parameters, ['method']) || 'lost';
+        var maps = { mask: null, degree: null, norm: null, eigen: null };
+        var eigenMean = Number(first(dbg, ['eigenvector_mean']));
         if (hasGrid) {
             var pick = function (names) {
                 var v = first(dbg, names);
@@ -167,6 +181,14 @@
             maps.mask = pick(['mask', 'lost_mask', 'seed_mask']);
             maps.degree = pick(['degree', 'degrees', 'degree_map', 'patch_degree']);
             maps.norm = pick(['token_norms', 'norms', 'token_norm', 'norm_map']);
+            /* A TokenCut answer carries LOST's degree field filled with zeros. */
+            if (method !== 'lost') maps.degree = null;
+            maps.eigen = pick(['eigenvector']);
+            if (maps.eigen && !num(eigenMean)) {
+                eigenMean = 0;
+                maps.eigen.forEach(function (x) { eigenMean += x; });
+                eigenMean /= maps.eigen.length;
+            }
         }
         var regs = first(dbg, ['register_norms']);
         if (regs === undefined) regs = j.register_norms;
@@ -174,6 +196,8 @@
         return {
             raw: j, W: W, H: H, rows: rows, cols: cols, patch: patch, hasGrid: hasGrid,
             cellW: cellW, cellH: cellH, box: box, nObjects: objs.length, seed: seed, maps: maps,
+            method: String(method), eigenMean: eigenMean,
+            tau: Number(first(j.parameters, ['tau'])),
             registerNorms: Array.isArray(regs) ? regs.map(Number) : null,
             model: j.model, timings: j.timings_ms || {},
             feature: first(j, ['feature', 'features']) || first(j.parameters, ['features', 'feature']),
@@ -248,6 +272,7 @@
     function clearOverlays() {
         ['ov-heat', 'ov-mask', 'ov-seed', 'ov-box'].forEach(function (id) { clear($(id)); });
         $('box-label').hidden = true;
+        $('box-label2').hidden = true;
         $('legend').textContent = '';
         $('overlay-desc').textContent = 'No result yet';
     }
@@ -300,7 +325,49 @@
         return s.length ? s[s.length >> 1] : NaN;
     }
 
-    function drawResult(r) {
+    function methodName(m) { return METHOD_NAMES[m] || String(m); }
+
+    /* One box of one answer: the rect (over a pale halo) and its label.
+     * second: the TokenCut box of a comparison, whose label hangs below the
+     * box's bottom-right corner. Returns the sentence that describes it. */
+    function drawBox(r, second) {
+        var b = r.box, tc = r.method === 'tokencut';
+        var geo = {
+            x: b.xmin, y: b.ymin,
+            width: Math.max(0, b.xmax - b.xmin), height: Math.max(0, b.ymax - b.ymin),
+            'vector-effect': 'non-scaling-stroke'
+        };
+        var halo = svg('rect', geo);
+        halo.setAttribute('class', 'box-halo');
+        $('ov-box').appendChild(halo);
+        var rect = svg('rect', geo);
+        rect.setAttribute('id', second ? 'box-rect2' : 'box-rect');
+        rect.setAttribute('class', 'box ' + (tc ? 'tokencut' : 'lost'));
+        rect.setAttribute('data-method', r.method);
+        ['xmin', 'ymin', 'xmax', 'ymax'].forEach(function (k) { rect.setAttribute('data-' + k, b[k]); });
+        $('ov-box').appendChild(rect);
+
+        var lab = $(second ? 'box-label2' : 'box-label');
+        lab.textContent = methodName(r.method) + (num(b.score) ? ' ' + fmt(b.score, 2) : '');
+        lab.classList.toggle('tokencut', tc);
+        lab.setAttribute('data-method', r.method);
+        if (second) {
+            lab.style.left = (100 * b.xmax / r.W) + '%';
+            lab.style.top = (100 * b.ymax / r.H) + '%';
+            lab.classList.toggle('inside', b.ymax > 0.94 * r.H);
+        } else {
+            lab.style.left = (100 * b.xmin / r.W) + '%';
+            lab.style.top = (100 * b.ymin / r.H) + '%';
+            lab.classList.toggle('inside', b.ymin < 0.06 * r.H);
+        }
+        lab.hidden = !$('show-box').checked;
+        return methodName(r.method) + (tc ? ' (dashed)' : '') + ' found ' + b.label + ': x ' + b.xmin +
+            ' to ' + b.xmax + ', y ' + b.ymin + ' to ' + b.ymax + ' in image pixels';
+    }
+
+    /* r: the answer everything but the second box comes from; r2: TokenCut's
+     * answer when comparing, else null. */
+    function drawResult(r, r2) {
         clearOverlays();
         var o = $('overlay');
         /* Scale the picture to the column, but keep it within the screen's height. */
@@ -309,26 +376,12 @@
         o.setAttribute('data-width', r.W);
         o.setAttribute('data-height', r.H);
 
-        if (r.box) {
-            var b = r.box;
-            var rect = svg('rect', {
-                id: 'box-rect', x: b.xmin, y: b.ymin,
-                width: Math.max(0, b.xmax - b.xmin), height: Math.max(0, b.ymax - b.ymin),
-                'class': 'box', 'vector-effect': 'non-scaling-stroke',
-                'data-xmin': b.xmin, 'data-ymin': b.ymin, 'data-xmax': b.xmax, 'data-ymax': b.ymax
-            });
-            $('ov-box').appendChild(rect);
-            var lab = $('box-label');
-            lab.textContent = b.label + (num(b.score) ? ' ' + fmt(b.score, 2) : '');
-            lab.style.left = (100 * b.xmin / r.W) + '%';
-            lab.style.top = (100 * b.ymin / r.H) + '%';
-            lab.classList.toggle('inside', b.ymin < 0.06 * r.H);
-            lab.hidden = !$('show-box').checked;
-            $('overlay-desc').textContent = 'Discovered ' + b.label + ': x ' + b.xmin + ' to ' + b.xmax +
-                ', y ' + b.ymin + ' to ' + b.ymax + ' in image pixels';
-        } else {
-            $('overlay-desc').textContent = 'No object box in the answer';
-        }
+        var said = [];
+        if (r.box) said.push(drawBox(r, false));
+        else said.push(methodName(r.method) + ' found no object box');
+        if (r2 && r2.box) said.push(drawBox(r2, true));
+        else if (r2) said.push(methodName(r2.method) + ' found no object box');
+        $('overlay-desc').textContent = said.join('; ');
 
         if (r.seed && r.hasGrid) {
             $('ov-seed').appendChild(svg('rect', {
@@ -360,7 +413,13 @@
         g.setAttribute('opacity', $('opacity').value);
         if (!r || which === 'none') return;
         if (which === 'outliers' || which === 'attn') { drawArtifacts(r, which); return; }
+        if (which === 'eigen') { drawEigen(r); return; }
         var v = which === 'degree' ? r.maps.degree : r.maps.norm;
+        if (!v && which === 'degree' && r.method !== 'lost') {
+            legend.textContent = 'The inverse-degree map is LOST\'s; this answer is ' +
+                methodName(r.method) + '\'s. Choose LOST, or Compare both.';
+            return;
+        }
         if (!v) {
             legend.textContent = (which === 'degree' ? 'The degree map' : 'The token-norm map') +
                 ' is not in this answer (needs debug output from the daemon).';
@@ -403,9 +462,52 @@
         legendBar(stops, title, lowText, highText, note);
     }
 
+    /* Three significant digits: the eigenvector's entries are small. */
+    function fmtSig(x) { return num(x) ? Number(x.toPrecision(3)).toString() : '\u2013'; }
+
+    /* TokenCut's eigenvector on a diverging scale centred at its mean, the
+     * threshold of the cut: each side of the threshold spans its own half of
+     * the ramp, so the side a patch falls on (which is what decides the box)
+     * shows however lopsided the values are. The daemon orients the vector so
+     * that above the mean is the seed's side, the object's. */
+    function drawEigen(r) {
+        var src = r.maps.eigen ? r : (state.result2 && state.result2.maps.eigen ? state.result2 : null);
+        if (!src) {
+            $('legend').textContent = r.method === 'tokencut'
+                ? 'The eigenvector is not in this answer (needs debug output from the daemon).'
+                : 'The eigenvector map is TokenCut\'s: choose TokenCut as the method, or Compare both.';
+            return;
+        }
+        var v = src.maps.eigen, m = src.eigenMean, rg = range(v), above = 0;
+        var t = function (x) {
+            if (x > m) return rg.hi > m ? 0.5 + 0.5 * (x - m) / (rg.hi - m) : 0.5;
+            return m > rg.lo ? 0.5 - 0.5 * (m - x) / (m - rg.lo) : 0.5;
+        };
+        v.forEach(function (x) { if (x > m) above++; });
+        var im = mapImage(src, function (i) {
+            var c = ramp(RAMP_EIGEN, t(v[i]));
+            return [c[0], c[1], c[2], 255];
+        });
+        im.setAttribute('data-map', 'eigen');
+        im.setAttribute('data-min', rg.lo);
+        im.setAttribute('data-max', rg.hi);
+        im.setAttribute('data-mean', m);
+        im.setAttribute('data-above', above);
+        $('ov-heat').appendChild(im);
+        var ev = src.seed && src.seed.eigenvalue;
+        legendBar(RAMP_EIGEN, 'TokenCut eigenvector, cut at its mean', fmtSig(rg.lo), fmtSig(rg.hi),
+                  'Orange: above the mean, the object\'s side of the cut (' + above + ' of ' + v.length +
+                  ' patches); purple: below it, the background; pale: close to the cut. The box frames' +
+                  ' the seed\'s connected region on the orange side' +
+                  (num(ev) ? '. Eigenvalue ' + fmt(ev, 3) + ' (0 = a perfectly clean cut).' : '.'),
+                  'mean ' + fmtSig(m));
+    }
+
     /* ---------- artifacts view (POST analyze) ---------- */
 
-    function legendBar(stops, title, lowText, highText, note) {
+    /* A legend: title, colour bar with its end values (and, for a diverging
+     * scale, midText under its centre), and a note. */
+    function legendBar(stops, title, lowText, highText, note, midText) {
         var legend = $('legend');
         legend.textContent = '';
         var h = document.createElement('p');
@@ -417,13 +519,23 @@
             bar.className = 'legend-bar';
             bar.style.backgroundImage = cssGradient(stops);
             bar.setAttribute('role', 'img');
-            bar.setAttribute('aria-label', 'colour scale from ' + lowText + ' (dark) to ' + highText + ' (bright)');
+            bar.setAttribute('aria-label', midText
+                ? 'diverging colour scale: ' + lowText + ' at the left end, ' + midText +
+                  ' in the centre, ' + highText + ' at the right end'
+                : 'colour scale from ' + lowText + ' (dark) to ' + highText + ' (bright)');
             var ends = document.createElement('div');
             ends.className = 'legend-ends';
             var a = document.createElement('span'), z = document.createElement('span');
             a.className = 'legend-min'; a.textContent = lowText;
             z.className = 'legend-max'; z.textContent = highText;
-            ends.appendChild(a); ends.appendChild(z);
+            ends.appendChild(a);
+            if (midText) {
+                ends.className += ' has-mid';
+                var mid = document.createElement('span');
+                mid.className = 'legend-mid'; mid.textContent = midText;
+                ends.appendChild(mid);
+            }
+            ends.appendChild(z);
             legend.appendChild(bar); legend.appendChild(ends);
         }
         if (note) {
@@ -531,27 +643,19 @@
         $('ov-seed').style.display = on.seed ? '' : 'none';
         $('ov-mask').style.display = on.mask ? '' : 'none';
         $('box-label').hidden = !(on.box && state.result && state.result.box);
+        $('box-label2').hidden = !(on.box && state.result2 && state.result2.box);
     }
 
-    function showFacts(r, roundTripMs) {
-        $('r-image').textContent = r.W + ' \u00d7 ' + r.H + ' px' + (state.fileName ? ' (' + state.fileName + ')' : '');
-        $('r-grid').textContent = r.hasGrid
-            ? r.rows + ' \u00d7 ' + r.cols + ' patches' + (r.patch > 0 ? ' of ' + r.patch + ' px' : '') +
-              (r.feature ? ', feature ' + r.feature : '') + (num(r.layer) ? ', block ' + r.layer + ' (from 0)' : '')
-            : '\u2013';
-        $('r-box').textContent = r.box
-            ? 'x ' + r.box.xmin + '\u2013' + r.box.xmax + ', y ' + r.box.ymin + '\u2013' + r.box.ymax +
-              ' (' + (r.box.xmax - r.box.xmin) + ' \u00d7 ' + (r.box.ymax - r.box.ymin) + ' px)'
-            : 'none found';
-        $('r-seed').textContent = r.seed
-            ? 'patch ' + (num(r.seed.index) ? r.seed.index + ' ' : '') + '(row ' + r.seed.row + ', col ' + r.seed.col + ')' +
-              (num(r.seed.degree) ? ', degree ' + r.seed.degree : '') +
-              (num(r.seed.similar) ? ', ' + r.seed.similar + ' similar' : '')
-            : '\u2013';
-        $('r-model').textContent = typeof r.model === 'string' ? r.model : (r.model ? JSON.stringify(r.model) : '\u2013');
+    function boxText(b) {
+        return b ? 'x ' + b.xmin + '\u2013' + b.xmax + ', y ' + b.ymin + '\u2013' + b.ymax +
+                   ' (' + (b.xmax - b.xmin) + ' \u00d7 ' + (b.ymax - b.ymin) + ' px)'
+                 : 'none found';
+    }
 
-        var tb = $('timings').tBodies[0];
-        clear(tb);
+    /* The rows of one request's timings: its stages as the daemon timed them,
+     * then the round trip the page measured. The daemon's key "lost" is the
+     * discovery step of either method; the row is named after the method. */
+    function timingRows(tb, r, roundTripMs) {
         var t = r.timings, keys = Object.keys(t).filter(function (k) { return num(t[k]); });
         var order = ['queue', 'decode', 'preprocess', 'forward', 'lost', 'total'];
         keys.sort(function (a, b) {
@@ -565,10 +669,11 @@
             var tr = document.createElement('tr');
             var th = document.createElement('th'), td = document.createElement('td'), bar = document.createElement('td');
             th.scope = 'row';
-            th.textContent = kv[0];
+            th.textContent = kv[0] === 'lost' && r.method !== 'lost' ? r.method + ' (the cut)' : kv[0];
             td.textContent = fmt(kv[1], 1) + ' ms';
             td.className = 'ms';
             td.setAttribute('data-stage', kv[0]);
+            td.setAttribute('data-method', r.method);
             var span = document.createElement('span');
             span.className = 'bar';
             span.style.width = (total > 0 ? Math.min(100, 100 * kv[1] / total) : 0) + '%';
@@ -578,36 +683,186 @@
             tr.appendChild(th); tr.appendChild(td); tr.appendChild(bar);
             tb.appendChild(tr);
         });
-        $('caption').textContent = r.box
-            ? (r.nObjects > 1 ? r.nObjects + ' objects; first: ' : '') + r.box.label + ' at (' +
-              r.box.xmin + ', ' + r.box.ymin + ')\u2013(' + r.box.xmax + ', ' + r.box.ymax + ')'
-            : 'No object found in this image.';
+    }
+
+    function methodText(r) {
+        var name = methodName(r.method);
+        if (r.method === 'tokencut')
+            return name + (num(r.tau) ? ', tau ' + fmt(r.tau, 2) : '') +
+                   (r.seed && num(r.seed.eigenvalue) ? ', eigenvalue ' + fmt(r.seed.eigenvalue, 3) : '');
+        return name;
+    }
+
+    /* runs: [{r, ms}] in request order; when comparing, LOST's then TokenCut's. */
+    function showFacts(runs) {
+        var r = runs[0].r, r2 = runs.length > 1 ? runs[1].r : null;
+        $('r-image').textContent = r.W + ' \u00d7 ' + r.H + ' px' + (state.fileName ? ' (' + state.fileName + ')' : '');
+        $('r-method').textContent = r2 ? methodText(r) + ' (solid box) and ' + methodText(r2) + ' (dashed box)'
+                                       : methodText(r);
+        $('r-grid').textContent = r.hasGrid
+            ? r.rows + ' \u00d7 ' + r.cols + ' patches' + (r.patch > 0 ? ' of ' + r.patch + ' px' : '') +
+              (r.feature ? ', feature ' + r.feature : '') + (num(r.layer) ? ', block ' + r.layer + ' (from 0)' : '')
+            : '\u2013';
+        $('r-box-term').textContent = r2 ? methodName(r.method) + ' box' : 'Box';
+        $('r-box').textContent = boxText(r.box);
+        $('r-box2-term').textContent = r2 ? methodName(r2.method) + ' box' : '';
+        $('r-box2').textContent = r2 ? boxText(r2.box) : '\u2013';
+        $('r-box2-term').hidden = $('r-box2').hidden = !r2;
+        $('r-seed').textContent = r.seed
+            ? 'patch ' + (num(r.seed.index) ? r.seed.index + ' ' : '') + '(row ' + r.seed.row + ', col ' + r.seed.col + ')' +
+              (num(r.seed.degree) ? ', degree ' + r.seed.degree : '') +
+              (num(r.seed.similar) ? ', ' + r.seed.similar + ' similar' : '') +
+              (num(r.seed.nCC) ? ', ' + r.seed.nCC + ' patches in its component' : '')
+            : '\u2013';
+        $('r-model').textContent = typeof r.model === 'string' ? r.model : (r.model ? JSON.stringify(r.model) : '\u2013');
+
+        var table = $('timings');
+        Array.prototype.slice.call(table.tBodies).forEach(function (tb) { table.removeChild(tb); });
+        runs.forEach(function (run) {
+            var tb = document.createElement('tbody');
+            if (runs.length > 1) {
+                var tr = document.createElement('tr'), th = document.createElement('th');
+                th.colSpan = 3;
+                th.scope = 'rowgroup';
+                th.className = 'group';
+                th.textContent = methodName(run.r.method) + ' request';
+                tr.appendChild(th);
+                tb.appendChild(tr);
+            }
+            timingRows(tb, run.r, run.ms);
+            table.appendChild(tb);
+        });
+
+        var where = function (x) {
+            return methodName(x.method) + ' at (' + x.box.xmin + ', ' + x.box.ymin + ')\u2013(' +
+                   x.box.xmax + ', ' + x.box.ymax + ')';
+        };
+        if (r2) {
+            $('caption').textContent = (r.box ? where(r) : methodName(r.method) + ' found nothing') + '; ' +
+                                       (r2.box ? where(r2) : methodName(r2.method) + ' found nothing') + '.';
+        } else {
+            $('caption').textContent = r.box
+                ? (r.nObjects > 1 ? r.nObjects + ' objects; first: ' : '') + r.box.label + ' found by ' + where(r)
+                : 'No object found in this image.';
+        }
     }
 
     /* ---------- requests ---------- */
 
-    function queryString() {
-        var q = ['debug=1'];
-        var k = $('k_patches').value.trim(), b = $('gram_bias').value.trim(), f = $('features').value;
-        q.push('k_patches=' + encodeURIComponent(k));
-        q.push('gram_bias=' + encodeURIComponent(b));
+    /* The methods one run asks for, in order. */
+    function plan() {
+        return $('compare').checked ? ['lost', 'tokencut'] : [$('method').value];
+    }
+
+    /* Each method gets its own parameters only. */
+    function queryString(method) {
+        var q = ['debug=1', 'method=' + encodeURIComponent(method)];
+        if (method === 'tokencut') {
+            q.push('tau=' + encodeURIComponent($('tau').value.trim()));
+        } else {
+            q.push('k_patches=' + encodeURIComponent($('k_patches').value.trim()));
+            q.push('gram_bias=' + encodeURIComponent($('gram_bias').value.trim()));
+            q.push('l2norm=' + ($('l2norm').checked ? '1' : '0'));
+        }
+        var f = $('features').value;
         if (f) q.push('features=' + encodeURIComponent(f));
-        q.push('l2norm=' + ($('l2norm').checked ? '1' : '0'));
         return q.join('&');
     }
 
-    function checkParams() {
-        var k = $('k_patches').value.trim(), b = $('gram_bias').value.trim();
-        if (!/^\d+$/.test(k) || Number(k) < 1)
-            return 'k_patches must be a whole number of at least 1 (got "' + k + '").';
-        if (b === '' || !isFinite(Number(b)))
-            return 'gram_bias must be a number (got "' + b + '").';
+    /* Catches what the inputs cannot deliver as numbers. The ranges are the
+     * daemon's to judge (one table of parameters there); its 400 says why. */
+    function checkParams(methods) {
+        if (methods.indexOf('lost') >= 0) {
+            var k = $('k_patches').value.trim(), b = $('gram_bias').value.trim();
+            if (!/^\d+$/.test(k) || Number(k) < 1)
+                return 'k_patches must be a whole number of at least 1 (got "' + k + '").';
+            if (b === '' || !isFinite(Number(b)))
+                return 'gram_bias must be a number (got "' + b + '").';
+        }
+        if (methods.indexOf('tokencut') >= 0) {
+            var tau = $('tau').value.trim();
+            if (tau === '' || !isFinite(Number(tau)))
+                return 'tau must be a number from -1 to 1 (got "' + ($('tau').validity.badInput ? 'not a number' : tau) + '").';
+        }
         return '';
     }
 
+    /* One POST discover for one method of run `id`. Calls back once, unless a
+     * newer run replaced this one: cb(null, parsed answer, ms), cb('abort'),
+     * or cb({title, detail}) on any failure. what: the method's name in the
+     * progress line when a run makes several requests. */
+    function request(id, method, what, cb) {
+        var xhr = new XMLHttpRequest();
+        state.xhr = xhr;
+        var fd = new FormData();
+        fd.append('image', state.file, state.fileName || 'image');
+        xhr.open('POST', 'discover?' + queryString(method));
+        xhr.responseType = 'text';
+        xhr.setRequestHeader('Accept', 'application/json');
+        var t0 = performance.now();
+        setStatus('Uploading ' + fmtBytes(state.file.size) + what + '\u2026', 0);
+        xhr.upload.onprogress = function (ev) {
+            if (id !== state.reqId || !ev.lengthComputable) return;
+            setStatus('Uploading' + what + '\u2026 ' + Math.round(100 * ev.loaded / ev.total) + '%',
+                      100 * ev.loaded / ev.total);
+        };
+        xhr.upload.onload = function () {
+            if (id !== state.reqId) return;
+            var tick = function () {
+                setStatus('Finding the object' + what + '\u2026 ' +
+                          ((performance.now() - t0) / 1000).toFixed(1) + ' s');
+            };
+            tick();
+            clearInterval(state.timer);
+            state.timer = setInterval(tick, 100);
+        };
+        var mine = function () {
+            if (id !== state.reqId) return false;
+            clearInterval(state.timer);
+            state.timer = 0;
+            return true;
+        };
+        xhr.onload = function () {
+            if (!mine()) return;
+            var ms = performance.now() - t0, body = null;
+            try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+            if (xhr.status !== 200) {
+                var ex = explainHttp(xhr.status, body);
+                if (!body) ex.detail = (xhr.responseText || '').slice(0, 300) + ' (HTTP ' + xhr.status + ')';
+                ex.detail = state.fileName + (what ? ',' + what.replace(/[()]/g, '') : '') + ': ' + ex.detail;
+                if (xhr.status === 503 && xhr.getResponseHeader('Retry-After'))
+                    ex.detail += ' Retry after ' + xhr.getResponseHeader('Retry-After') + ' s.';
+                cb(ex);
+                return;
+            }
+            if (!body) {
+                cb({ title: 'lostd answered with something that is not JSON.',
+                     detail: (xhr.responseText || '').slice(0, 300) });
+                return;
+            }
+            var r;
+            try { r = parseResult(body); } catch (e) {
+                cb({ title: 'The answer from lostd could not be drawn.', detail: String(e && e.message || e) });
+                return;
+            }
+            cb(null, r, ms);
+        };
+        xhr.onerror = function () {
+            if (!mine()) return;
+            cb({ title: 'Could not reach lostd.', detail: 'The connection failed. Is the daemon still running?' });
+        };
+        xhr.ontimeout = xhr.onerror;
+        xhr.onabort = function () { if (mine()) cb('abort'); };
+        xhr.send(fd);
+    }
+
+    /* One run: the requests of plan() one after the other (the daemon's
+     * queue would serialise them anyway), drawn together once all answered.
+     * Any failure shows the error and draws nothing. */
     function run() {
         if (!state.file) return;
-        var bad = checkParams();
+        var methods = plan();
+        var bad = checkParams(methods);
         if (bad) { showError('Check the parameters.', bad); return; }
         if (state.maxUpload > 0 && state.file.size > state.maxUpload) {
             showError('The image is too large for this lostd.',
@@ -619,94 +874,68 @@
         var id = ++state.reqId;
         if (state.xhr) state.xhr.abort();
         hideError();
-        var xhr = new XMLHttpRequest();
-        state.xhr = xhr;
-        var fd = new FormData();
-        fd.append('image', state.file, state.fileName || 'image');
-        xhr.open('POST', 'discover?' + queryString());
-        xhr.responseType = 'text';
-        xhr.setRequestHeader('Accept', 'application/json');
-        state.started = performance.now();
         document.body.classList.add('busy');
         $('stage').setAttribute('aria-busy', 'true');
         $('run').disabled = true;
-        setStatus('Uploading ' + fmtBytes(state.file.size) + '\u2026', 0);
-        xhr.upload.onprogress = function (ev) {
-            if (id !== state.reqId || !ev.lengthComputable) return;
-            setStatus('Uploading\u2026 ' + Math.round(100 * ev.loaded / ev.total) + '%', 100 * ev.loaded / ev.total);
-        };
-        xhr.upload.onload = function () {
-            if (id !== state.reqId) return;
-            var tick = function () {
-                setStatus('Finding the object\u2026 ' + ((performance.now() - state.started) / 1000).toFixed(1) + ' s');
-            };
-            tick();
-            clearInterval(state.timer);
-            state.timer = setInterval(tick, 100);
-        };
-        var done = function () {
-            if (id !== state.reqId) return false;
+        document.body.setAttribute('data-state', 'running');
+        var runs = [];
+        var end = function (how) {
             state.xhr = null;
             hideStatus();
             document.body.classList.remove('busy');
             $('stage').removeAttribute('aria-busy');
             $('stage').classList.remove('pending');
             $('run').disabled = false;
-            return true;
+            if (how) document.body.setAttribute('data-state', how);
         };
-        xhr.onload = function () {
-            if (!done()) return;
-            var ms = performance.now() - state.started, body = null;
-            try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
-            if (xhr.status !== 200) {
-                var ex = explainHttp(xhr.status, body);
-                if (!body) ex.detail = (xhr.responseText || '').slice(0, 300) + ' (HTTP ' + xhr.status + ')';
-                ex.detail = state.fileName + ': ' + ex.detail;
-                if (xhr.status === 503 && xhr.getResponseHeader('Retry-After'))
-                    ex.detail += ' Retry after ' + xhr.getResponseHeader('Retry-After') + ' s.';
-                state.result = null;
-                clearOverlays();
-                showError(ex.title, ex.detail);
-                return;
-            }
-            if (!body) {
-                showError('lostd answered with something that is not JSON.', (xhr.responseText || '').slice(0, 300));
-                return;
-            }
-            var r;
-            try { r = parseResult(body); } catch (e) {
-                showError('The answer from lostd could not be drawn.', String(e && e.message || e));
-                return;
-            }
-            state.result = r;
-            $('stage').hidden = false;
-            drawResult(r);
-            showFacts(r, ms);
-            document.body.setAttribute('data-state', 'done');
+        var next = function () {
+            var method = methods[runs.length];
+            var what = methods.length > 1
+                ? ' (' + methodName(method) + ', ' + (runs.length + 1) + ' of ' + methods.length + ')' : '';
+            request(id, method, what, function (err, r, ms) {
+                if (err === 'abort') {
+                    end('cancelled');
+                    setStatus('Cancelled.', 0);
+                    setTimeout(function () { if (id === state.reqId) hideStatus(); }, 1500);
+                    return;
+                }
+                if (err) {
+                    end('error');
+                    state.result = state.result2 = null;
+                    clearOverlays();
+                    clearFacts();
+                    showError(err.title, err.detail);
+                    return;
+                }
+                runs.push({ r: r, ms: ms });
+                if (runs.length < methods.length) { next(); return; }
+                end(null);
+                state.result = runs[0].r;
+                state.result2 = runs.length > 1 ? runs[1].r : null;
+                $('stage').hidden = false;
+                drawResult(state.result, state.result2);
+                showFacts(runs);
+                document.body.setAttribute('data-state', 'done');
+            });
         };
-        xhr.onerror = function () {
-            if (!done()) return;
-            showError('Could not reach lostd.', 'The connection failed. Is the daemon still running?');
-        };
-        xhr.ontimeout = xhr.onerror;
-        xhr.onabort = function () {
-            if (!done()) return;
-            setStatus('Cancelled.', 0);
-            setTimeout(function () { if (id === state.reqId) hideStatus(); }, 1500);
-        };
-        document.body.setAttribute('data-state', 'running');
-        xhr.send(fd);
+        next();
     }
 
     /* Facts of an earlier image must not sit beside a new one or its error. */
     function clearFacts() {
-        ['r-image', 'r-grid', 'r-box', 'r-seed', 'r-model'].forEach(function (id) { $(id).textContent = '\u2013'; });
-        var tb = $('timings').tBodies[0], tr = document.createElement('tr'), td = document.createElement('td');
-        clear(tb);
+        ['r-image', 'r-method', 'r-grid', 'r-box', 'r-box2', 'r-seed', 'r-model'].forEach(function (id) {
+            $(id).textContent = '\u2013';
+        });
+        $('r-box-term').textContent = 'Box';
+        $('r-box2-term').hidden = $('r-box2').hidden = true;
+        var table = $('timings'), tb = document.createElement('tbody');
+        var tr = document.createElement('tr'), td = document.createElement('td');
+        Array.prototype.slice.call(table.tBodies).forEach(function (b) { table.removeChild(b); });
         td.colSpan = 3;
         td.textContent = '\u2013';
         tr.appendChild(td);
         tb.appendChild(tr);
+        table.appendChild(tb);
         $('caption').textContent = '';
     }
 
@@ -714,7 +943,7 @@
         if (!blob) return;
         state.file = blob;
         state.fileName = name || blob.name || 'image';
-        state.result = null;
+        state.result = state.result2 = null;
         state.analysis = null;
         clearOverlays();
         clearFacts();
@@ -822,6 +1051,15 @@
 
     /* ---------- wiring ---------- */
 
+    /* Only the parameters of the methods that will run are shown. Comparing
+     * runs both, so the method choice waits. */
+    function showGroups() {
+        var both = $('compare').checked, m = $('method').value;
+        $('method').disabled = both;
+        $('lost-params').hidden = !(both || m === 'lost');
+        $('tokencut-params').hidden = !(both || m === 'tokencut');
+    }
+
     function init() {
         var drop = $('drop'), fileInput = $('file');
         $('pick').addEventListener('click', function () { fileInput.click(); });
@@ -856,7 +1094,9 @@
         });
 
         $('params').addEventListener('submit', function (ev) { ev.preventDefault(); run(); });
-        ['k_patches', 'gram_bias', 'features', 'l2norm'].forEach(function (id) {
+        showGroups();
+        ['method', 'compare'].forEach(function (id) { $(id).addEventListener('change', showGroups); });
+        ['method', 'compare', 'k_patches', 'gram_bias', 'features', 'l2norm', 'tau'].forEach(function (id) {
             $(id).addEventListener('change', function () { if (state.file) run(); });
         });
         ['show-box', 'show-seed', 'show-mask'].forEach(function (id) {

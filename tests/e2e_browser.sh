@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # e2e_browser.sh - the demo page in headless Chromium against `lostd serve` on
 # loopback with the fixture model (tests/browser/demo.test.mjs). Installs the
-# test's one npm package (playwright-core, pinned by package-lock.json) when
-# tests/browser/node_modules is missing; never downloads a browser: it drives
-# the Debian one. Prints "PASS browser: ..." / "FAIL browser: ...: why" per
+# test's npm packages (playwright-core, and axe-core for the accessibility
+# checks; pinned by package-lock.json) when either is missing from
+# tests/browser/node_modules; never downloads a browser: it drives the Debian
+# one. Prints "PASS browser: ..." / "FAIL browser: ...: why" per
 # check; prints SKIP and exits 0 when node (>= 18) or Chromium is missing.
 # Env: LOSTD_BIN (the binary), CHROMIUM (default /usr/bin/chromium).
-# Screenshots go to tests/out/ (demo.png, demo-phone.png, demo-error.png).
+# Screenshots go to tests/out/ (demo.png, demo-phone.png, demo-error.png,
+# demo-eigen.png, demo-compare.png, ...).
 set -u
 cd "$(dirname "$0")/.."
 export LOSTD_BIN=${LOSTD_BIN:-$PWD/build/lostd}
@@ -31,7 +33,7 @@ if [ ! -x "$LOSTD_BIN" ]; then
     exit 1
 fi
 
-if [ ! -d "$DIR/node_modules/playwright-core" ]; then
+if [ ! -d "$DIR/node_modules/playwright-core" ] || [ ! -d "$DIR/node_modules/axe-core" ]; then
     if ! command -v npm >/dev/null 2>&1; then
         echo "SKIP browser: npm is not installed (apt-get install -y npm)"
         exit 0

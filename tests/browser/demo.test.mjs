@@ -2,10 +2,13 @@
 // driven by playwright-core, against `lostd serve` on loopback with the fixture
 // model (or the mock in mock_server.mjs when LOSTD_MOCK=1). Uploads an image,
 // checks the drawn box against the JSON the daemon returned, toggles every
-// overlay, reruns with other parameters, sends a corrupt file, checks the
-// phone layout, keyboard access, that no console error appears, and that the
-// page works behind a proxy that mounts the daemon under /lostd/. Saves
-// screenshots to tests/out/.
+// overlay, reruns with other parameters, switches to TokenCut (tau, its
+// eigenvector map, a bad tau), compares both methods' boxes, sends a corrupt
+// file, checks the phone layout, keyboard access, that no console error
+// appears, and that the page works behind a proxy that mounts the daemon under
+// /lostd/. axe-core (injected into the page) finds no serious or critical
+// accessibility violation before a result, after one, after a comparison and
+// with an error shown. Saves screenshots to tests/out/.
 //
 //   cd tests/browser && node --test --test-reporter=./pass_fail_reporter.mjs demo.test.mjs
 //
@@ -17,6 +20,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(new URL(import.meta.url).pathname);
@@ -27,6 +31,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const MODEL = path.join(ROOT, 'tests', 'fixtures', 'models', 'tiny.safetensors');
 const PHOTO = path.join(ROOT, 'tests', 'fixtures', 'images', 'VOC07_000236.jpg');
 const T = 30000;
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 let daemon = null, daemonLog = '', base = '';
 let proxy = null, proxyBase = '', escaped = [];
@@ -34,6 +39,7 @@ let browser = null, context = null, page = null;
 let consoleErrors = [];         // console errors and page errors nobody expected
 let allowedErrors = [];         // patterns allowed while a check expects them
 let lastResult = null;          // the last discover JSON the page drew
+let lastTokenCut = null;        // the TokenCut answer of the method check
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -212,6 +218,7 @@ async function drawnGeometry(p) {
             overlayMatchesImage: Math.abs(o.left - img.left) < 0.5 && Math.abs(o.top - img.top) < 0.5 &&
                                  Math.abs(o.width - img.width) < 0.5 && Math.abs(o.height - img.height) < 0.5,
             box: inImage(document.getElementById('box-rect')),
+            box2: inImage(document.getElementById('box-rect2')),
             seed: inImage(document.getElementById('seed-rect')),
         };
     });
@@ -262,16 +269,93 @@ function seedOf(j) {
 }
 
 // The drawn box must sit where the JSON says, within a pixel of rounding.
-function assertBox(geo, j, what) {
+// which: 'box' (#box-rect) or 'box2' (#box-rect2, the second of a comparison).
+function assertBox(geo, j, what, which = 'box') {
     const b = j.objects[0].box;
     assert.equal(geo.W, j.image.width, `${what}: overlay width`);
     assert.equal(geo.H, j.image.height, `${what}: overlay height`);
     assert.ok(geo.overlayMatchesImage, `${what}: the overlay does not cover the image exactly`);
-    assert.ok(geo.box, `${what}: no box drawn`);
+    const d = geo[which];
+    assert.ok(d, `${what}: no ${which} drawn`);
     const tol = 1 + 1 / geo.cssPerPx;
     for (const k of ['xmin', 'ymin', 'xmax', 'ymax'])
-        assert.ok(Math.abs(geo.box[k] - b[k]) <= tol,
-                  `${what}: drawn ${k} ${geo.box[k].toFixed(2)} vs JSON ${b[k]} (tolerance ${tol.toFixed(2)} px)`);
+        assert.ok(Math.abs(d[k] - b[k]) <= tol,
+                  `${what}: drawn ${k} ${d[k].toFixed(2)} vs JSON ${b[k]} (tolerance ${tol.toFixed(2)} px)`);
+}
+
+// Runs `act` (which starts a comparison) and returns both discover answers,
+// by the method each request asked for, once the page has drawn them.
+async function compareVia(p, act) {
+    const want = (m) => p.waitForResponse((res) => isDiscover(res) &&
+                                          new URL(res.url()).searchParams.get('method') === m);
+    const lostP = want('lost'), tcP = want('tokencut');
+    await act();
+    const shown = p.waitForSelector('#error', { state: 'visible' }).then(async () => {
+        throw new Error('the page shows an error: ' + (await p.textContent('#error')).trim());
+    });
+    shown.catch(() => {});
+    const out = {};
+    for (const [k, resP] of [['lost', lostP], ['tokencut', tcP]]) {
+        const res = await Promise.race([resP, shown]);
+        assert.equal(res.status(), 200, `discover (${k}) answered HTTP ${res.status()}: ${await res.text()}`);
+        out[k] = { j: await res.json(), url: new URL(res.url()) };
+    }
+    await p.waitForFunction(() => document.body.dataset.state === 'done' &&
+                                  document.getElementById('status').hidden);
+    return out;
+}
+
+// Puts the page back to one LOST request (tau at its default), as the checks
+// after the TokenCut ones expect; quietly when it is there already.
+async function backToLost(p) {
+    const off = await p.evaluate(() => document.getElementById('method').value === 'lost' &&
+                                       !document.getElementById('compare').checked);
+    if (off) return;
+    await discoverVia(p, () => p.evaluate(() => {
+        document.getElementById('compare').checked = false;
+        document.getElementById('tau').value = '0.2';
+        const m = document.getElementById('method');
+        m.value = 'lost';
+        m.dispatchEvent(new Event('change'));     // one request, parameters shown again
+    }));
+}
+
+// axe-core in the page as it is now: no violation of impact serious or
+// critical. Each failing node is printed (rule, element, axe's reason) as a
+// diagnostic line, and the first ones make the failure message.
+async function axeCheck(p, what, t) {
+    if (!(await p.evaluate(() => typeof window.axe === 'object')))
+        await p.addScriptTag({ path: AXE });
+    const res = await p.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+    const lines = [];
+    for (const v of res.violations.filter((x) => x.impact === 'serious' || x.impact === 'critical')) {
+        for (const n of v.nodes) {
+            const why = [...n.any, ...n.all, ...n.none].map((c) => c.message).filter(Boolean)[0] ||
+                        n.failureSummary || v.help;
+            lines.push(`${v.id} (${v.impact}) at ${n.target.join(' ')}: ${why}`);
+        }
+    }
+    for (const l of lines) t.diagnostic(`axe ${what}: ${l}`);
+    assert.deepEqual(lines, [], `axe ${what}: ${lines.length} serious or critical: ${lines.join(' | ')}`);
+    assert.ok(res.passes.length > 10, `axe ${what}: only ${res.passes.length} rules passed; did it run?`);
+}
+
+// WCAG contrast ratio of an element's text colour on its own background
+// colour (both opaque rgb() as getComputedStyle gives them).
+async function labelContrast(p, sel) {
+    return p.$eval(sel, (el) => {
+        const rgb = (s) => s.match(/[\d.]+/g).slice(0, 3).map(Number);
+        const lum = (c) => {
+            const [r, g, b] = c.map((x) => {
+                x /= 255;
+                return x <= 0.04045 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+            });
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const cs = getComputedStyle(el);
+        const a = lum(rgb(cs.color)), b = lum(rgb(cs.backgroundColor));
+        return { ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05), bg: cs.backgroundColor };
+    });
 }
 
 /* ---------- the checks ---------- */
@@ -287,6 +371,10 @@ test('page loads with the model from v1/models', async () => {
     const name = m.id ?? m.name ?? m.model;
     assert.ok(name && line.includes(String(name)), `model line "${line}" does not name "${name}"`);
     assert.deepEqual(consoleErrors, []);
+});
+
+test('axe: no serious or critical violations before a result', async (t) => {
+    await axeCheck(page, 'before a result', t);
 });
 
 test('upload draws the box where the daemon put it', async () => {
@@ -316,6 +404,17 @@ test('page shows image size, grid and per-stage timings', async () => {
     const stages = await page.$$eval('#timings td.ms', (tds) => tds.map((t) => t.dataset.stage));
     for (const s of ['decode', 'forward', 'lost', 'total'])
         assert.ok(stages.includes(s), `no timing for ${s} (have ${stages.join(', ')})`);
+    assert.equal((await page.textContent('#r-method')).trim(), 'LOST', 'method fact');
+    assert.equal(j.method, 'lost');
+});
+
+test('axe: no serious or critical violations after a result', async (t) => {
+    assert.ok(lastResult, 'needs the upload check');
+    assert.ok(await page.isVisible('#box-label'), 'no box label to check');
+    await axeCheck(page, 'after a result', t);
+    const c = await labelContrast(page, '#box-label');
+    t.diagnostic(`box label contrast ${c.ratio.toFixed(2)}:1 on ${c.bg}`);
+    assert.ok(c.ratio >= 4.5, `box label contrast ${c.ratio.toFixed(2)} on ${c.bg}, needs 4.5`);
 });
 
 test('overlays: seed patch on the seed cell, toggles hide and show', async () => {
@@ -447,6 +546,204 @@ test('parameters rerun the request (k_patches, gram_bias, features, l2norm)', as
     assert.deepEqual(r.j.objects[0].box, lastResult.objects[0].box, 'defaults again, box differs');
 });
 
+test('method: TokenCut sends method=tokencut and tau, shows the reply\'s method', async () => {
+    assert.equal(await page.isVisible('#tau'), false, 'tau shown while LOST is chosen');
+    let r = await discoverVia(page, () => page.selectOption('#method', 'tokencut'));
+    assert.equal(r.url.searchParams.get('method'), 'tokencut');
+    assert.equal(r.url.searchParams.get('tau'), '0.2');
+    assert.equal(r.url.searchParams.get('k_patches'), null, 'LOST\'s k_patches sent with TokenCut');
+    assert.equal(r.j.method, 'tokencut', 'the daemon did not run TokenCut');
+    assert.ok(await page.isVisible('#tau'), 'no tau input for TokenCut');
+    assert.equal(await page.isVisible('#k_patches'), false, 'LOST parameters shown for TokenCut');
+    assertBox(await drawnGeometry(page), r.j, 'tokencut');
+    assert.match(await page.textContent('#r-method'), /^TokenCut, tau 0\.20/);
+    assert.match(await page.textContent('#box-label'), /^TokenCut\b/);
+    const rect = await page.$eval('#box-rect', (el) => ({
+        method: el.dataset.method, dash: getComputedStyle(el).strokeDasharray }));
+    assert.equal(rect.method, 'tokencut');
+    assert.notEqual(rect.dash, 'none', 'TokenCut\'s box is not dashed');
+    // The cut's time is the daemon's "lost" stage, shown under the method's name.
+    const row = await page.$eval('#timings td.ms[data-stage="lost"]', (td) =>
+        [td.dataset.method, td.closest('tr').querySelector('th').textContent]);
+    assert.equal(row[0], 'tokencut');
+    assert.match(row[1], /tokencut/);
+    assert.match(await page.textContent('#r-seed'), new RegExp(`${r.j.seed.n_cc} patches in its component`));
+
+    r = await discoverVia(page, async () => {
+        await page.fill('#tau', '0.35');
+        await page.press('#tau', 'Tab');
+    });
+    assert.equal(r.url.searchParams.get('tau'), '0.35');
+    assert.ok(Math.abs(r.j.parameters.tau - 0.35) < 1e-6, `the reply says tau ${r.j.parameters.tau}`);
+    assertBox(await drawnGeometry(page), r.j, 'tau=0.35');
+    r = await discoverVia(page, async () => {
+        await page.fill('#tau', '0.2');
+        await page.press('#tau', 'Enter');
+    });
+    lastTokenCut = r.j;
+});
+
+test('TokenCut eigenvector map: centred at the mean, with its legend', async () => {
+    const j = lastTokenCut;
+    assert.ok(j, 'needs the method check');
+    const ev = j.debug && j.debug.eigenvector, mean = j.debug && j.debug.eigenvector_mean;
+    assert.ok(Array.isArray(ev) && typeof mean === 'number', 'the debug answer has no eigenvector');
+    await page.check('#map-eigen');
+    await page.waitForSelector('#ov-heat image[data-map="eigen"]', { state: 'visible' });
+    const d = await page.$eval('#ov-heat image', (im) => ({
+        lo: Number(im.dataset.min), hi: Number(im.dataset.max), mean: Number(im.dataset.mean),
+        above: Number(im.dataset.above) }));
+    assert.ok(Math.abs(d.mean - mean) <= 1e-12 + 1e-9 * Math.abs(mean), `centre ${d.mean} vs mean ${mean}`);
+    assert.equal(d.lo, Math.min(...ev));
+    assert.equal(d.hi, Math.max(...ev));
+    const above = ev.filter((x) => x > mean).length;
+    assert.equal(d.above, above, 'patches on the object side');
+    // Every patch clearly off the mean is drawn on its side's hue: orange
+    // (red over blue) above, purple (blue over red) below.
+    const px = await page.$eval('#ov-heat image', async (im) => {
+        const img = new Image();
+        img.src = im.getAttribute('href');
+        await img.decode();
+        const c = document.createElement('canvas');
+        c.width = img.width; c.height = img.height;
+        const ctx = c.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        return Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
+    });
+    assert.equal(px.length, 4 * ev.length, 'one pixel per patch');
+    let wrong = 0, checked = 0;
+    ev.forEach((x, i) => {
+        const half = x > mean ? d.hi - mean : mean - d.lo;
+        if (Math.abs(x - mean) < 0.1 * half) return;
+        checked++;
+        const redder = px[4 * i] > px[4 * i + 2];
+        if (redder !== (x > mean)) wrong++;
+    });
+    assert.ok(checked > ev.length / 4, `only ${checked} patches clearly off the mean`);
+    assert.equal(wrong, 0, `${wrong} of ${checked} patches drawn on the wrong side of the cut`);
+    assert.ok(await page.isVisible('#legend .legend-bar'), 'no colour bar');
+    assert.match(await page.textContent('#legend .legend-mid'), /^mean /);
+    const legend = await page.textContent('#legend');
+    assert.match(legend, /above the mean/);
+    assert.match(legend, /background/);
+    assert.ok(legend.includes(`${above} of ${ev.length} patches`), `legend "${legend}" lacks the count`);
+    // LOST's inverse-degree map is not TokenCut's: said, not drawn flat.
+    await page.check('#map-degree');
+    assert.equal(await page.$('#ov-heat image'), null, 'a degree map drawn for a TokenCut answer');
+    assert.match(await page.textContent('#legend'), /LOST's/);
+    await page.check('#map-eigen');
+    await page.screenshot({ path: path.join(OUT, 'demo-eigen.png'), fullPage: true });
+});
+
+test('an invalid tau shows the daemon\'s 400 message', async (t) => {
+    allowedErrors = [/status of 4\d\d/];   // Chromium logs every 4xx response
+    const resP = page.waitForResponse(isDiscover);
+    await page.fill('#tau', '1.5');
+    await page.press('#tau', 'Tab');
+    const res = await resP;
+    assert.equal(res.status(), 400, `tau=1.5 answered HTTP ${res.status()}`);
+    assert.equal(new URL(res.url()).searchParams.get('tau'), '1.5');
+    const body = await res.json();
+    assert.ok(body.error && body.error.message, 'error body without a message');
+    await page.waitForSelector('#error', { state: 'visible' });
+    const detail = await page.textContent('#error-detail');
+    assert.ok(detail.includes(body.error.message), `error detail "${detail}" lacks "${body.error.message}"`);
+    assert.ok(detail.includes('HTTP 400'), 'error detail lacks the status');
+    assert.ok((await page.textContent('#error-title')).trim().length > 10, 'no error title');
+    assert.equal(await page.$('#box-rect'), null, 'an old box is still drawn over the error');
+    assert.equal(await page.isVisible('#box-label'), false, 'an old label is still shown');
+    assert.equal((await page.textContent('#r-method')).trim(), '\u2013', 'facts of the last good run still shown');
+    assert.equal(await page.getAttribute('body', 'data-state'), 'error');
+    await axeCheck(page, 'with an error shown', t);
+    allowedErrors = [];
+    await discoverVia(page, async () => {
+        await page.fill('#tau', '0.2');
+        await page.press('#tau', 'Tab');
+    });
+    assert.equal(await page.isVisible('#error'), false, 'error still shown after a good tau');
+});
+
+test('Compare both: two requests, two labelled boxes, eigenvector from TokenCut', async (t) => {
+    try {
+        await compareChecks(t);
+    } finally {
+        // A failure above must not leave TokenCut on for the checks below.
+        allowedErrors = [];
+        await backToLost(page);
+        await page.check('#map-degree');
+    }
+});
+
+async function compareChecks(t) {
+    const both = await compareVia(page, () => page.check('#compare'));
+    const L = both.lost, C = both.tokencut;
+    assert.equal(L.j.method, 'lost');
+    assert.equal(C.j.method, 'tokencut');
+    assert.equal(C.url.searchParams.get('tau'), '0.2');
+    assert.equal(L.url.searchParams.get('k_patches'), await page.inputValue('#k_patches'));
+    assert.ok(await page.isDisabled('#method'), 'the method choice is live while comparing');
+    assert.ok(await page.isVisible('#tau') && await page.isVisible('#k_patches'), 'both methods\' parameters');
+    const geo = await drawnGeometry(page);
+    assertBox(geo, L.j, 'compare, LOST', 'box');
+    assertBox(geo, C.j, 'compare, TokenCut', 'box2');
+    const look = await page.evaluate(() => ['box-rect', 'box-rect2'].map((id) => {
+        const el = document.getElementById(id), cs = getComputedStyle(el);
+        return { method: el.dataset.method, dash: cs.strokeDasharray, stroke: cs.stroke };
+    }));
+    assert.deepEqual(look.map((x) => x.method), ['lost', 'tokencut']);
+    assert.equal(look[0].dash, 'none', 'LOST\'s box is not solid');
+    assert.notEqual(look[1].dash, 'none', 'TokenCut\'s box is not dashed');
+    assert.notEqual(look[0].stroke, look[1].stroke, 'both boxes in one colour');
+    const labels = [await page.textContent('#box-label'), await page.textContent('#box-label2')];
+    assert.match(labels[0], /^LOST\b/);
+    assert.match(labels[1], /^TokenCut\b/);
+    for (const sel of ['#box-label', '#box-label2']) {
+        assert.ok(await page.isVisible(sel), `${sel} hidden`);
+        const c = await labelContrast(page, sel);
+        t.diagnostic(`${sel} contrast ${c.ratio.toFixed(2)}:1 on ${c.bg}`);
+        assert.ok(c.ratio >= 4.5, `${sel} contrast ${c.ratio.toFixed(2)} on ${c.bg}, needs 4.5`);
+    }
+    const rects = await page.evaluate(() => ['box-label', 'box-label2'].map((id) => {
+        const r = document.getElementById(id).getBoundingClientRect();
+        return [r.left, r.top, r.right, r.bottom];
+    }));
+    const overlap = rects[0][0] < rects[1][2] && rects[1][0] < rects[0][2] &&
+                    rects[0][1] < rects[1][3] && rects[1][1] < rects[0][3];
+    assert.ok(!overlap || JSON.stringify(L.j.objects[0].box) !== JSON.stringify(C.j.objects[0].box),
+              'the two labels cover each other on equal boxes');
+    // Facts and timings of both requests.
+    const b2 = C.j.objects[0].box;
+    assert.ok(await page.isVisible('#r-box2'), 'no second box in the facts');
+    const f2 = await page.textContent('#r-box2');
+    assert.ok(f2.includes(`x ${b2.xmin}\u2013${b2.xmax}`), `TokenCut box facts "${f2}"`);
+    assert.match(await page.textContent('#r-method'), /LOST.*TokenCut/);
+    const stages = await page.$$eval('#timings td.ms', (tds) => tds.map((x) => x.dataset.method + ':' + x.dataset.stage));
+    for (const s of ['lost:forward', 'lost:lost', 'tokencut:forward', 'tokencut:lost'])
+        assert.ok(stages.includes(s), `no timing ${s} (have ${stages.join(', ')})`);
+    // The eigenvector map still draws, from the TokenCut answer.
+    await page.waitForSelector('#ov-heat image[data-map="eigen"]', { state: 'visible' });
+    const m = Number(await page.getAttribute('#ov-heat image', 'data-mean'));
+    assert.ok(Math.abs(m - C.j.debug.eigenvector_mean) <= 1e-12 + 1e-9 * Math.abs(m), 'eigenvector of the wrong answer');
+    // The Box toggle hides and shows both.
+    await page.uncheck('#show-box');
+    assert.equal(await page.isVisible('#box-label2'), false, 'second label still shown');
+    assert.equal((await drawnGeometry(page)).box2.shown, false, 'second box still shown');
+    await page.check('#show-box');
+    assert.ok(await page.isVisible('#box-label2'), 'second label not back');
+    await page.screenshot({ path: path.join(OUT, 'demo-compare.png'), fullPage: true });
+    await axeCheck(page, 'after a comparison', t);
+
+    // One method again: one box, the second gone; then back to LOST.
+    let r = await discoverVia(page, () => page.uncheck('#compare'));
+    assert.equal(r.url.searchParams.get('method'), 'tokencut');
+    assert.equal(await page.$('#box-rect2'), null, 'second box left over');
+    assert.equal(await page.isVisible('#box-label2'), false, 'second label left over');
+    assert.equal(await page.isVisible('#r-box2'), false, 'second box facts left over');
+    r = await discoverVia(page, () => page.selectOption('#method', 'lost'));
+    assert.equal(r.url.searchParams.get('method'), 'lost');
+    assert.deepEqual(r.j.objects[0].box, L.j.objects[0].box, 'LOST alone and LOST beside TokenCut differ');
+}
+
 test('a long request shows progress', async () => {
     // Hold the request back so the progress state is certain to be seen.
     await page.route('**/discover*', async (route) => { await sleep(700); await route.continue(); });
@@ -556,7 +853,8 @@ test('keyboard: every control is labelled and reachable with Tab', async () => {
         seen.add(f.id);
         if (f.id !== 'BODY') outlines.push(f.id + ':' + f.outline);
     }
-    for (const id of ['pick', 'sample', 'k_patches', 'gram_bias', 'features', 'l2norm', 'show-box', 'show-mask', 'opacity'])
+    for (const id of ['pick', 'sample', 'method', 'compare', 'k_patches', 'gram_bias', 'features', 'l2norm',
+                      'show-box', 'show-mask', 'opacity'])
         assert.ok(seen.has(id), `${id} not reachable by Tab (reached: ${[...seen].join(', ')})`);
     const bare = outlines.filter((o) => o.endsWith(':none'));
     assert.deepEqual(bare, [], 'focused controls without a visible outline');
@@ -582,6 +880,15 @@ test('phone-sized screen: one column, no sideways scrolling', async () => {
         assert.ok(m.img <= m.inner, 'image wider than the screen');
         assert.ok(m.panelTop >= m.stageBottom - 1, 'controls not below the image on a phone');
         await p.screenshot({ path: path.join(OUT, 'demo-phone.png'), fullPage: true });
+        // Both boxes on the small screen too, and still no sideways scrolling.
+        const both = await compareVia(p, () => p.check('#compare'));
+        const g2 = await drawnGeometry(p);
+        assertBox(g2, both.lost.j, 'phone, compare LOST', 'box');
+        assertBox(g2, both.tokencut.j, 'phone, compare TokenCut', 'box2');
+        assert.ok(await p.isVisible('#box-label2'), 'no TokenCut label on the phone');
+        const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(wide <= m.inner, `comparing, the page is ${wide}px wide on a ${m.inner}px screen`);
+        await p.screenshot({ path: path.join(OUT, 'demo-phone-compare.png'), fullPage: true });
     } finally {
         await ctx.close();
     }

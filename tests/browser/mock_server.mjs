@@ -1,7 +1,8 @@
 // mock_server.mjs - a stand-in for `lostd serve`, for developing the demo page
 // and its test without the daemon: serves the same fixed list of static files,
 // GET v1/models, and POST discover with the documented JSON (debug maps
-// included), made up from the image's size. Not used by CI unless LOSTD_MOCK=1.
+// included; `method=tokencut` adds the eigenvector), made up from the image's
+// size. Not used by CI unless LOSTD_MOCK=1.
 //
 //   node tests/browser/mock_server.mjs [--port N] [--static-dir DIR]
 //
@@ -75,9 +76,12 @@ function uploadedBytes(req, body) {
 function discover(url, size) {
     const W = size.width, H = size.height;
     const rows = Math.ceil(H / PATCH), cols = Math.ceil(W / PATCH);
+    const tc = url.searchParams.get('method') === 'tokencut';
     const kp = Number(url.searchParams.get('k_patches') ?? 100);
-    // A box in the middle whose size depends a little on k_patches, so a rerun shows.
-    const f = Math.min(0.8, 0.3 + kp / 400);
+    const tau = Number(url.searchParams.get('tau') ?? 0.2);
+    // A box in the middle whose size depends a little on k_patches (TokenCut:
+    // on tau), so a rerun shows.
+    const f = tc ? Math.min(0.8, 0.4 + tau / 4) : Math.min(0.8, 0.3 + kp / 400);
     const r0 = Math.floor(rows * (1 - f) / 2), r1 = Math.ceil(rows * (1 + f) / 2);
     const c0 = Math.floor(cols * (1 - f) / 2), c1 = Math.ceil(cols * (1 + f) / 2);
     const mask = [], degree = [], norms = [];
@@ -92,19 +96,35 @@ function discover(url, size) {
         }
         mask.push(mr); degree.push(dr); norms.push(nr);
     }
+    const nIn = mask.flat().filter((x) => x).length;
     const out = {
         objects: [{
             score: 0.5, label: 'object',
             box: { xmin: c0 * PATCH, ymin: r0 * PATCH, xmax: Math.min(W, c1 * PATCH), ymax: Math.min(H, r1 * PATCH) },
         }],
         image: { width: W, height: H },
-        seed: { index: sr * cols + sc, row: sr, col: sc, degree: degree[sr][sc] },
+        method: tc ? 'tokencut' : 'lost',
+        seed: tc ? { index: sr * cols + sc, row: sr, col: sc, n_cc: nIn, eigenvalue: 0.08 }
+                 : { index: sr * cols + sc, row: sr, col: sc, degree: degree[sr][sc] },
         grid: { rows, cols, patch: PATCH },
         model: 'mock-vits14-reg4',
+        parameters: tc ? { method: 'tokencut', tau, eps: 1e-5, binary_graph: true }
+                       : { method: 'lost', k_patches: kp },
         timings_ms: { decode: 1.2, forward: 20.5, lost: 3.1, total: 25.0 },
     };
-    if (url.searchParams.get('debug') === '1')
-        out.debug = { mask, degree, token_norms: norms, register_norms: [12.5, 14.1, 13.2, 11.9] };
+    if (url.searchParams.get('debug') === '1') {
+        out.debug = { mask, degree: tc ? degree.map((r) => r.map(() => 0)) : degree, token_norms: norms,
+                      register_norms: [12.5, 14.1, 13.2, 11.9] };
+        if (tc) {
+            // Positive inside the box, falling off with the distance to the seed.
+            const ev = [];
+            for (let r = 0; r < rows; r++)
+                for (let c = 0; c < cols; c++)
+                    ev.push((mask[r][c] ? 0.004 : -0.001) / (1 + 0.1 * (Math.abs(r - sr) + Math.abs(c - sc))));
+            out.debug.eigenvector = ev;
+            out.debug.eigenvector_mean = ev.reduce((a, b) => a + b, 0) / ev.length;
+        }
+    }
     return out;
 }
 
@@ -123,6 +143,12 @@ export function createMockServer(staticDir) {
                 const kp = url.searchParams.get('k_patches');
                 if (kp !== null && !(Number(kp) >= 1))
                     return sendError(res, 400, 'bad_parameter', 'k_patches must be >= 1');
+                const method = url.searchParams.get('method');
+                if (method !== null && method !== 'lost' && method !== 'tokencut')
+                    return sendError(res, 400, 'bad_request', `method must be lost or tokencut, got '${method}'`);
+                const tau = url.searchParams.get('tau');
+                if (tau !== null && !(tau !== '' && Number(tau) >= -1 && Number(tau) <= 1))
+                    return sendError(res, 400, 'bad_request', `tau must be a number in [-1, 1], got '${tau}'`);
                 setTimeout(() => sendJson(res, 200, discover(url, size)), 150);
             });
             return;
