@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 BUILD_PKGS="build-essential pkg-config ca-certificates libopenblas-dev libjansson-dev
-    libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libmicrohttpd-dev
+    libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libyajl-dev libmicrohttpd-dev
     libcurl4-openssl-dev libssl-dev"
 TEST_PKGS="curl python3 python3-numpy python3-scipy python3-torch python3-yaml chromium fonts-liberation
     imagemagick clang libclang-rt-14-dev buildah podman debootstrap"
