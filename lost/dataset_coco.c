@@ -7,12 +7,19 @@
  * follows the selection, not the file: the official train2014 file is
  * 340 MB, its 20k selection a few MB of boxes. Reads one file; never prints.
  *
- * What counts is what the former jansson tree walk counted, value for value:
- * numbers converted as jansson does (strtoll / strtod, an integer beyond 64
- * bits or a real beyond double range is a malformed file), ids and sizes as
- * its json_int read them, a repeated key replacing the earlier value (also
- * "images" and "annotations" at the top level), strings with \u0000 and
- * nesting deeper than jansson's 2048 levels rejected. */
+ * What counts is what the former jansson tree walk counted, value for value
+ * (tests/test_dataset.c keeps that walk and compares): numbers converted as
+ * jansson does (strtoll / strtod, an integer beyond 64 bits or a real beyond
+ * double range is a malformed file), ids and sizes as its json_int read them,
+ * a repeated key replacing the earlier value (also "images" and
+ * "annotations" at the top level), strings with \u0000 and nesting deeper
+ * than jansson's 2048 levels rejected. Where the two parsers differ, on text
+ * no COCO file holds: yajl accepts a lone UTF-16 surrogate escape ("\ud800")
+ * and overlong UTF-8, which jansson refused.
+ *
+ * A malformed file is reported with the number of bytes the parser had
+ * consumed when it stopped: the offending token ends there or one byte
+ * later; at the end of the file, the file's size. */
 #include "dataset_impl.h"
 
 #include <errno.h>
@@ -49,6 +56,7 @@ struct coco_parse {
     yajl_handle h;
     const char *path;
     struct coco_image *img;     /* [n] sorted by id */
+    long *ids;                  /* [n] their ids: the search stays in cache */
     long n;
     unsigned long long base;    /* file offset of the chunk being parsed */
     int depth;                  /* containers open */
@@ -90,12 +98,12 @@ static struct coco_image *find(const struct coco_parse *p, long id)
     long lo = 0, hi = p->n;
     while (lo < hi) {
         long mid = lo + (hi - lo) / 2;
-        if (p->img[mid].id < id)
+        if (p->ids[mid] < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < p->n && p->img[lo].id == id ? &p->img[lo] : NULL;
+    return lo < p->n && p->ids[lo] == id ? &p->img[lo] : NULL;
 }
 
 /* ---- numbers ------------------------------------------------------------ */
@@ -297,9 +305,15 @@ static int on_number(void *ctx, const char *s, size_t n)
     int wanted = !p->skip && ((p->depth == D_ELEMENT && p->field != K_OTHER) ||
                               p->depth == D_BBOX);
     /* The numbers nobody reads (polygons, areas, ids of other things) are
-     * only checked for range, and only when they could be out of it. */
-    if (!wanted && n < 19 && !memchr(s, 'e', n) && !memchr(s, 'E', n))
-        return 1;
+     * only checked for range, and only when they could be out of it: 19
+     * digits or more, or an exponent. */
+    if (!wanted && n < 19) {
+        size_t i = 0;
+        while (i < n && (s[i] | 0x20) != 'e')
+            i++;
+        if (i == n)
+            return 1;
+    }
     struct num x;
     const char *why;
     if (num_parse(s, n, &x, &why))
@@ -443,10 +457,14 @@ int dataset_coco_read(const char *path, size_t chunk, struct coco_image *img, lo
     p.n = n;
     p.e = e;
     unsigned char *buf = malloc(chunk);
+    p.ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *p.ids);
+    for (long i = 0; p.ids && i < n; i++)
+        p.ids[i] = img[i].id;
     /* yajl's defaults are JSON's rules: no comments, UTF-8 checked, one
      * value, nothing after it. */
-    p.h = buf ? yajl_alloc(&coco_callbacks, NULL, &p) : NULL;
+    p.h = buf && p.ids ? yajl_alloc(&coco_callbacks, NULL, &p) : NULL;
     if (!p.h) {
+        free(p.ids);
         free(buf);
         fclose(f);
         return err_set(e, ERR_NOMEM, "%s: out of memory for the JSON parser", path);
@@ -488,6 +506,7 @@ int dataset_coco_read(const char *path, size_t chunk, struct coco_image *img, lo
         rc = err_set(e, ERR_INPUT, "%s: no \"annotations\" array", path);
     }
     yajl_free(p.h);
+    free(p.ids);
     free(buf);
     fclose(f);
     return rc;
