@@ -9,8 +9,9 @@
 #   line per listed image;
 # - its peak RSS (GNU time) stays under 150 MB: the reader keeps the
 #   selection, not the file (not checked under a sanitizer);
-# - the same run as 4 shards (--shard I/4 --out) merged with --merge gives
-#   the same CorLoc, as the Kubernetes Job runs it (README "Deploy");
+# - the Kubernetes Jobs' command lines for COCO 20k (the VOC07 manifests
+#   through README "Deploy"'s sed lines, 4 shards, --model replaced by
+#   --predictions) and the merge give the same CorLoc;
 # - the file cut at 50 MB fails with exit 1 naming the file and the offset.
 # No timing is asserted; the durations are printed. Prints PASS/FAIL/SKIP.
 set -u
@@ -80,24 +81,56 @@ else
     fi
 fi
 
-# 3. four shards and the merge, as the Indexed Job runs them
-ok=1
-t0=$SECONDS
-for i in 0 1 2 3; do
-    "$BIN" "${ARGS[@]}" --shard $i/4 --out "$T/shard-$i.jsonl" --resume >/dev/null 2>>"$T/shard.err"
-    r=$?
-    [ $r -eq 0 ] || [ $r -eq 3 ] || ok=0
-done
-m=$("$BIN" eval --dataset coco20k --root "$D" --merge "$T"/shard-*.jsonl 2>>"$T/shard.err")
-r=$?
-echo "# 4 shards and the merge in $((SECONDS - t0)) s"
-if [ $ok = 1 ] && [ $r -eq 3 ] && same_pct "$(field corloc <<<"$m")" "$(field corloc <<<"$ref")" &&
-   [ "$(field hits <<<"$m")" = "$(field hits <<<"$ref")" ] &&
-   [ "$(field images <<<"$m")" = "$(field images <<<"$ref")" ] &&
-   [ "$(field not_evaluated <<<"$m")" = 0 ]; then
-    pass "coco20k in 4 shards + --merge = the single run ($(field corloc <<<"$m"))"
+# 3. the Jobs as README "Deploy" runs COCO 20k: the VOC07 manifests through
+# the README's sed lines (N = 4 here), each pod's command line as the kubelet
+# makes it (tests/kube.py), the volumes mapped to local folders and --model
+# replaced by --predictions; the merge must give the single run's CorLoc.
+N=4
+if ! "$PY" -c 'import yaml' 2>/dev/null; then
+    skip "COCO 20k as $N Job shards" "python3-yaml is not installed (tests/kube.py)"
 else
-    fail "coco20k shards + merge" "ok $ok rc $r: $m; $(grep -v 'skipped [0-9]' "$T/shard.err" | head -c 300)"
+    sed -e "s/completions: 8$/completions: $N/; s/parallelism: 8$/parallelism: $N/; s|)/8$|)/$N|" \
+        -e 's/- voc07$/- coco20k/; s/claimName: lostd-voc$/claimName: lostd-coco/' \
+        -e 's|/results/shard-|/results/coco20k-shard-|' \
+        docker/k8s/eval-shards-job.yaml >"$T/shards.yaml"
+    sed -e 's/voc07/coco20k/g; s/claimName: lostd-voc$/claimName: lostd-coco/' \
+        -e 's|/results/shard-|/results/coco20k-shard-|' \
+        docker/k8s/eval-merge-job.yaml >"$T/merge.yaml"
+    mkdir -p "$T/results" "$T/bin"
+    ln -s "$(readlink -f "$BIN")" "$T/bin/lostd"
+    # pod_argv MANIFEST [INDEX]: the command line, one argument a line, local paths
+    pod_argv() {
+        "$PY" tests/kube.py "$1" ${2:+--index "$2"} --entrypoint '["lostd"]' \
+            --claim lostd-coco="$D" --claim lostd-eval-results="$T/results" \
+            --claim lostd-model-cache="$T" |
+            sed -n 's/^arg //p' |
+            sed -e "s|^/data\$|$D|; s| /data | $D |; s|/results/|$T/results/|g" \
+                -e "s|^/var/cache/lostd/.*safetensors\$|MODEL|"
+    }
+    ok=1
+    t0=$SECONDS
+    for i in $(seq 0 $((N - 1))); do
+        mapfile -t argv < <(pod_argv "$T/shards.yaml" "$i")
+        for k in "${!argv[@]}"; do
+            [ "${argv[$k]}" = --model ] && argv[k]=--predictions
+            [ "${argv[$k]}" = MODEL ] && argv[k]=$D/predictions.csv
+        done
+        PATH="$T/bin:$PATH" "${argv[@]}" >/dev/null 2>>"$T/shard.err"
+        r=$?
+        { [ $r -eq 0 ] || [ $r -eq 3 ]; } && [ -f "$T/results/coco20k-shard-$i.jsonl" ] || ok=0
+    done
+    mapfile -t argv < <(pod_argv "$T/merge.yaml")
+    m=$(PATH="$T/bin:$PATH" "${argv[@]}" 2>>"$T/shard.err")
+    r=$?
+    echo "# $N Job shards and the merge in $((SECONDS - t0)) s: ${argv[*]: -1}"
+    if [ $ok = 1 ] && [ $r -eq 3 ] && same_pct "$(field corloc <<<"$m")" "$(field corloc <<<"$ref")" &&
+       [ "$(field hits <<<"$m")" = "$(field hits <<<"$ref")" ] &&
+       [ "$(field images <<<"$m")" = "$(field images <<<"$ref")" ] &&
+       [ "$(field not_evaluated <<<"$m")" = 0 ] && [ -f "$T/results/coco20k-all.jsonl" ]; then
+        pass "COCO 20k as $N Job shards (README's sed on the VOC07 manifests) + merge Job = the single run ($(field corloc <<<"$m"))"
+    else
+        fail "COCO 20k Job shards + merge" "ok $ok rc $r: $m; $(grep -v 'skipped [0-9]' "$T/shard.err" | head -c 300)"
+    fi
 fi
 
 # 4. a truncated file: exit 1, the file and the offset named
