@@ -389,7 +389,7 @@ def main():
         md += ["", "## COCO 20k annotations (a train2014-sized file from tests/coco_scale.py, "
                "19,817 images listed)", ""] + cc
     md += ["", "## Reproduce", "",
-           "    apt-get install -y python3-torch libjemalloc2 wrk curl nodejs npm",
+           "    apt-get install -y python3-torch libjemalloc2 wrk curl nodejs npm time",
            "    (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm ci)",
            "    make && make bench        # or BUILD=dir bash bench/run.sh",
            "", "<details><summary>raw lines (%s)</summary>" % os.path.basename(src), "",
