@@ -17,9 +17,11 @@
  * no COCO file holds: yajl accepts a lone UTF-16 surrogate escape ("\ud800")
  * and overlong UTF-8, which jansson refused.
  *
- * A malformed file is reported with the number of bytes the parser had
- * consumed when it stopped: the offending token ends there or one byte
- * later; at the end of the file, the file's size. */
+ * A malformed file is reported with an offset that does not depend on how
+ * the reads split it: the end of the last well-formed token before the
+ * error (the next token or two are the culprit), the file's size when the
+ * file ends early, the end of the offending number or string for what we
+ * refuse ourselves. */
 #include "dataset_impl.h"
 
 #include <errno.h>
@@ -59,6 +61,7 @@ struct coco_parse {
     long *ids;                  /* [n] their ids: the search stays in cache */
     long n;
     unsigned long long base;    /* file offset of the chunk being parsed */
+    unsigned long long good;    /* where the last event's token ends */
     int depth;                  /* containers open */
     int skip;                   /* > 0: depth of the container being skipped */
     enum section top;           /* named by the last top-level key */
@@ -76,6 +79,9 @@ struct coco_parse {
     struct err *e;
 };
 
+/* In a callback: the file offset where the current token ends. Exact
+ * whatever the reads: yajl holds a token split across reads until it is
+ * whole, and reports it from the read that completes it. */
 static unsigned long long offset(const struct coco_parse *p)
 {
     return p->base + yajl_get_bytes_consumed(p->h);
@@ -277,6 +283,7 @@ static void element_key(struct coco_parse *p, const unsigned char *k, size_t n)
 /* A scalar that is not a number (string, true, false, null). */
 static int scalar(struct coco_parse *p, int is_true)
 {
+    p->good = offset(p);
     if (p->skip)
         return 1;
     if (p->depth == D_ELEMENT && p->field == K_ISCROWD && is_true)
@@ -302,6 +309,7 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
 static int on_number(void *ctx, const char *s, size_t n)
 {
     struct coco_parse *p = ctx;
+    p->good = offset(p);
     int wanted = !p->skip && ((p->depth == D_ELEMENT && p->field != K_OTHER) ||
                               p->depth == D_BBOX);
     /* The numbers nobody reads (polygons, areas, ids of other things) are
@@ -345,6 +353,7 @@ static int on_number(void *ctx, const char *s, size_t n)
 static int on_key(void *ctx, const unsigned char *k, size_t n)
 {
     struct coco_parse *p = ctx;
+    p->good = offset(p);
     if (memchr(k, 0, n))
         return stop(p, ERR_INPUT, "\\u0000 in a key");
     if (p->skip)
@@ -358,6 +367,7 @@ static int on_key(void *ctx, const unsigned char *k, size_t n)
 
 static int open_container(struct coco_parse *p, int is_map)
 {
+    p->good = offset(p);
     if (++p->depth > COCO_DEPTH_MAX)
         return stop(p, ERR_INPUT, "nested deeper than 2048 levels");
     if (p->skip)
@@ -398,6 +408,7 @@ static int open_container(struct coco_parse *p, int is_map)
 
 static int close_container(struct coco_parse *p)
 {
+    p->good = offset(p);
     if (p->skip) {
         if (p->skip == p->depth)
             p->skip = 0;
@@ -496,10 +507,16 @@ int dataset_coco_read(const char *path, size_t chunk, struct coco_image *img, lo
         size_t len = msg ? strlen((char *)msg) : 0;
         while (len && (msg[len - 1] == '\n' || msg[len - 1] == '.' || msg[len - 1] == ' '))
             msg[--len] = 0;
-        /* At the end of the input yajl has been fed one blank of its own. */
-        rc = err_set(e, ERR_INPUT, "%s: byte %llu%s: %s", path,
-                     finishing ? p.base : offset(&p), finishing ? " (end of file)" : "",
-                     msg ? (char *)msg : "malformed JSON");
+        /* yajl's own offset of an error moves with the read size (it
+         * backs up by the token's length within the current read only), so
+         * the message names where the last good token ended, which does
+         * not; at the end of the file, the file's size. */
+        const char *what = msg ? (char *)msg : "malformed JSON";
+        if (finishing)
+            rc = err_set(e, ERR_INPUT, "%s: byte %llu (end of file): %s", path, p.base, what);
+        else
+            rc = err_set(e, ERR_INPUT, "%s: malformed JSON after byte %llu: %s", path, p.good,
+                         what);
         if (msg)
             yajl_free_error(p.h, msg);
     } else if (!p.anns_array) {

@@ -549,12 +549,16 @@ static void case_coco_malformed(void)
         snprintf(want, sizeof want, ": byte %zu (end of file): ", len);
         coco_expect_error("truncated", cut, len, want, (const char *)NULL);
     }
-    /* the offset is where the bad token ends */
-    COCO_BAD("bad token", "{\"images\": [], \"annotations\": [}", ": byte 32: parse error");
-    COCO_BAD("bad char", "{\"annotations\": [], x}", ": byte 21: lexical error");
-    COCO_BAD("trailing garbage", "{\"annotations\": []} x", "byte 21", "garbage");
-    COCO_BAD("two documents", "{\"annotations\": []}{}", "byte 20");
-    COCO_BAD("comment", "{\"annotations\": [] /* c */}", "byte 19");
+    /* the offset is where the last good token ends */
+    COCO_BAD("bad token", "{\"images\": [], \"annotations\": [}",
+             ": malformed JSON after byte 31: parse error");
+    COCO_BAD("bad char", "{\"annotations\": [], x}", "after byte 18: lexical error");
+    COCO_BAD("trailing garbage", "{\"annotations\": []} x", "after byte 19", "garbage");
+    COCO_BAD("two documents", "{\"annotations\": []}{}", "after byte 19");
+    COCO_BAD("comment", "{\"annotations\": [] /* c */}", "after byte 18");
+    /* yajl backs up over a bad token within the current read only */
+    COCO_BAD("bad token split", "{\"images\": [{\"id\": 9, \"width\": 10\", x\": 1}], "
+             "\"annotations\": []}", "after byte 33: parse error");
     COCO_BAD("empty file", "", "byte 0 (end of file)");
     COCO_BAD("bad UTF-8", "{\"annotations\": [], \"a\": \"\xff\"}", "byte");
     COCO_BAD("NUL in a string", "{\"annotations\": [], \"a\": \"x\\u0000\"}", "\\u0000");
