@@ -11,7 +11,7 @@
 # its includes). A new .c file in a folder joins its layer by itself; a new
 # library goes into the PKGS_* list of the lowest layer that uses it.
 PKGS_CORE   := openblas libjpeg spng jansson
-PKGS_LOST   := $(PKGS_CORE) expat
+PKGS_LOST   := $(PKGS_CORE) expat yajl
 PKGS_SERVER := $(PKGS_LOST) libmicrohttpd libcurl libcrypto
 CC      ?= cc
 SAN     ?=

@@ -11,16 +11,17 @@
 #                            (test images), clang with its libFuzzer and
 #                            sanitizer runtime (make fuzz), buildah, podman
 #                            and debootstrap (the container image test,
-#                            tests/e2e_image.sh)
+#                            tests/e2e_image.sh), GNU time (peak RSS in
+#                            tests/e2e_coco_scale.sh and make bench)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 BUILD_PKGS="build-essential pkg-config ca-certificates libopenblas-dev libjansson-dev
-    libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libmicrohttpd-dev
+    libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libexpat1-dev libyajl-dev libmicrohttpd-dev
     libcurl4-openssl-dev libssl-dev"
 TEST_PKGS="curl python3 python3-numpy python3-scipy python3-torch python3-yaml chromium fonts-liberation
-    imagemagick clang libclang-rt-14-dev buildah podman debootstrap"
+    imagemagick clang libclang-rt-14-dev buildah podman debootstrap time"
 $SUDO apt-get update -qq
 if [ "${1:-test}" = build ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $BUILD_PKGS >/dev/null

@@ -266,6 +266,35 @@ def tokencut(rows):
     return out
 
 
+def coco(rows):
+    """lostd's COCO read (eval --predictions: stream, keep the 20k, score)
+    against python3's json.load of the same file: median and best round."""
+    size = next((r["r"]["bytes"] for r in rows if r["kind"] == "coco_file"), None)
+    runs = {k: [r["r"] for r in rows if r["kind"] == k] for k in ("coco_lostd", "coco_python")}
+    if not runs["coco_lostd"] or not size:
+        return []
+    names = {"coco_lostd": "`lostd eval --dataset coco20k --predictions` (yajl stream, then scoring)",
+             "coco_python": "python3 `json.load` of the file alone"}
+    med = {}
+    out = ["| reader | seconds, median (min) | peak RSS MB, median | rounds |",
+           "|---|---:|---:|---:|"]
+    for k, xs in runs.items():
+        if not xs:
+            continue
+        secs = sorted(x["seconds"] for x in xs)
+        rss = sorted(x["rss_kb"] * 1024 / 1e6 for x in xs)
+        med[k] = (secs[(len(secs) - 1) // 2], rss[(len(rss) - 1) // 2])
+        out.append("| %s | %.2f (%.2f) | %.0f | %d |" % (names[k], med[k][0], secs[0],
+                                                       med[k][1], len(xs)))
+    if len(med) == 2:
+        out += ["", "For a %.0f MB file lostd takes %.2f of python's time (%.1fx faster) and "
+                "%.1f%% of its memory." % (
+                    size / 1e6, med["coco_lostd"][0] / med["coco_python"][0],
+                    med["coco_python"][0] / med["coco_lostd"][0],
+                    100 * med["coco_lostd"][1] / med["coco_python"][1])]
+    return out
+
+
 def dedupe(rows):
     """A row re-run (BENCH_APPEND=1) replaces the earlier line of the same
     row, in the earlier line's place; load lines are all kept."""
@@ -384,8 +413,12 @@ def main():
                "so model load drops out); the %d-image run took %.1f s wall in all.%s" % (
                    ev[0], ev[1], ev[1], ev[2], "" if ev[3] else
                    " (eval did not report every image: check the raw lines)")]
+    cc = coco(rows)
+    if cc:
+        md += ["", "## COCO 20k annotations (a train2014-sized file from tests/coco_scale.py, "
+               "19,817 images listed)", ""] + cc
     md += ["", "## Reproduce", "",
-           "    apt-get install -y python3-torch libjemalloc2 wrk curl nodejs npm",
+           "    apt-get install -y python3-torch libjemalloc2 wrk curl nodejs npm time",
            "    (cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm ci)",
            "    make && make bench        # or BUILD=dir bash bench/run.sh",
            "", "<details><summary>raw lines (%s)</summary>" % os.path.basename(src), "",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/run.sh - `make bench`: lostd's forward side by side with ONNX Runtime
 # and PyTorch on the same weights, then the daemon under a bounded loopback
-# load and `lostd eval --model` throughput. Figures only: nothing here
-# asserts a speed, and it is not part of `make test`.
+# load and `lostd eval --model` throughput, then the COCO 20k annotation
+# read against python3's json.load. Figures only: nothing here asserts a
+# speed, and it is not part of `make test`.
 #
 # Every engine times the same work (bench/model.py says what): ViT-S/14-reg
 # and ViT-B/14-reg with random weights from `lostd model init`, at 224x224,
@@ -14,7 +15,7 @@
 #
 # env: BUILD        build dir holding lostd (default build); models, ONNX
 #                   files and raw results are cached in $BUILD/bench/
-#      BENCH_PARTS  which parts, default "forward tokencut daemon eval"
+#      BENCH_PARTS  which parts, default "forward tokencut daemon eval coco"
 #      BENCH_QUICK=1  forward rows of ViT-S at 392x504 only, short runs
 #      BENCH_KEY_ROUNDS  rounds of the key row, each engine once per round
 #                   (default 3; the report shows the median round)
@@ -26,7 +27,7 @@
 #                   new lines replace the same rows of the last run (to re-run
 #                   rows a noisy neighbour spoiled; the key row always runs)
 # needs: node + `cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm ci`,
-#        python3-torch (/usr/bin/python3), libjemalloc2, wrk, curl
+#        python3-torch (/usr/bin/python3), libjemalloc2, wrk, curl, GNU time
 # (a missing engine or tool is reported and its columns left empty).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +44,7 @@ JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 JEMALLOC_CONF=oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1
 JPEG=tests/fixtures/images/VOC07_000236.jpg
 QUICK=${BENCH_QUICK:-0}
-PARTS=${BENCH_PARTS:-forward tokencut daemon eval}
+PARTS=${BENCH_PARTS:-forward tokencut daemon eval coco}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 [ -z "${BENCH_PARTS:-}" ] && [ "$QUICK" != 1 ] || RESULTS=${BENCH_RESULTS:-$OUT/RESULTS.md}
 if [ "$QUICK" = 1 ]; then
@@ -152,7 +153,9 @@ echo "bench: load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 rec load - - 0 set "{\"when\":\"start\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 
 # 1. models (cached) and one ONNX per model and size (cached; ViT-L's export
-# takes minutes)
+# takes minutes), for the parts that run a model (the large ones: forward only)
+part forward || part tokencut || part daemon || part eval || MODELS=
+part forward || LARGE=
 for m in $MODELS $LARGE; do
     mf=$(model_file "$m")
     [ -f "$mf" ] || "$LOSTD" model init --arch "$m" --seed 0 --out "$mf" >&2
@@ -337,8 +340,39 @@ if part eval; then
     done
 fi
 
+# 5. COCO 20k ground truth: `lostd eval --predictions` (the streaming read of
+# the instances JSON, then the scoring) against python3's json.load of the
+# same file, a train2014-sized one from tests/coco_scale.py (cached in
+# $OUT/coco); wall time and peak RSS from GNU time, rounds interleaved.
+if part coco; then
+    C=$OUT/coco
+    J=$C/annotations/instances_train2014.json
+    if [ ! -x /usr/bin/time ]; then
+        echo "bench: no GNU time (apt-get install time): no COCO figures" >&2
+    else
+        if [ ! -f "$J" ] || [ tests/coco_scale.py -nt "$J" ]; then
+            echo "bench: generating $J" >&2
+            "$PY" tests/coco_scale.py gen "$C" >/dev/null
+        fi
+        rec coco_file - - 0 set "{\"bytes\":$(stat -c %s "$J")}"
+        for ROUND in 1 2 3; do
+            j=$(/usr/bin/time -f '%e %M' -o "$tmp/t" "$LOSTD" eval --dataset coco20k --root "$C" \
+                --predictions "$C/predictions.csv" 2>/dev/null | tail -n 1 || true)
+            # GNU time writes "Command exited with non-zero status 3" first
+            read -r sec kb < <(tail -n 1 "$tmp/t")
+            rec coco_lostd - - 1 set "{\"seconds\":$sec,\"rss_kb\":$kb,\"summary\":${j:-null}}"
+            /usr/bin/time -f '%e %M' -o "$tmp/t" "$PY" -c \
+                'import json, sys; json.load(open(sys.argv[1]))' "$J" || true
+            read -r sec kb < <(tail -n 1 "$tmp/t")
+            rec coco_python - - 1 set "{\"seconds\":$sec,\"rss_kb\":$kb}"
+        done
+        ROUND=1
+        echo "  coco: done at $(($(date +%s) - T0)) s" >&2
+    fi
+fi
+
 rec load - - 0 set "{\"when\":\"end\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"seconds\":$(($(date +%s) - T0))}"
 echo "bench: load after: $(cut -d' ' -f1-3 /proc/loadavg), $(($(date +%s) - T0)) s" >&2
 
-# 5. one table on stdout, the same plus the machine in $RESULTS
+# 6. one table on stdout, the same plus the machine in $RESULTS
 "$PY" bench/report.py "$JL" "$RESULTS" "$LOSTD"

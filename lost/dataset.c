@@ -1,33 +1,23 @@
 /* dataset.c - readers for the datasets LOST is evaluated on: PASCAL VOC
  * (set file + one XML per image, parsed with expat on demand) and COCO 20k
- * (the COCO instances JSON, parsed with jansson once at load). Mirrors
- * LOST's datasets.py (`extract_gt_VOC`, `extract_gt_COCO`, `select_coco_20k`)
- * on top of torchvision's VOCDetection / COCO parsing. Hands out image paths
- * and ground-truth boxes; never decodes images, never prints. */
+ * (the image list here; the instances JSON streamed once at load by
+ * lost/dataset_coco.c). Mirrors LOST's datasets.py (`extract_gt_VOC`,
+ * `extract_gt_COCO`, `select_coco_20k`) on top of torchvision's
+ * VOCDetection / COCO parsing. Hands out image paths and ground-truth boxes;
+ * never decodes images, never prints. */
 #include "dataset.h"
+#include "dataset_impl.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <expat.h>
-#include <jansson.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-
-struct coco_image {
-    long id;
-    char file[DATASET_ID_MAX];  /* basename, e.g. COCO_train2014_000000000009.jpg */
-    char rel[DATASET_PATH_MAX]; /* the coco_20k_filenames.txt line */
-    int width, height;
-    int n_obj, n_crowd, cap;
-    struct dataset_object *obj;
-    int in_json;                /* listed in the JSON "images" */
-};
 
 struct dataset {
     enum dataset_kind kind;
@@ -538,13 +528,6 @@ static int cmp_coco(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-static struct coco_image *coco_find(const struct dataset *d, long id)
-{
-    struct coco_image key;
-    key.id = id;
-    return bsearch(&key, d->img, (size_t)d->n, sizeof *d->img, cmp_coco);
-}
-
 /* The image id of a coco_20k_filenames.txt line: integer of the digits after
  * the last '_' of the basename (COCO_train2014_%012d.jpg). */
 static long coco_id_of(const char *line)
@@ -560,21 +543,7 @@ static long coco_id_of(const char *line)
     return id;
 }
 
-static int json_int(const json_t *v, long *out)
-{
-    if (json_is_integer(v)) {
-        *out = (long)json_integer_value(v);
-        return 0;
-    }
-    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
-        fabs(json_real_value(v)) < 1e15) {
-        *out = (long)json_real_value(v);
-        return 0;
-    }
-    return -1;
-}
-
-static int coco_load(struct dataset *d, const char *root, struct err *e)
+static int coco_load(struct dataset *d, const char *root, size_t chunk, struct err *e)
 {
     char listp[DATASET_PATH_MAX + 64], annp[DATASET_PATH_MAX + 64];
     snprintf(d->base, sizeof d->base, "%s", root);
@@ -634,89 +603,7 @@ static int coco_load(struct dataset *d, const char *root, struct err *e)
         if (d->img[i].id == d->img[i - 1].id)
             return err_set(e, ERR_INPUT, "%s: image id %ld listed twice", listp, d->img[i].id);
 
-    json_error_t je;
-    json_t *root_j = json_load_file(annp, 0, &je);
-    if (!root_j)
-        return err_set(e, ERR_INPUT, "%s:%d: %s", annp, je.line, je.text);
-    json_t *images = json_object_get(root_j, "images");
-    json_t *anns = json_object_get(root_j, "annotations");
-    if (!json_is_array(anns)) {
-        json_decref(root_j);
-        return err_set(e, ERR_INPUT, "%s: no \"annotations\" array", annp);
-    }
-    size_t k;
-    json_t *v;
-    json_array_foreach(images, k, v) {
-        long id, w = 0, h = 0;
-        if (json_int(json_object_get(v, "id"), &id))
-            continue;
-        struct coco_image *ci = coco_find(d, id);
-        if (!ci)
-            continue;
-        ci->in_json = 1;
-        if (!json_int(json_object_get(v, "width"), &w) && w > 0 && w < INT_MAX)
-            ci->width = (int)w;
-        if (!json_int(json_object_get(v, "height"), &h) && h > 0 && h < INT_MAX)
-            ci->height = (int)h;
-    }
-    rc = 0;
-    json_array_foreach(anns, k, v) {
-        long id;
-        if (json_int(json_object_get(v, "image_id"), &id))
-            continue;
-        struct coco_image *ci = coco_find(d, id);
-        if (!ci)
-            continue;
-        long crowd = 0;
-        json_t *cr = json_object_get(v, "iscrowd");
-        if (json_is_true(cr)) /* Python: True == 1 */
-            crowd = 1;
-        else
-            json_int(cr, &crowd);
-        if (crowd == 1) {
-            ci->n_crowd++;
-            continue;
-        }
-        json_t *bb = json_object_get(v, "bbox");
-        double b[4];
-        int ok = json_is_array(bb) && json_array_size(bb) == 4;
-        for (int c = 0; ok && c < 4; c++) {
-            json_t *x = json_array_get(bb, (size_t)c);
-            ok = json_is_number(x) && isfinite(json_number_value(x)) &&
-                 fabs(json_number_value(x)) < 1e9;
-            b[c] = ok ? json_number_value(x) : 0;
-        }
-        if (!ok) {
-            /* One bad box spoils its image only: mark it with n_obj -1. */
-            ci->n_obj = -1;
-            continue;
-        }
-        if (ci->n_obj < 0)
-            continue;
-        if (ci->n_obj == ci->cap) {
-            int ncap = ci->cap ? ci->cap * 2 : 4;
-            void *p = realloc(ci->obj, (size_t)ncap * sizeof *ci->obj);
-            if (!p) {
-                rc = err_set(e, ERR_NOMEM, "out of memory for COCO boxes");
-                break;
-            }
-            ci->obj = p;
-            ci->cap = ncap;
-        }
-        struct dataset_object *o = &ci->obj[ci->n_obj++];
-        memset(o, 0, sizeof *o);
-        /* extract_gt_COCO: [x, y, x + w, y + h] summed in double, then
-         * Python round() = half to even = rint in the default mode. */
-        o->box[0] = (float)rint(b[0]);
-        o->box[1] = (float)rint(b[1]);
-        o->box[2] = (float)rint(b[0] + b[2]);
-        o->box[3] = (float)rint(b[1] + b[3]);
-        long cat;
-        if (!json_int(json_object_get(v, "category_id"), &cat))
-            snprintf(o->name, sizeof o->name, "%ld", cat);
-    }
-    json_decref(root_j);
-    return rc;
+    return dataset_coco_read(annp, chunk, d->img, n, e);
 }
 
 static int coco_get(const struct dataset *d, long i, struct dataset_item *it, struct err *e)
@@ -749,8 +636,9 @@ static int coco_get(const struct dataset *d, long i, struct dataset_item *it, st
 
 /* ---- public ---------------------------------------------------------------- */
 
-int dataset_load(enum dataset_kind kind, const char *root, const char *set, int no_hard,
-                 struct dataset **out, struct err *e)
+/* dataset_load, with the COCO JSON read chunk bytes at a time. */
+static int load(enum dataset_kind kind, const char *root, const char *set, int no_hard,
+                size_t chunk, struct dataset **out, struct err *e)
 {
     *out = NULL;
     if (!root || !*root)
@@ -766,7 +654,7 @@ int dataset_load(enum dataset_kind kind, const char *root, const char *set, int 
     d->no_hard = no_hard;
     int rc;
     if (kind == DATASET_COCO20K)
-        rc = coco_load(d, root, e);
+        rc = coco_load(d, root, chunk, e);
     else
         rc = voc_load(d, root, set ? set : "trainval", e);
     if (rc) {
@@ -775,6 +663,17 @@ int dataset_load(enum dataset_kind kind, const char *root, const char *set, int 
     }
     *out = d;
     return 0;
+}
+
+int dataset_load(enum dataset_kind kind, const char *root, const char *set, int no_hard,
+                 struct dataset **out, struct err *e)
+{
+    return load(kind, root, set, no_hard, 0, out, e);
+}
+
+int dataset_coco_load(const char *root, size_t chunk, struct dataset **out, struct err *e)
+{
+    return load(DATASET_COCO20K, root, NULL, 0, chunk, out, e);
 }
 
 void dataset_free(struct dataset *d)

@@ -316,8 +316,9 @@ static int read_params(struct req *r, const struct span *sp)
 
 int http_body_parse_json(struct req *r)
 {
-    struct scan s = {.p = (const char *)r->buf, .end = (const char *)r->buf + r->n,
-                     .start = (const char *)r->buf};
+    /* An empty body has no buffer at all: scan "" rather than NULL + 0. */
+    const char *b = r->buf ? (const char *)r->buf : "";
+    struct scan s = {.p = b, .end = b + r->n, .start = b};
     struct span in, params;
     int in_escaped = 0;
     if (scan_body(&s, &in, &in_escaped, &params)) {

@@ -82,6 +82,34 @@ crowd = {"images": [{"id": 9, "width": 10, "height": 10}],
                          {"image_id": 9, "bbox": [0, 0, 5, 5], "iscrowd": 0, "category_id": 3},
                          {"image_id": 25, "bbox": [0, 0, "x", 5]}]}
 open(out + "/crowd", "wb").write(json.dumps(crowd).encode())
+# the streaming reader: key orders, unknown keys holding look-alikes,
+# polygons and RLEs, repeated keys, odd numbers, deep nesting, and the
+# fixture cut short and broken (inputs for the error paths)
+lst = b"train2014/COCO_train2014_000000000001.jpg\ntrain2014/COCO_train2014_000000000002.jpg\n"
+orders = ('{"info": {"images": [{"id": 1}]}, "annotations": ['
+          '{"bbox": [0.5, 1.5, 2, 1], "category_id": 18, "image_id": 1},'
+          '{"segmentation": [[1.5, 2.5, 3, 4], [5, 6, 7, 8]], "iscrowd": 0, "image_id": 2,'
+          ' "bbox": [1, 2, 3, 4], "extra": {"image_id": 1, "bbox": [9, 9, 9, 9]}},'
+          '{"image_id": 1, "iscrowd": 1, "segmentation": {"counts": [0, 5, 3], "size": [4, 4]}},'
+          '{"iscrowd": true, "segmentation": {"counts": "ab]}{[\\"", "size": [2, 2]},'
+          ' "image_id": 2}, "stray", null, [1]],'
+          ' "images": [{"width": 20, "id": 2, "height": 30.0}, {"id": 1.0, "width": "5"}, 7]}')
+open(out + "/orders", "wb").write(lst + b"\0" + orders.encode())
+repeated = ('{"annotations": [{"image_id": 1, "bbox": [1, 1, 1, 1]}], "images": [],'
+            ' "annotations": [{"image_id": 1, "bbox": [1, 2, 3, 4], "bbox": [1, 2, 3],'
+            ' "image_id": 2}, {"iscrowd": 1, "iscrowd": 0, "image_id": 1, "bbox": [2, 2, 2, 2]}],'
+            ' "images": [{"id": 1, "width": 3, "width": 4}]}')
+open(out + "/repeated", "wb").write(lst + b"\0" + repeated.encode())
+numbers = ('{"annotations": [{"image_id": 1, "bbox": [-0, 1e2, 2.5E-1, 1e-400],'
+           ' "area": 9223372036854775807, "category_id": -9223372036854775808},'
+           ' {"image_id": 2, "bbox": [999999999.5, 0, 1, 1]}], "x": [1E+308, -1.7976931348623157e308]}')
+open(out + "/numbers", "wb").write(lst + b"\0" + numbers.encode())
+deep = '{"annotations": [], "x": ' + "[" * 200 + "]" * 200 + "}"
+open(out + "/deep", "wb").write(lst + b"\0" + deep.encode())
+full = open(out + "/fixture", "rb").read()
+open(out + "/truncated", "wb").write(full[: len(full) * 2 // 3])
+cut = full.index(b"\0") + 1 + (len(full) - full.index(b"\0")) // 2
+open(out + "/malformed", "wb").write(full[:cut] + b"}" + full[cut:])
 PY
 
 # base64: a cap byte, then the text.
