@@ -31,7 +31,19 @@ struct tokencut_params {
      * F F^T into U [n, n]. NULL = cblas_ssyrk. */
     int (*gram)(void *ctx, const float *f, int n, int dim, float *U, struct err *e);
     void *gram_ctx;
+    /* Optional: asked for tokencut_dense_bytes(N) before the dense fallback
+     * runs (a memory budget's caller); non-zero stops the cut with the
+     * callback's error. NULL = no check. */
+    int (*reserve)(void *ctx, long long bytes, struct err *e);
+    void *reserve_ctx;
 };
+
+/* Bytes of the graph phase at n patches (the similarity S as float and the
+ * normalised graph as double, [n, n] each, the normalised features of up
+ * to `dim` values, per-patch vectors and the Lanczos basis), and what the
+ * dense fallback adds on top (two [n, n] doubles and LAPACK's workspace). */
+long long tokencut_graph_bytes(long n, int dim);
+long long tokencut_dense_bytes(long n);
 
 /* tau 0.2, eps 1e-5, binary graph, iterative solver, no Gram provider. */
 void tokencut_params_default(struct tokencut_params *p);

@@ -117,6 +117,20 @@ static void matvec(const double *Md, int n, const double *v, double *y)
  * even nearly degenerate graphs get the same eigenvector: x [n] with
  * x^T D x = 1 and its eigenvalue. Md (M's upper triangle) is read, a [n, n]
  * double scratch is taken from the arena. 0 or ERR_INTERNAL / ERR_TOOBIG. */
+long long tokencut_graph_bytes(long n, int dim)
+{
+    /* S, Md; fn; d, dis, y, eigvec, mask, on, queue; the Lanczos basis of at
+     * most 241 vectors and its tridiagonal problem; alignment slack */
+    return n * n * 12 + n * (long long)dim * 4 + n * 34 + n * 243LL * 8 + (4LL << 20);
+}
+
+long long tokencut_dense_bytes(long n)
+{
+    /* A, B; z, w; iwork, ifail; dsygvx's work ((NB + 3) n, NB at most 64
+     * in OpenBLAS's LAPACK: 128 n is ample); slack */
+    return n * n * 16 + n * 24 + n * 24 + n * 128LL * 8 + (1LL << 20);
+}
+
 static int solve_dense(const double *Md, int n, const double *d, const double *dis, double *x,
                        double *lambda, struct arena *a, struct err *e)
 {
@@ -376,7 +390,8 @@ int tokencut_find_box(const float *feats, int dim, const struct lost_grid *g,
         if (N == 1) {
             y[0] = 1;
             r->lambda = 0;
-        } else if ((rc = solve_dense(Md, N, d, dis, y, &r->lambda, a, e))) {
+        } else if ((p->reserve && (rc = p->reserve(p->reserve_ctx, tokencut_dense_bytes(N), e))) ||
+                   (rc = solve_dense(Md, N, d, dis, y, &r->lambda, a, e))) {
             return rc;
         }
         for (int i = 0; i < N; i++)

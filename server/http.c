@@ -325,21 +325,23 @@ int http_attach(struct http_server *s, const struct model *m,
     long N = pipeline_max_patches(m, (int)c->max_side);
     size_t side = (size_t)c->max_side + (size_t)mc->patch;
     /* Arena: decoded pixels (twice: EXIF rotation), the downscaled copy, the
-     * tensor, the Gram matrix, LOST's per-patch buffers, and slack. Only
-     * address space until touched. */
+     * tensor, LOST's Gram matrix or TokenCut's graphs and its dense
+     * fallback, the per-patch buffers, and slack. Only address space until
+     * touched: what is touched comes from the scratch budget. */
     size_t bytes = (size_t)c->max_pixels * 3 * 2 + side * side * 3 + side * side * 3 * 4 +
-                   (size_t)N * (size_t)N * 4 * 2 + (size_t)N * (size_t)mc->dim * 4 * 4 +
-                   (64u << 20);
+                   (size_t)(pipeline_discovery_bytes(N) + tokencut_dense_bytes(N)) +
+                   (size_t)N * (size_t)mc->dim * 4 * 4 + (64u << 20);
     struct pool_conf pc = {.workers = (int)c->workers, .max_side = (int)c->max_side,
                            .arena_bytes = bytes, .queue_cap = (int)c->queue,
                            .threads = (int)c->threads};
     /* The scratch budget: by default enough for the largest image the
      * limits let in (a full-size PNG at --max-pixels, a progressive JPEG of
-     * as many pixels in 4:2:0, the Gram matrix at --max-side), once. */
+     * as many pixels in 4:2:0, LOST's Gram matrix or TokenCut's graphs at
+     * --max-side, whichever is larger), once. */
     long long scratch = c->scratch_budget;
     if (scratch == 0) {
         long long px = (long long)c->max_pixels * 3 + (8LL << 20);
-        long long gram = pipeline_gram_bytes(N, 1) + (8LL << 20);
+        long long gram = pipeline_discovery_bytes(N) + (8LL << 20);
         scratch = px > gram ? px : gram;
         if (scratch < (128LL << 20))
             scratch = 128LL << 20;

@@ -66,9 +66,38 @@ static void scratch_give(const struct pipeline_opts *o, long long n)
 
 long long pipeline_tokencut_bytes(long n_patch)
 {
-    /* S (float) and the normalised graph (double), [N, N] each, the
-     * normalised features, and the Lanczos vectors (at most 241 of N). */
-    return (long long)n_patch * n_patch * 12 + (long long)n_patch * 256 * 8 + (4LL << 20);
+    /* the graph phase; the normalised features are in the request bound */
+    return tokencut_graph_bytes(n_patch, 0);
+}
+
+long long pipeline_discovery_bytes(long n_patch)
+{
+    long long lost = pipeline_gram_bytes(n_patch, 1), tc = pipeline_tokencut_bytes(n_patch);
+    return lost > tc ? lost : tc;
+}
+
+/* What a request holds of o->scratch; TokenCut's dense fallback asks for
+ * more through tokencut_params.reserve. */
+struct scratch_hold {
+    const struct pipeline_opts *o;
+    long long held;
+};
+
+static int scratch_more(void *ctx, long long n, struct err *e)
+{
+    struct scratch_hold *h = ctx;
+    const struct pipeline_opts *o = h->o;
+    if (!o->scratch)
+        return 0;
+    if (h->held + n > budget_cap(o->scratch))
+        return err_set(e, ERR_TOOBIG, "TokenCut's dense solve on this many patches needs %lld "
+                       "MB of scratch besides the graph's %lld MB, over the budget of %lld MB "
+                       "(--scratch-budget): send a smaller image", n >> 20, h->held >> 20,
+                       budget_cap(o->scratch) >> 20);
+    int rc = scratch_take(o, n, "TokenCut's dense solve", e);
+    if (!rc)
+        h->held += n;
+    return rc;
 }
 
 long long pipeline_gram_bytes(long n_patch, int max_objects)
@@ -182,11 +211,14 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
                                                                   : "LOST on this many patches",
                            e)))
         return rc;
+    struct scratch_hold hold = {.o = o, .held = gram};
     if (o->method == PIPELINE_TOKENCUT) {
         /* TokenCut's cosine graph on the workspace's kernels too. */
         struct tokencut_params tp = o->tc;
         tp.gram = gram_on_workspace;
         tp.gram_ctx = w;
+        tp.reserve = scratch_more;
+        tp.reserve_ctx = &hold;
         rc = tokencut_find_box(f, out.dim, &g, &tp, a, &r->tc, e);
         if (!rc) {
             memcpy(r->lost.box, r->tc.box, sizeof r->lost.box);
@@ -216,6 +248,8 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
         struct tokencut_params tp = o->tc;
         tp.gram = gram_on_workspace;
         tp.gram_ctx = w;
+        tp.reserve = scratch_more;
+        tp.reserve_ctx = &hold;
         int (*boxes)[4] = arena_alloc(a, sizeof(int[4]) * LOST_MAX_OBJECTS);
         int n = 0;
         const char *stop = "max_objects";
@@ -235,7 +269,7 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
         mp.max_objects = o->max_objects;
         rc = lost_find_boxes(f, out.dim, &g, &o->lost, &mp, a, &r->multi, e);
     }
-    scratch_give(o, gram);
+    scratch_give(o, hold.held);
     if (rc)
         return rc;
     if (run.w != img->w || run.h != img->h) {

@@ -76,6 +76,11 @@ struct pipeline_result {
 /* The same for TokenCut: its similarity matrix and graph. */
 long long pipeline_tokencut_bytes(long n_patch);
 
+/* The larger of LOST's (one object) and TokenCut's graph-phase scratch at
+ * n_patch patches: what a request of either method may take of the budget
+ * before TokenCut's dense fallback. */
+long long pipeline_discovery_bytes(long n_patch);
+
 /* Worst-case bytes one request holds outside the budgets and the worker's
  * workspace, for images fitted to max_side (README "Security and limits"). */
 long long pipeline_request_bound(const struct model *m, int max_side);

@@ -153,6 +153,30 @@ for q in "method=tokencut&tau=1.5" "method=tokencut&tau=nan" "method=tokencut&ep
     [ "$st" = 400 ] && grep -q "must be" "$T/bad.json" && pass "$q -> 400 with the rule" ||
         fail "$q -> 400 with the rule" "$st $(cat "$T/bad.json")"
 done
+# A photo larger than the default --max-side (1024): TokenCut's graphs on its
+# 74 x 56 patches (N^2 x 12 bytes) fit the default scratch budget, as LOST's
+# Gram matrix does.
+convert -size 1400x1067 gradient:navy-orange -fill white -draw "rectangle 500,300 900,800" \
+    -quality 90 "$T/big.jpg"
+for m in lost tokencut; do
+    st=$(curl -s -o "$T/big.json" -w '%{http_code}' -H 'Content-Type: image/jpeg' \
+         --data-binary @"$T/big.jpg" "http://127.0.0.1:$PORT/discover?method=$m")
+    [ "$st" = 200 ] && grep -q "\"method\":\"$m\"" "$T/big.json" &&
+        pass "1400x1067 photo, method=$m, default limits -> 200" ||
+        fail "1400x1067 photo, method=$m, default limits -> 200" "$st $(head -c 300 "$T/big.json")"
+done
+serve_stop
+# A budget below TokenCut's need at this size: 413 naming the flag, and LOST
+# (a third of the memory) still answers.
+serve_start tc_small --model "$MODEL" --workers 1 --threads 1 --scratch-budget 100M && serve_ready
+for m in tokencut lost; do
+    st=$(curl -s -o "$T/big.json" -w '%{http_code}' -H 'Content-Type: image/jpeg' \
+         --data-binary @"$T/big.jpg" "http://127.0.0.1:$PORT/discover?method=$m")
+    want=200; [ $m = tokencut ] && want=413
+    [ "$st" = $want ] && { [ $want = 200 ] || grep -q -- "--scratch-budget" "$T/big.json"; } &&
+        pass "--scratch-budget 100M: method=$m -> $want" ||
+        fail "--scratch-budget 100M: method=$m -> $want" "$st $(head -c 300 "$T/big.json")"
+done
 serve_stop
 for a in "--tau 2" "--tau nan" "--eps 0" "--method ncut"; do
     "$BIN" discover --model "$MODEL" $a "$IMG" >/dev/null 2>"$T/err"

@@ -92,6 +92,25 @@ static void run_case(const char *name, int dense, struct arena *a, int *fallback
     json_decref(c);
 }
 
+/* A budget's stand-in for tokencut_params.reserve: counts the calls,
+ * records the request, refuses while `fail` is set (then clears it). */
+struct reserve_log {
+    int calls, fail;
+    long long asked;
+};
+
+static int reserve_cb(void *ctx, long long bytes, struct err *e)
+{
+    struct reserve_log *l = ctx;
+    l->calls++;
+    l->asked = bytes;
+    if (l->fail) {
+        l->fail = 0;
+        return err_set(e, ERR_TOOBIG, "refused %lld bytes", bytes);
+    }
+    return 0;
+}
+
 int main(void)
 {
     struct arena *a = arena_init((size_t)512 << 20);
@@ -161,6 +180,51 @@ int main(void)
         CHECK(rc == 0, "%s", e.msg);
         CHECK(rc || (r.solver == TOKENCUT_DENSE && r.fallback), "no fallback (solver %d)",
               r.solver);
+    });
+
+    CHECK_CASE("memory: within tokencut_graph_bytes, the fallback asks for tokencut_dense_bytes", {
+        struct tensor f = {0};
+        struct err e = {0};
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s/feats.npy", FIXTURES, "random_27x36_p14");
+        int rc = tensor_load_npy(path, 0, &f, &e);
+        CHECK(rc == 0, "%s", e.msg);
+        if (!rc) {
+            long n = f.shape[0];
+            int dim = (int)f.shape[1];
+            struct lost_grid g = {27, (int)(n / 27), 14, 14, 27 * 14, (int)(n / 27) * 14};
+            struct tokencut_params p;
+            tokencut_params_default(&p);
+            struct reserve_log log = {.fail = 1};
+            p.reserve = reserve_cb;
+            p.reserve_ctx = &log;
+            for (int dense = 0; dense < 2; dense++) {
+                struct arena *b = arena_init((size_t)256 << 20);
+                struct tokencut_result r;
+                p.dense = dense;
+                log.calls = 0;
+                log.fail = dense; /* the dense run: refused once, then granted */
+                rc = tokencut_find_box(f.data, dim, &g, &p, b, &r, &e);
+                long long graph = tokencut_graph_bytes(n, dim), more = tokencut_dense_bytes(n);
+                if (!dense)
+                    CHECK(rc == 0 && log.calls == 0 && (long long)arena_peak(b) <= graph,
+                          "Lanczos: rc %d, %d reserve calls, peak %zu > %lld", rc, log.calls,
+                          arena_peak(b), graph);
+                else {
+                    CHECK(rc == ERR_TOOBIG && strstr(e.msg, "refused") && log.calls == 1 &&
+                          log.asked == more, "refused reserve: rc %d (%s), asked %lld of %lld",
+                          rc, e.msg, log.asked, more);
+                    arena_reset(b);
+                    rc = tokencut_find_box(f.data, dim, &g, &p, b, &r, &e);
+                    CHECK(rc == 0 && log.calls == 2 &&
+                          (long long)arena_peak(b) <= graph + more,
+                          "dense: rc %d (%s), peak %zu > %lld", rc, e.msg, arena_peak(b),
+                          graph + more);
+                }
+                arena_free(b);
+            }
+            tensor_free(&f);
+        }
     });
 
     CHECK_CASE("the weighted graph: Lanczos and dense agree on every fixture map", {
