@@ -38,10 +38,11 @@ struct tokencut_params {
     void *reserve_ctx;
 };
 
-/* Bytes of the graph phase at n patches (the similarity S as float and the
- * normalised graph as double, [n, n] each, the normalised features of up
- * to `dim` values, per-patch vectors and the Lanczos basis), and what the
- * dense fallback adds on top (two [n, n] doubles and LAPACK's workspace). */
+/* Bytes of the graph phase at n patches (the normalised graph as double
+ * [n, n], the float similarity S held inside it until read, the normalised
+ * features of up to `dim` values, per-patch vectors and the Lanczos basis),
+ * and what the dense fallback adds on top (two [n, n] doubles and LAPACK's
+ * workspace). */
 long long tokencut_graph_bytes(long n, int dim);
 long long tokencut_dense_bytes(long n);
 

@@ -60,16 +60,24 @@ int tokencut_check_params(const struct tokencut_params *p, struct err *e)
 /* ---- the graph --------------------------------------------------------------- */
 
 /* M = D^-1/2 W D^-1/2 into the upper triangle of Md [n, n] (double), from the
- * upper triangle of S; d [n] the degrees, dis [n] = d^-1/2. */
+ * upper triangle of S; d [n] the degrees, dis [n] = d^-1/2; rowbuf [n].
+ *
+ * S may be the upper half of Md's own storage (the floats [n^2, 2 n^2) of
+ * it): Md's row i (its entries j >= i, bytes [8(in + i), 8(in + n))) then
+ * overwrites only S's rows before i and its own row, never a later row
+ * (that would need (i + 1)(n - 1) > n^2). Row i of S is copied to rowbuf
+ * before row i of Md is written, so every S entry is read before it is
+ * overwritten: the graph costs 8 n^2 bytes, not 12. */
 static void build_graph(const float *S, size_t n, const struct tokencut_params *p, double *Md,
-                        double *d, double *dis)
+                        double *d, double *dis, float *rowbuf)
 {
     const float tau = p->tau, eps = p->eps;
     for (size_t i = 0; i < n; i++)
         d[i] = 0;
     /* W into Md's upper triangle, degrees from both halves. */
     for (size_t i = 0; i < n; i++) {
-        const float *s = S + i * n;
+        memcpy(rowbuf + i, S + i * n + i, sizeof *rowbuf * (n - i));
+        const float *s = rowbuf;
         double *m = Md + i * n;
         double row = 0;
         for (size_t j = i; j < n; j++) {
@@ -119,9 +127,10 @@ static void matvec(const double *Md, int n, const double *v, double *y)
  * double scratch is taken from the arena. 0 or ERR_INTERNAL / ERR_TOOBIG. */
 long long tokencut_graph_bytes(long n, int dim)
 {
-    /* S, Md; fn; d, dis, y, eigvec, mask, on, queue; the Lanczos basis of at
-     * most 241 vectors and its tridiagonal problem; alignment slack */
-    return n * n * 12 + n * (long long)dim * 4 + n * 34 + n * 243LL * 8 + (4LL << 20);
+    /* Md (S inside it); fn; d, dis, y, eigvec, mask, on, queue, a row of S;
+     * the Lanczos basis of at most 241 vectors and its tridiagonal problem;
+     * alignment slack */
+    return n * n * 8 + n * (long long)dim * 4 + n * 38 + n * 243LL * 8 + (4LL << 20);
 }
 
 long long tokencut_dense_bytes(long n)
@@ -351,8 +360,10 @@ int tokencut_find_box(const float *feats, int dim, const struct lost_grid *g,
     const float *fn;
     if ((rc = lost_l2normalize(feats, N, dim, a, &fn, e)))
         return rc;
-    float *S = arena_alloc(a, sizeof(float) * n * n);
+    /* S [n, n] float in the upper half of Md's storage (see build_graph) */
     double *Md = arena_alloc(a, sizeof(double) * n * n);
+    float *S = Md ? (float *)Md + n * n : NULL;
+    float *rowbuf = arena_alloc(a, sizeof(float) * n);
     double *d = arena_alloc(a, sizeof(double) * n);
     double *dis = arena_alloc(a, sizeof(double) * n);
     double *y = arena_alloc(a, sizeof(double) * n);
@@ -360,7 +371,7 @@ int tokencut_find_box(const float *feats, int dim, const struct lost_grid *g,
     r->eigvec = arena_alloc(a, sizeof(float) * n);
     unsigned char *on = arena_alloc(a, n);
     int *queue = arena_alloc(a, sizeof(int) * n);
-    if (!S || !Md || !d || !dis || !y || !r->mask || !r->eigvec || !on || !queue)
+    if (!S || !Md || !rowbuf || !d || !dis || !y || !r->mask || !r->eigvec || !on || !queue)
         return err_set(e, ERR_TOOBIG, "tokencut: no scratch for the graph of %d patches", N);
     /* S = F F^T, upper triangle, float32 as the authors' torch product. */
     if (p->gram) {
@@ -369,7 +380,7 @@ int tokencut_find_box(const float *feats, int dim, const struct lost_grid *g,
     } else {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, N, dim, 1.0f, fn, dim, 0.0f, S, N);
     }
-    build_graph(S, n, p, Md, d, dis);
+    build_graph(S, n, p, Md, d, dis, rowbuf);
 
     r->solver = TOKENCUT_LANCZOS;
     if (N < 3) {

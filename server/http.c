@@ -336,12 +336,15 @@ int http_attach(struct http_server *s, const struct model *m,
                            .threads = (int)c->threads};
     /* The scratch budget: by default enough for the largest image the
      * limits let in (a full-size PNG at --max-pixels, a progressive JPEG of
-     * as many pixels in 4:2:0, LOST's Gram matrix or TokenCut's graphs at
-     * --max-side, whichever is larger), once. */
+     * as many pixels in 4:2:0, LOST's Gram matrix at --max-side), once.
+     * TokenCut's graphs (twice the Gram matrix) on the largest inputs need
+     * more: those requests get 413 naming the max_side that fits, unless
+     * the budget is raised (a larger default would let a decode and a Gram
+     * matrix of that size run side by side). */
     long long scratch = c->scratch_budget;
     if (scratch == 0) {
         long long px = (long long)c->max_pixels * 3 + (8LL << 20);
-        long long gram = pipeline_discovery_bytes(N) + (8LL << 20);
+        long long gram = pipeline_gram_bytes(N, 1) + (8LL << 20);
         scratch = px > gram ? px : gram;
         if (scratch < (128LL << 20))
             scratch = 128LL << 20;

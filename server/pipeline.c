@@ -76,6 +76,19 @@ long long pipeline_discovery_bytes(long n_patch)
     return lost > tc ? lost : tc;
 }
 
+/* The largest max_side (a multiple of the patch) at which TokenCut on an
+ * image of w x h pixels fits `cap` bytes of scratch, or 0 when none does. */
+static int tokencut_side_that_fits(int w, int h, int P, long long cap)
+{
+    int longer = w > h ? w : h;
+    for (int side = longer / P * P; side >= P; side -= P) {
+        long gw = ((long)w * side / longer + P - 1) / P, gh = ((long)h * side / longer + P - 1) / P;
+        if (pipeline_tokencut_bytes(gw * gh) <= cap)
+            return side;
+    }
+    return 0;
+}
+
 /* What a request holds of o->scratch; TokenCut's dense fallback asks for
  * more through tokencut_params.reserve. */
 struct scratch_hold {
@@ -206,6 +219,16 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
     r->method = o->method;
     long long gram = o->method == PIPELINE_TOKENCUT ? pipeline_tokencut_bytes(out.n_patch)
                                                     : pipeline_gram_bytes(out.n_patch, o->max_objects);
+    if (o->method == PIPELINE_TOKENCUT && o->scratch && gram > budget_cap(o->scratch)) {
+        long long cap = budget_cap(o->scratch);
+        int side = tokencut_side_that_fits(run.w, run.h, c->patch, cap);
+        char hint[48] = "";
+        if (side)
+            snprintf(hint, sizeof hint, " or max_side <= %d", side);
+        return err_set(e, ERR_TOOBIG, "TokenCut on %d patches needs %lld MB of scratch, over "
+                       "the budget of %lld MB (--scratch-budget): send a smaller image%s",
+                       (int)out.n_patch, gram >> 20, cap >> 20, hint);
+    }
     if ((rc = scratch_take(o, gram, o->method == PIPELINE_TOKENCUT ? "TokenCut on this many "
                                                                     "patches"
                                                                   : "LOST on this many patches",
