@@ -30,6 +30,9 @@ import os
 import random
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import corloc_ref  # noqa: E402
+
 TRAIN2014 = dict(images=82783, annotations=604907, select=19817)
 
 
@@ -193,25 +196,7 @@ def ref(out):
         if line:
             v = line.split(",")
             preds[int(v[0])] = [int(t) for t in v[1:]]
-    images = hits = skipped = missing = 0
-    for i in listed:
-        gt = gts.get(i)
-        if not gt:
-            skipped += 1
-            continue
-        images += 1
-        p = preds.get(i)
-        if p is None:
-            missing += 1
-            continue
-        for g in gt:
-            iw = max(0, min(p[2], g[2]) - max(p[0], g[0]))
-            ih = max(0, min(p[3], g[3]) - max(p[1], g[1]))
-            inter = iw * ih
-            union = (p[2] - p[0]) * (p[3] - p[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter
-            if 2 * inter >= union:
-                hits += 1
-                break
+    images, hits, skipped, missing = corloc_ref.score([(i, gts.get(i)) for i in listed], preds)
     print(json.dumps({"images": images, "hits": hits, "skipped": skipped, "missing": missing,
                       "corloc": round(100.0 * hits / images, 2) if images else 0.0}))
 

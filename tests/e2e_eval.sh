@@ -134,6 +134,8 @@ else
         want=$(python3 - "$ds" "$root" <<'EOF'
 import json, os, sys
 import xml.etree.ElementTree as ET
+sys.path.insert(0, "tests")
+import corloc_ref
 ds, root = sys.argv[1], sys.argv[2]
 preds = {}
 for line in open(os.path.join(root, "predictions.csv")).read().split("\n")[1:]:
@@ -162,24 +164,7 @@ else:
             c = [int(b.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
             boxes.append([c[0] - 1, c[1] - 1, c[2], c[3]])
         items.append((v, boxes or None))
-images = hits = skipped = missing = 0
-for key, gt in items:
-    if not gt:
-        skipped += 1
-        continue
-    images += 1
-    p = preds.get(key)
-    if p is None:
-        missing += 1
-        continue
-    for g in gt:  # integer boxes: IoU >= 0.5 <=> 2 inter >= union
-        iw = max(0, min(p[2], g[2]) - max(p[0], g[0]))
-        ih = max(0, min(p[3], g[3]) - max(p[1], g[1]))
-        inter = iw * ih
-        union = (p[2] - p[0]) * (p[3] - p[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter
-        if 2 * inter >= union:
-            hits += 1
-            break
+images, hits, skipped, missing = corloc_ref.score(items, preds)
 print(images, hits, skipped, missing, "%.2f" % (100.0 * hits / images))
 EOF
 )
