@@ -109,6 +109,13 @@ enum MHD_Result http_get_models(struct req *r, struct MHD_Connection *c)
         lo->feature >= 0 ? (enum model_feature)lo->feature : mc->lost_feature)));
     json_object_set_new(ld, "l2norm", json_boolean(lo->lost.l2norm));
     json_object_set_new(ld, "layer", json_integer(lo->layer));
+    /* the discovery method and TokenCut's settings a request gets unless it
+     * names its own (the daemon's --method, --tau, --eps, --no-binary-graph) */
+    json_object_set_new(ld, "method",
+                        json_string(lo->method == PIPELINE_TOKENCUT ? "tokencut" : "lost"));
+    json_object_set_new(ld, "tau", json_real(lo->tc.tau));
+    json_object_set_new(ld, "eps", json_real(lo->tc.eps));
+    json_object_set_new(ld, "binary_graph", json_boolean(lo->tc.binary));
     json_object_set_new(mo, "lost_defaults", ld);
     json_t *lim = json_object();
     json_object_set_new(lim, "max_upload", json_integer(cf->max_upload));

@@ -1009,6 +1009,13 @@
             if (num(d.k_patches)) $('k_patches').value = d.k_patches;
             if (num(d.gram_bias)) $('gram_bias').value = d.gram_bias;
             if (typeof d.l2norm === 'boolean') $('l2norm').checked = d.l2norm;
+            /* the daemon's TokenCut settings, unless the user already chose */
+            var tau = $('tau'), method = $('method');
+            if (num(d.tau) && tau.value === tau.defaultValue) tau.value = tau.defaultValue = d.tau;
+            if (d.method === 'tokencut' && method.value === 'lost' && !state.file) {
+                method.value = 'tokencut';
+                showGroups();
+            }
             var f = first(d, ['features', 'feature']);
             if (f) {
                 var opt = $('features').querySelector('option[value=""]');

@@ -266,6 +266,9 @@ m = json.load(open(sys.argv[1]))["data"][0]
 assert m["sha256"] == hashlib.sha256(open(sys.argv[2], 'rb').read()).hexdigest()
 assert m["registers"] == 4 and m["patch"] == 14 and m["dim"] > 0
 assert m["lost_defaults"]["k_patches"] == 100 and m["limits"]["max_side"] == 1024
+ld = m["lost_defaults"]
+assert ld["method"] == "lost" and abs(ld["tau"] - 0.2) < 1e-6 and ld["binary_graph"] is True, ld
+assert abs(ld["eps"] - 1e-5) < 1e-9, ld
 assert m["limits"]["max_upload"] > 0 and m["limits"]["max_pixels"] > 0
 EOF
 check "/v1/models fields and sha256" $? "$(head -c 400 "$T/body")"

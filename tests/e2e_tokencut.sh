@@ -181,7 +181,17 @@ st=$(post_big "method=tokencut&max_side=${side:-1}")
     fail "TokenCut at the suggested max_side: its graph fits" "$st $(head -c 300 "$T/big.json")"
 serve_stop
 # A raised budget runs it at full size (graph and, if needed, dense solve).
-serve_start tc_big --model "$MODEL" --workers 1 --threads 1 --scratch-budget 1G && serve_ready
+serve_start tc_big --model "$MODEL" --workers 1 --threads 1 --scratch-budget 1G \
+    --method tokencut --tau 0.25 && serve_ready
+curl -s "http://127.0.0.1:$PORT/v1/models" >"$T/models.json"
+$PY - "$T/models.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+d = (m["data"][0] if "data" in m else m)["lost_defaults"]
+assert d["method"] == "tokencut" and abs(d["tau"] - 0.25) < 1e-6, d
+EOF
+check "/v1/models: the daemon's --method tokencut --tau 0.25 in lost_defaults" $? \
+    "$(head -c 400 "$T/models.json")"
 st=$(post_big method=tokencut)
 [ "$st" = 200 ] && grep -q '"method":"tokencut"' "$T/big.json" &&
     pass "--scratch-budget 1G: TokenCut on the 1400x1067 photo -> 200" ||
