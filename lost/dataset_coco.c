@@ -247,6 +247,20 @@ static void top_key(struct coco_parse *p, const unsigned char *k, size_t n)
     }
 }
 
+/* The integer field the current key fills, or NULL (iscrowd, bbox, other). */
+static struct jint *jint_slot(struct coco_parse *p)
+{
+    switch (p->field) {
+    case K_ID: return &p->id;
+    case K_WIDTH: return &p->width;
+    case K_HEIGHT: return &p->height;
+    case K_IMAGE_ID: return &p->image_id;
+    case K_CATEGORY: return &p->category;
+    case K_ISCROWD: case K_BBOX: case K_OTHER: break;
+    }
+    return NULL;
+}
+
 /* A key of the element: which field its value fills. The value starts out
  * unusable, so a key repeated with a bad value leaves the field unusable. */
 static void element_key(struct coco_parse *p, const unsigned char *k, size_t n)
@@ -261,21 +275,17 @@ static void element_key(struct coco_parse *p, const unsigned char *k, size_t n)
         {SEC_ANNS, "bbox", K_BBOX},        {SEC_ANNS, "iscrowd", K_ISCROWD},
         {SEC_ANNS, "category_id", K_CATEGORY},
     };
-    struct jint none = {0, 0};
     p->field = K_OTHER;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (keys[i].sec == p->sec && key_is(k, n, keys[i].name))
             p->field = keys[i].field;
-    switch (p->field) {
-    case K_ID: p->id = none; break;
-    case K_WIDTH: p->width = none; break;
-    case K_HEIGHT: p->height = none; break;
-    case K_IMAGE_ID: p->image_id = none; break;
-    case K_CATEGORY: p->category = none; break;
-    case K_ISCROWD: p->crowd = 0; break;
-    case K_BBOX: p->bb_ok = 0; break;
-    case K_OTHER: break;
-    }
+    struct jint *slot = jint_slot(p);
+    if (slot)
+        *slot = (struct jint){0, 0};
+    else if (p->field == K_ISCROWD)
+        p->crowd = 0;
+    else if (p->field == K_BBOX)
+        p->bb_ok = 0;
 }
 
 /* ---- yajl callbacks ----------------------------------------------------- */
@@ -337,16 +347,11 @@ static int on_number(void *ctx, const char *s, size_t n)
         p->bb_n++;
         return 1;
     }
-    struct jint v = jint_of(&x);
-    switch (p->field) {
-    case K_ID: p->id = v; break;
-    case K_WIDTH: p->width = v; break;
-    case K_HEIGHT: p->height = v; break;
-    case K_IMAGE_ID: p->image_id = v; break;
-    case K_CATEGORY: p->category = v; break;
-    case K_ISCROWD: p->crowd = v.ok ? v.v : 0; break;
-    case K_BBOX: case K_OTHER: break;
-    }
+    struct jint v = jint_of(&x), *slot = jint_slot(p);
+    if (slot)
+        *slot = v;
+    else if (p->field == K_ISCROWD)
+        p->crowd = v.ok ? v.v : 0;
     return 1;
 }
 

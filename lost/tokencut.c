@@ -98,6 +98,21 @@ static void build_graph(const float *S, size_t n, const struct tokencut_params *
     }
 }
 
+long long tokencut_graph_bytes(long n, int dim)
+{
+    /* Md (S inside it); fn; d, dis, y, eigvec, mask, on, queue, a row of S;
+     * the Lanczos basis of at most 241 vectors and its tridiagonal problem;
+     * alignment slack */
+    return n * n * 8 + n * (long long)dim * 4 + n * 38 + n * 243LL * 8 + (4LL << 20);
+}
+
+long long tokencut_dense_bytes(long n)
+{
+    /* A, B; z, w; iwork, ifail; dsygvx's work ((NB + 3) n, NB at most 64
+     * in OpenBLAS's LAPACK: 128 n is ample); slack */
+    return n * n * 16 + n * 24 + n * 24 + n * 128LL * 8 + (1LL << 20);
+}
+
 /* ---- solvers ----------------------------------------------------------------- */
 
 static double dot(const double *a, const double *b, size_t n)
@@ -125,21 +140,6 @@ static void matvec(const double *Md, int n, const double *v, double *y)
  * even nearly degenerate graphs get the same eigenvector: x [n] with
  * x^T D x = 1 and its eigenvalue. Md (M's upper triangle) is read, a [n, n]
  * double scratch is taken from the arena. 0 or ERR_INTERNAL / ERR_TOOBIG. */
-long long tokencut_graph_bytes(long n, int dim)
-{
-    /* Md (S inside it); fn; d, dis, y, eigvec, mask, on, queue, a row of S;
-     * the Lanczos basis of at most 241 vectors and its tridiagonal problem;
-     * alignment slack */
-    return n * n * 8 + n * (long long)dim * 4 + n * 38 + n * 243LL * 8 + (4LL << 20);
-}
-
-long long tokencut_dense_bytes(long n)
-{
-    /* A, B; z, w; iwork, ifail; dsygvx's work ((NB + 3) n, NB at most 64
-     * in OpenBLAS's LAPACK: 128 n is ample); slack */
-    return n * n * 16 + n * 24 + n * 24 + n * 128LL * 8 + (1LL << 20);
-}
-
 static int solve_dense(const double *Md, int n, const double *d, const double *dis, double *x,
                        double *lambda, struct arena *a, struct err *e)
 {

@@ -40,17 +40,24 @@ static int gram_on_workspace(void *ctx, const float *f, int n, int dim, float *U
     return vit_work_gram(ctx, f, n, dim, U, e);
 }
 
-/* Takes n bytes of o->scratch (when set) for `what`, waiting up to the
- * deadline. ERR_TOOBIG when n exceeds the whole budget, ERR_BUSY on time. */
-static int scratch_take(const struct pipeline_opts *o, long long n, const char *what,
-                        struct err *e)
+/* Takes n more bytes of o->scratch (when set) for `what`, on top of the
+ * `held` bytes the request already has, waiting up to the deadline.
+ * ERR_TOOBIG when held + n exceeds the whole budget (`hint`, or NULL, is
+ * appended to the advice), ERR_BUSY on time. */
+static int scratch_take(const struct pipeline_opts *o, long long held, long long n,
+                        const char *what, const char *hint, struct err *e)
 {
     if (!o->scratch)
         return 0;
-    if (n > budget_cap(o->scratch))
-        return err_set(e, ERR_TOOBIG, "%s needs %lld MB of scratch, over the budget of "
-                       "%lld MB (--scratch-budget): send a smaller image", what, n >> 20,
-                       budget_cap(o->scratch) >> 20);
+    long long cap = budget_cap(o->scratch);
+    if (held + n > cap) {
+        char also[64] = "";
+        if (held)
+            snprintf(also, sizeof also, " besides the %lld MB it holds", held >> 20);
+        return err_set(e, ERR_TOOBIG, "%s needs %lld MB of scratch%s, over the budget of "
+                       "%lld MB (--scratch-budget): send a smaller image%s", what, n >> 20,
+                       also, cap >> 20, hint ? hint : "");
+    }
     double dl = o->deadline_ms > 0 ? o->deadline_ms : clock_now_ms() + 30e3;
     if (budget_acquire(o->scratch, n, dl))
         return err_set(e, ERR_BUSY, "%s waited too long for scratch memory held by other "
@@ -99,15 +106,7 @@ struct scratch_hold {
 static int scratch_more(void *ctx, long long n, struct err *e)
 {
     struct scratch_hold *h = ctx;
-    const struct pipeline_opts *o = h->o;
-    if (!o->scratch)
-        return 0;
-    if (h->held + n > budget_cap(o->scratch))
-        return err_set(e, ERR_TOOBIG, "TokenCut's dense solve on this many patches needs %lld "
-                       "MB of scratch besides the graph's %lld MB, over the budget of %lld MB "
-                       "(--scratch-budget): send a smaller image", n >> 20, h->held >> 20,
-                       budget_cap(o->scratch) >> 20);
-    int rc = scratch_take(o, n, "TokenCut's dense solve", e);
+    int rc = scratch_take(h->o, h->held, n, "TokenCut's dense solve", NULL, e);
     if (!rc)
         h->held += n;
     return rc;
@@ -219,20 +218,16 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
     r->method = o->method;
     long long gram = o->method == PIPELINE_TOKENCUT ? pipeline_tokencut_bytes(out.n_patch)
                                                     : pipeline_gram_bytes(out.n_patch, o->max_objects);
+    char what[48], hint[48] = "";
+    snprintf(what, sizeof what, "%s on %d patches",
+             o->method == PIPELINE_TOKENCUT ? "TokenCut" : "LOST", (int)out.n_patch);
     if (o->method == PIPELINE_TOKENCUT && o->scratch && gram > budget_cap(o->scratch)) {
-        long long cap = budget_cap(o->scratch);
-        int side = tokencut_side_that_fits(run.w, run.h, c->patch, cap);
-        char hint[48] = "";
+        /* the largest input whose graph would fit: advice in the 413 */
+        int side = tokencut_side_that_fits(run.w, run.h, c->patch, budget_cap(o->scratch));
         if (side)
             snprintf(hint, sizeof hint, " or max_side <= %d", side);
-        return err_set(e, ERR_TOOBIG, "TokenCut on %d patches needs %lld MB of scratch, over "
-                       "the budget of %lld MB (--scratch-budget): send a smaller image%s",
-                       (int)out.n_patch, gram >> 20, cap >> 20, hint);
     }
-    if ((rc = scratch_take(o, gram, o->method == PIPELINE_TOKENCUT ? "TokenCut on this many "
-                                                                    "patches"
-                                                                  : "LOST on this many patches",
-                           e)))
+    if ((rc = scratch_take(o, 0, gram, what, hint, e)))
         return rc;
     struct scratch_hold hold = {.o = o, .held = gram};
     if (o->method == PIPELINE_TOKENCUT) {
@@ -332,8 +327,8 @@ int pipeline_decode(const unsigned char *buf, size_t n, const struct pipeline_op
     if (rc)
         return rc;
     long long need = (long long)info->decoder_bytes;
-    if ((rc = scratch_take(o, need, info->multi_scan ? "decoding this progressive image"
-                                                     : "decoding this image", e)))
+    if ((rc = scratch_take(o, 0, need, info->multi_scan ? "decoding this progressive image"
+                                                        : "decoding this image", NULL, e)))
         return rc;
     if (o->scratch)
         d.max_memory = info->coef_bytes + ((size_t)8 << 20);
