@@ -37,7 +37,24 @@ size_t kern_packed_bf16_elems(int n, int k)
     return np * KERN_NR * (size_t)((k + 1) / 2 * 2);
 }
 
-size_t kern_bf16_scratch_elems(void) { return (size_t)KERN_MC * (KERN_KC + 2); }
+/* A bf16 block's row stride: kc2 plus one cache line, so that the twelve
+ * rows of a micro-tile fall in different L1 sets (a stride of a power of two
+ * puts them all in one). */
+static inline size_t bf16_a_stride(int kc2) { return (size_t)kc2 + 32; }
+
+size_t kern_bf16_scratch_elems(void) { return (size_t)KERN_MC * bf16_a_stride(KERN_KC); }
+
+/* The depth of each pass over k: k split into equal passes of at most
+ * KERN_KC (a multiple of 16 where k allows), so that a long k (1536, 4096)
+ * is not left with a short last pass, and C is reread as few times as
+ * possible. */
+static inline int k_block(int k)
+{
+    int passes = (k + KERN_KC - 1) / KERN_KC;
+    int kc = (k + passes - 1) / passes;
+    kc = (kc + 15) / 16 * 16;
+    return kc < KERN_KC ? kc : KERN_KC;
+}
 
 size_t kern_packed_floats(int n, int k)
 {
@@ -369,8 +386,9 @@ void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, fl
 {
     assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp));
     int np = (n + KERN_NR - 1) / KERN_NR;
-    for (int p0 = 0; p0 < k; p0 += KERN_KC) {
-        int kc = k - p0 < KERN_KC ? k - p0 : KERN_KC;
+    int kb = k_block(k);
+    for (int p0 = 0; p0 < k; p0 += kb) {
+        int kc = k - p0 < kb ? k - p0 : kb;
         int acc = accumulate || p0 > 0;
         const float *bias_now = p0 == 0 ? bias : NULL;
         /* MC rows of A stay in L2 while every 32-column panel of B passes */
@@ -658,12 +676,14 @@ static unsigned short to_bf16(float f)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bf16,fma")
 
-/* A block [mc, kc] as bf16 rows of stride kc2 (kc rounded up to even). */
-static void pack_a_bf16(const float *A, int lda, int mc, int kc, int kc2, unsigned short *dst)
+/* A block [mc, kc] as bf16 rows of kc2 (kc rounded up to even) elements,
+ * row stride sa. */
+static void pack_a_bf16(const float *A, int lda, int mc, int kc, int kc2, size_t sa,
+                        unsigned short *dst)
 {
     for (int i = 0; i < mc; i++) {
         const float *a = A + (size_t)i * lda;
-        unsigned short *d = dst + (size_t)i * kc2;
+        unsigned short *d = dst + (size_t)i * sa;
         int kk = 0;
         for (; kk + 32 <= kc; kk += 32) {
             __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + kk + 16),
@@ -677,7 +697,7 @@ static void pack_a_bf16(const float *A, int lda, int mc, int kc, int kc2, unsign
     }
 }
 
-static void micro_bf16(int kc2, const unsigned short *ap, int lda2, const unsigned short *bp,
+static void micro_bf16(int kc2, const unsigned short *ap, size_t lda2, const unsigned short *bp,
                        float *C, int ldc, int mr, int nr, const float *bias, int acc,
                        const char *pf, int pf_n)
 {
@@ -751,13 +771,15 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
 {
     assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp) && scratch);
     int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
-    for (int p0 = 0; p0 < k; p0 += KERN_KC) {
-        int kc = k - p0 < KERN_KC ? k - p0 : KERN_KC, kc2 = (kc + 1) / 2 * 2;
+    int kb = k_block(k);
+    for (int p0 = 0; p0 < k; p0 += kb) {
+        int kc = k - p0 < kb ? k - p0 : kb, kc2 = (kc + 1) / 2 * 2;
+        size_t sa = bf16_a_stride(kc2);
         int acc = accumulate || p0 > 0;
         const float *bias_now = p0 == 0 ? bias : NULL;
         for (int i0 = 0; i0 < m; i0 += KERN_MC) {
             int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
-            pack_a_bf16(A + (size_t)i0 * lda + p0, lda, mc, kc, kc2, scratch);
+            pack_a_bf16(A + (size_t)i0 * lda + p0, lda, mc, kc, kc2, sa, scratch);
             for (int jp = 0; jp < np; jp++) {
                 const unsigned short *bp = Bp + ((size_t)jp * k2 + p0) * KERN_NR;
                 int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
@@ -769,11 +791,11 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
                     const char *pfa = pf.next + (size_t)t * pf.per * 64;
                     float *c = C + (size_t)(i0 + ir) * ldc + j0;
                     if (mr == KERN_MR && nr == KERN_NR)
-                        micro_bf16_full(kc2, scratch + (size_t)ir * kc2, (size_t)kc2, bp, c,
+                        micro_bf16_full(kc2, scratch + (size_t)ir * sa, sa, bp, c,
                                         (size_t)ldc, bias_now ? bias_now + j0 : NULL, acc, pfa,
                                         prefetch_count(&pf, t));
                     else
-                        micro_bf16(kc2, scratch + (size_t)ir * kc2, kc2, bp, c, ldc, mr, nr,
+                        micro_bf16(kc2, scratch + (size_t)ir * sa, sa, bp, c, ldc, mr, nr,
                                    bias_now ? bias_now + j0 : NULL, acc, pfa,
                                    prefetch_count(&pf, t));
                 }

@@ -20,7 +20,7 @@
 
 #define KERN_NR 32  /* columns per packed panel */
 #define KERN_MR 12  /* rows per micro-tile */
-#define KERN_KC 384 /* depth per pass */
+#define KERN_KC 1024 /* most depth per pass (k is split into equal passes) */
 #define KERN_MC 96  /* rows of A kept in L2 while the panels of B pass */
 
 /* 1 when the CPU has AVX-512F (and LOSTD_KERNELS is not "blas"). Pure. */

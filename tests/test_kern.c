@@ -192,7 +192,9 @@ int main(void)
         return 0;
     }
     int sizes[][3] = {{1, 1, 1}, {12, 32, 7}, {13, 33, 257}, {100, 64, 384}, {37, 1152, 64},
-                      {96, 17, 600}, {200, 96, 520}, {5, 300, 3}};
+                      {96, 17, 600}, {200, 96, 520}, {5, 300, 3},
+                      /* k over KERN_KC: equal passes (2 x 776, 3 x 784) accumulate */
+                      {30, 40, 1552}, {13, 64, 2350}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int nn = 0; nn < 2; nn++)
             gemm_case(sizes[i][0], sizes[i][1], sizes[i][2], nn, (int)(i & 1));
@@ -203,6 +205,7 @@ int main(void)
         gemm_bf16_case(13, 33, 7);
         gemm_bf16_case(100, 64, 385);
         gemm_bf16_case(200, 96, 800);
+        gemm_bf16_case(25, 70, 2085); /* three passes, odd k */
     } else {
         printf("SKIP gemm bf16: this CPU has no AVX-512 BF16\n");
     }
