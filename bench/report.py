@@ -216,6 +216,22 @@ def lostd_stages(rows):
     return out
 
 
+def model_load(rows):
+    """Load times of bench/run.sh's model_load runs (file in the page cache)."""
+    runs = {}
+    for r in rows:
+        if r["kind"] == "model_load" and r["r"].get("load_ms") is not None:
+            runs.setdefault((r["model"], r["r"].get("precision", "?"), r["threads"]),
+                            []).append(r["r"]["load_ms"])
+    out = ["| model | precision | threads | loads | load ms median | min | max |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for (m, p, t), v in runs.items():
+        v = sorted(v)
+        out.append("| %s | %s | %d | %d | %.0f | %.0f | %.0f |" % (
+            m, p, t, len(v), v[len(v) // 2], v[0], v[-1]))
+    return out if len(out) > 2 else []
+
+
 def daemon(rows, ncores):
     one = next((r["r"] for r in rows if r["kind"] == "single"), None)
     ideal = ncores * 1000.0 / one["total_ms_median"] if one else None
@@ -397,6 +413,10 @@ def main():
                "share of it; the FMA peak is float32's, so bf16 has none)", ""] + fs
     md += ["", "## lostd: other stages and memory", ""]
     md += lostd_stages(rows)
+    ml = model_load(rows)
+    if ml:
+        md += ["", "## Model load (the checkpoint in the page cache: read through once, "
+               "then each run a fresh `lostd bench` that maps, validates and packs it)", ""] + ml
     d, ideal, one = daemon(rows, ncores)
     if len(d) > 2:
         md += ["", "## Daemon (`lostd serve`, ViT-S/14-reg, VOC07_000236.jpg 500x381 POSTed "
