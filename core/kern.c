@@ -804,4 +804,88 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
     }
 }
 
+
+void kern_round_bf16_rows(const float *A, int lda, int m, int k, unsigned short *dst, size_t ld2)
+{
+    assert(m >= 0 && k >= 1 && lda >= k && ld2 >= (size_t)(k + 1) / 2 * 2);
+    pack_a_bf16(A, lda, m, k, (k + 1) / 2 * 2, ld2, dst);
+}
+
+void kern_gemm_bf16_pa(int m, int n, int k, const unsigned short *Ap, size_t lda2,
+                       const unsigned short *Bp, size_t ldbp, float *C, int ldc, int accumulate)
+{
+    int k2 = (k + 1) / 2 * 2;
+    assert(m >= 0 && n >= 0 && k >= 1 && lda2 >= (size_t)k2 && ldc >= n && ALIGNED64(Bp) &&
+           ldbp % 32 == 0 && (n <= KERN_NR || ldbp >= (size_t)k2 * KERN_NR));
+    int np = (n + KERN_NR - 1) / KERN_NR, kb = k_block(k);
+    for (int p0 = 0; p0 < k; p0 += kb) {
+        int kc = k - p0 < kb ? k - p0 : kb, kc2 = (kc + 1) / 2 * 2;
+        int acc = accumulate || p0 > 0;
+        for (int i0 = 0; i0 < m; i0 += KERN_MC) {
+            int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
+            const unsigned short *ab = Ap + (size_t)i0 * lda2 + p0;
+            for (int jp = 0; jp < np; jp++) {
+                const unsigned short *bp = Bp + (size_t)jp * ldbp + (size_t)p0 * KERN_NR;
+                int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+                struct prefetch pf = next_panel(jp + 1 < np ? bp + ldbp : Bp + (size_t)p0 * KERN_NR,
+                                                sizeof *bp * kc2 * KERN_NR, mc);
+                for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
+                    int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
+                    const char *pfa = pf.next + (size_t)t * pf.per * 64;
+                    float *c = C + (size_t)(i0 + ir) * ldc + j0;
+                    if (mr == KERN_MR && nr == KERN_NR)
+                        micro_bf16_full(kc2, ab + (size_t)ir * lda2, lda2, bp, c, (size_t)ldc,
+                                        NULL, acc, pfa, prefetch_count(&pf, t));
+                    else
+                        micro_bf16(kc2, ab + (size_t)ir * lda2, lda2, bp, c, ldc, mr, nr, NULL,
+                                   acc, pfa, prefetch_count(&pf, t));
+                }
+            }
+        }
+    }
+}
+
+/* row_exp_sum with the exponentials written to p as bf16 (round to nearest
+ * even, as kern_round_bf16_rows), s left as it was. */
+static inline float row_exp_sum_bf16(const float *s, int n16, __mmask16 tail, float m, float c,
+                                     unsigned short *p)
+{
+    __m512 vc = _mm512_set1_ps(c), vmax = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    for (int j = 0; j < n16; j += 16) {
+        __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax), vc));
+        _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(e));
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (tail) {
+        __m512 e = exp2_neg512(
+            _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + n16), vmax), vc));
+        e = _mm512_maskz_mov_ps(tail, e);
+        unsigned short tmp[16];
+        _mm256_storeu_si256((__m256i *)tmp, (__m256i)_mm512_cvtneps_pbh(e));
+        memcpy(p + n16, tmp, sizeof *tmp * (size_t)__builtin_popcount(tail));
+        acc = _mm512_add_ps(acc, e);
+    }
+    return hsum(acc);
+}
+
+void kern_softmax_online_bf16(const float *S, int rows, int n, int lds, float scale, float *m,
+                              float *l, float *alpha, unsigned short *P, size_t ldp)
+{
+    assert(rows >= 0 && n >= 1 && lds >= n && ldp >= (size_t)(n + 1) / 2 * 2);
+    int n16 = n & ~15;
+    __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
+    float c = scale * 1.44269504088896341f;
+    for (int r = 0; r < rows; r++) {
+        const float *s = S + (size_t)r * lds;
+        unsigned short *p = P + (size_t)r * ldp;
+        float bm = row_max(s, n16, tail), m_old = m[r], m_new = bm > m_old ? bm : m_old;
+        float a = m_old == -INFINITY ? 0.0f : exp2f((m_old - m_new) * c);
+        l[r] = l[r] * a + row_exp_sum_bf16(s, n16, tail, m_new, c, p);
+        if (n & 1)
+            p[n] = 0; /* the pair (n - 1, n) of an odd n */
+        alpha[r] = a;
+        m[r] = m_new;
+    }
+}
+
 #pragma GCC pop_options

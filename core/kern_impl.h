@@ -68,6 +68,18 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
                     float *C, int ldc, const float *bias, int accumulate,
                     unsigned short *scratch);
 
+/* Rows of A [m, k] (stride lda) rounded to bf16 as kern_gemm_bf16 rounds
+ * them, into dst with row stride ld2 (>= k rounded up to even); an odd k
+ * gets a zero after its last element. For kern_gemm_bf16_pa. */
+void kern_round_bf16_rows(const float *A, int lda, int m, int k, unsigned short *dst, size_t ld2);
+
+/* kern_gemm_bf16 (no bias) on an A already rounded (kern_round_bf16_rows:
+ * rows of stride lda2) and B panels ldbp elements apart (kern_pack_*_bf16
+ * of a larger matrix: its panel stride), so one call covers every panel of
+ * a B whose rows are a slice of the packed ones. No scratch. */
+void kern_gemm_bf16_pa(int m, int n, int k, const unsigned short *Ap, size_t lda2,
+                       const unsigned short *Bp, size_t ldbp, float *C, int ldc, int accumulate);
+
 /* Row-wise softmax of S[rows, n] (stride lds) scaled by `scale` before the
  * exponential; writes exp(scale * (s - max)) in place and the row sums to
  * sums[rows] (the caller divides later). */
@@ -82,6 +94,14 @@ void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *s
  * l[r] = l[r] * alpha[r] + the block's sum. */
 void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l,
                          float *alpha);
+
+/* kern_softmax_online with the block's exponentials written to P (bf16,
+ * rows of stride ldp, zero after an odd n's last) instead of S, which is
+ * left as it was; the sums are of the float32 values, as there. P is what
+ * kern_softmax_online leaves in S, rounded to nearest even as
+ * kern_round_bf16_rows rounds (float32 denormals become 0). */
+void kern_softmax_online_bf16(const float *S, int rows, int n, int lds, float scale, float *m,
+                              float *l, float *alpha, unsigned short *P, size_t ldp);
 
 /* x[i] = gelu(x[i]) (exact-erf form, |error| < 1e-6 relative), n floats. */
 void kern_gelu(float *x, size_t n);

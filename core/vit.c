@@ -24,6 +24,20 @@
 #define QBLOCK 128 /* query rows per attention tile: scores are [QBLOCK, T] */
 #define QB_FAST 48 /* the same for the AVX-512 path (a multiple of KERN_MR) */
 #define ATT_KB 512 /* keys per block of the online softmax (a multiple of KERN_NR) */
+/* bf16 mode's rounded probabilities and queries (in the thread's bf16
+ * scratch): rows one cache line longer than a block, so that the twelve
+ * rows a micro-tile reads at once fall in different L1 sets */
+#define ATT_P_LD ((size_t)ATT_KB + 32)
+#define ATT_Q_LD(hd2) ((size_t)(hd2) + 32)
+
+/* uint16 elements of a thread's bf16 scratch: kern_gemm_bf16's A blocks,
+ * or attn_task's rounded queries and probabilities. */
+static size_t hscr_elems(const struct model_config *c)
+{
+    size_t att = (size_t)QB_FAST * (ATT_Q_LD((c->head_dim + 1) / 2 * 2) + ATT_P_LD);
+    size_t gemm = kern_bf16_scratch_elems();
+    return att > gemm ? att : gemm;
+}
 #define MAX_THREADS 64
 
 struct vit_work {
@@ -190,7 +204,7 @@ int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
         w->sblk[i] = alloc64(w, (size_t)QB_FAST * ATT_KB);
         w->oacc[i] = alloc64(w, (size_t)QB_FAST * w->m->cfg.head_dim);
         w->ssum[i] = alloc64(w, 3 * QB_FAST);
-        w->hscr[i] = alloc64(w, (kern_bf16_scratch_elems() + 1) / 2);
+        w->hscr[i] = alloc64(w, (hscr_elems(&w->m->cfg) + 1) / 2);
         if (!w->sblk[i] || !w->oacc[i] || !w->ssum[i] || !w->hscr[i]) {
             free_threads(w);
             return err_set(e, ERR_NOMEM, "out of memory for %d threads", n);
@@ -866,34 +880,42 @@ static void attn_task(void *ctx, int t, int th)
     const float *kp = w->kp + h * w->kp_stride, *vp = w->vp + h * w->vp_stride;
     const unsigned short *kh = kp_bf16(w, h), *vh = vp_bf16(w, h);
     int hd2 = (hd + 1) / 2 * 2, T2 = (T + 1) / 2 * 2;
+    /* bf16 mode: the block's queries and probabilities, rounded once each
+     * (rows one cache line longer than needed, see ATT_P_LD) */
+    unsigned short *qh = w->hscr[th], *ph = qh + (size_t)QB_FAST * ATT_Q_LD(hd2);
     float scale = 1.0f / sqrtf((float)hd);
     memset(O, 0, sizeof *O * (size_t)rows * hd);
     for (int i = 0; i < rows; i++) {
         mx[i] = -INFINITY;
         sum[i] = 0.0f;
     }
+    if (j->bf16)
+        kern_round_bf16_rows(Q, 3 * D, rows, hd, qh, ATT_Q_LD(hd2));
     for (int k0 = 0; k0 < T; k0 += ATT_KB) {
         int nk = T - k0 < ATT_KB ? T - k0 : ATT_KB;
-        if (j->bf16)
-            kern_gemm_bf16(rows, nk, hd, Q, 3 * D, kh + (size_t)k0 * hd2, S, ATT_KB, NULL, 0,
-                           w->hscr[th]);
-        else
+        if (j->bf16) {
+            /* key panels hold hd2 pairs each; value panels all T2 keys */
+            kern_gemm_bf16_pa(rows, nk, hd, qh, ATT_Q_LD(hd2), kh + (size_t)k0 * hd2,
+                              (size_t)hd2 * KERN_NR, S, ATT_KB, 0);
+            kern_softmax_online_bf16(S, rows, nk, ATT_KB, scale, mx, sum, alpha, ph, ATT_P_LD);
+        } else {
             kern_gemm(rows, nk, hd, Q, 3 * D, kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
-        kern_softmax_online(S, rows, nk, ATT_KB, scale, mx, sum, alpha);
+            kern_softmax_online(S, rows, nk, ATT_KB, scale, mx, sum, alpha);
+        }
         for (int i = 0; k0 > 0 && i < rows; i++)
             if (alpha[i] != 1.0f)
                 for (int d = 0; d < hd; d++)
                     O[(size_t)i * hd + d] *= alpha[i];
+        if (j->bf16) {
+            kern_gemm_bf16_pa(rows, hd, nk, ph, ATT_P_LD, vh + (size_t)k0 * KERN_NR,
+                              (size_t)T2 * KERN_NR, O, hd, 1);
+            continue;
+        }
         /* the values' panels hold all T keys each: one product per panel */
         for (int p0 = 0; p0 < hd; p0 += KERN_NR) {
             int nr = hd - p0 < KERN_NR ? hd - p0 : KERN_NR;
-            if (j->bf16)
-                kern_gemm_bf16(rows, nr, nk, S, ATT_KB,
-                               vh + (size_t)p0 * T2 + (size_t)k0 * KERN_NR, O + p0, hd, NULL,
-                               1, w->hscr[th]);
-            else
-                kern_gemm(rows, nr, nk, S, ATT_KB, vp + (size_t)p0 * T + (size_t)k0 * KERN_NR,
-                          O + p0, hd, NULL, 1);
+            kern_gemm(rows, nr, nk, S, ATT_KB, vp + (size_t)p0 * T + (size_t)k0 * KERN_NR,
+                      O + p0, hd, NULL, 1);
         }
     }
     float *out = w->att + (size_t)r0 * D + h * hd;

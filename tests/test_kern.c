@@ -107,6 +107,101 @@ static void gemm_bf16_case(int m, int n, int k)
     });
 }
 
+/* The bits of round_bf16(f). */
+static unsigned short bf16_of(float f)
+{
+    float r = round_bf16(f);
+    unsigned u;
+    memcpy(&u, &r, 4);
+    return (unsigned short)(u >> 16);
+}
+
+/* kern_gemm_bf16_pa: A rounded once by kern_round_bf16_rows, B a slice of
+ * rows [k0, k0 + k) of a larger [N, K] matrix packed as values are
+ * (kern_pack_nn_bf16), read through that packing's panel stride; accumulate
+ * onto C. Against a double reference on the bf16-rounded inputs. */
+static void gemm_bf16_pa_case(int m, int n, int k, int k0, int K)
+{
+    char name[128];
+    snprintf(name, sizeof name, "gemm bf16 pre-rounded A, B slice: m=%d n=%d k=%d at %d of %d",
+             m, n, k, k0, K);
+    CHECK_CASE(name, {
+        unsigned s = (unsigned)(m * 11 + n * 3 + k);
+        int lda = k + 5, ldc = n + 1, K2 = (K + 1) / 2 * 2;
+        size_t ld2 = (size_t)(k + 1) / 2 * 2 + 6;
+        float *A = malloc(sizeof *A * (size_t)m * lda), *B = malloc(sizeof *B * (size_t)K * n);
+        float *C = malloc(sizeof *C * (size_t)m * ldc), *C0 = malloc(sizeof *C0 * (size_t)m * ldc);
+        unsigned short *Ah = malloc(2 * (size_t)m * ld2);
+        unsigned short *Bp = aligned_alloc(64, 2 * kern_packed_bf16_elems(n, K) + 64);
+        for (size_t i = 0; i < (size_t)m * lda; i++)
+            A[i] = frand(&s);
+        for (size_t i = 0; i < (size_t)K * n; i++)
+            B[i] = frand(&s);
+        for (size_t i = 0; i < (size_t)m * ldc; i++)
+            C[i] = C0[i] = frand(&s);
+        kern_pack_nn_bf16(B, n, K, n, Bp);
+        kern_round_bf16_rows(A, lda, m, k, Ah, ld2);
+        for (int i = 0; i < m; i++) {
+            for (int q = 0; q < k; q++)
+                CHECK(Ah[(size_t)i * ld2 + q] == bf16_of(A[(size_t)i * lda + q]),
+                      "A[%d][%d] rounded differently", i, q);
+            if (k & 1)
+                CHECK(Ah[(size_t)i * ld2 + k] == 0, "row %d: no zero after an odd k", i);
+        }
+        kern_gemm_bf16_pa(m, n, k, Ah, ld2, Bp + (size_t)k0 * 32, (size_t)K2 * 32, C, ldc, 1);
+        double worst = 0;
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double r = C0[(size_t)i * ldc + j];
+                for (int q = 0; q < k; q++)
+                    r += (double)round_bf16(A[(size_t)i * lda + q]) *
+                         round_bf16(B[(size_t)(k0 + q) * n + j]);
+                double d = fabs(r - C[(size_t)i * ldc + j]) / (1 + sqrt((double)k));
+                worst = d > worst ? d : worst;
+            }
+            CHECK(C[(size_t)i * ldc + n] == C0[(size_t)i * ldc + n], "wrote past n at row %d", i);
+        }
+        CHECK(worst < 1e-5, "max scaled error %g", worst);
+        free(A), free(B), free(C), free(C0), free(Ah), free(Bp);
+    });
+}
+
+/* kern_softmax_online_bf16 against kern_softmax_online then rounding:
+ * the same maxima, sums and factors, P the rounded S, S untouched. */
+static void softmax_bf16_case(int n)
+{
+    char name[96];
+    snprintf(name, sizeof name, "online softmax into bf16, %d keys in two blocks", n);
+    CHECK_CASE(name, {
+        enum { R = 5, LD = 80 };
+        float S[R * LD], ref[R * LD], keep[R * LD];
+        float m1[R], l1[R], a1[R], m2[R], l2[R], a2[R];
+        unsigned short P[R * (LD + 2)];
+        unsigned s = (unsigned)n;
+        for (int r = 0; r < R; r++)
+            m1[r] = m2[r] = -INFINITY, l1[r] = l2[r] = 0;
+        for (int blk = 0; blk < 2; blk++) {
+            for (int i = 0; i < R * LD; i++)
+                S[i] = ref[i] = keep[i] = 12 * frand(&s) + (float)blk;
+            memset(P, 0xff, sizeof P);
+            kern_softmax_online(ref, R, n, LD, 0.125f, m1, l1, a1);
+            kern_softmax_online_bf16(S, R, n, LD, 0.125f, m2, l2, a2, P, LD + 2);
+            for (int r = 0; r < R; r++) {
+                CHECK(m1[r] == m2[r] && l1[r] == l2[r] && a1[r] == a2[r],
+                      "row %d: max/sum/factor %g/%g/%g vs %g/%g/%g", r, m2[r], l2[r], a2[r],
+                      m1[r], l1[r], a1[r]);
+                for (int j = 0; j < n; j++) {
+                    CHECK(P[r * (LD + 2) + j] == bf16_of(ref[r * LD + j]),
+                          "row %d col %d: P not the rounded exponential", r, j);
+                }
+                if (n & 1)
+                    CHECK(P[r * (LD + 2) + n] == 0, "row %d: no zero after an odd n", r);
+                CHECK(!memcmp(S + r * LD, keep + r * LD, sizeof *S * LD), "S changed");
+            }
+        }
+    });
+}
+
 /* The packed layouts written out element by element (kern_impl.h): float32
  * panels d[p][kk][j] = B[32p + j][kk]; bf16 panels of column pairs
  * d[p][kk/2][v][lane][kk%2] = bf16(B[32p + 16v + lane][kk]), rounded to
@@ -206,6 +301,11 @@ int main(void)
         gemm_bf16_case(100, 64, 385);
         gemm_bf16_case(200, 96, 800);
         gemm_bf16_case(25, 70, 2085); /* three passes, odd k */
+        gemm_bf16_pa_case(13, 64, 7, 0, 7);
+        gemm_bf16_pa_case(100, 64, 501, 512, 1013); /* the attention's P V, second block */
+        gemm_bf16_pa_case(40, 45, 1101, 32, 1200);  /* two passes, odd k, partial panel */
+        softmax_bf16_case(37);
+        softmax_bf16_case(64);
     } else {
         printf("SKIP gemm bf16: this CPU has no AVX-512 BF16\n");
     }
