@@ -29,6 +29,10 @@
  * rows a micro-tile reads at once fall in different L1 sets */
 #define ATT_P_LD ((size_t)ATT_KB + 32)
 #define ATT_Q_LD(hd2) ((size_t)(hd2) + 32)
+/* float32 mode's copy of a query block: Q's rows in the qkv matrix are 3D
+ * floats apart, 12 KiB for ViT-L, which puts a micro-tile's twelve rows in
+ * one L1 set */
+#define ATT_QF_LD(hd) ((hd) + 16)
 
 /* uint16 elements of a thread's bf16 scratch: kern_gemm_bf16's A blocks,
  * or attn_task's rounded queries and probabilities. */
@@ -71,6 +75,7 @@ struct vit_work {
     float *oacc[MAX_THREADS];   /* [QB_FAST, head_dim] attention output so far */
     float *ssum[MAX_THREADS];   /* [3, QB_FAST] running maxima, sums, rescale factors */
     unsigned short *hscr[MAX_THREADS]; /* bf16 A-block scratch per thread (bf16 mode) */
+    float *qblk[MAX_THREADS];   /* [QB_FAST, ATT_QF_LD(head_dim)] a query block's copy */
     float *kp, *vp;             /* packed keys / values, one slot per head */
     size_t kp_stride, vp_stride;
     int timing;                 /* vit_work_stage_timing */
@@ -167,8 +172,10 @@ static void free_threads(struct vit_work *w)
         free(w->oacc[i]);
         free(w->ssum[i]);
         free(w->hscr[i]);
+        free(w->qblk[i]);
         w->sblk[i] = w->oacc[i] = w->ssum[i] = NULL;
         w->hscr[i] = NULL;
+        w->qblk[i] = NULL;
     }
     w->n_threads = 0;
 }
@@ -205,7 +212,8 @@ int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
         w->oacc[i] = alloc64(w, (size_t)QB_FAST * w->m->cfg.head_dim);
         w->ssum[i] = alloc64(w, 3 * QB_FAST);
         w->hscr[i] = alloc64(w, (hscr_elems(&w->m->cfg) + 1) / 2);
-        if (!w->sblk[i] || !w->oacc[i] || !w->ssum[i] || !w->hscr[i]) {
+        w->qblk[i] = alloc64(w, (size_t)QB_FAST * ATT_QF_LD(w->m->cfg.head_dim));
+        if (!w->sblk[i] || !w->oacc[i] || !w->ssum[i] || !w->hscr[i] || !w->qblk[i]) {
             free_threads(w);
             return err_set(e, ERR_NOMEM, "out of memory for %d threads", n);
         }
@@ -889,8 +897,12 @@ static void attn_task(void *ctx, int t, int th)
         mx[i] = -INFINITY;
         sum[i] = 0.0f;
     }
+    float *qf = w->qblk[th];
     if (j->bf16)
         kern_round_bf16_rows(Q, 3 * D, rows, hd, qh, ATT_Q_LD(hd2));
+    else
+        for (int i = 0; i < rows; i++)
+            memcpy(qf + (size_t)i * ATT_QF_LD(hd), Q + (size_t)i * 3 * D, sizeof *qf * hd);
     for (int k0 = 0; k0 < T; k0 += ATT_KB) {
         int nk = T - k0 < ATT_KB ? T - k0 : ATT_KB;
         if (j->bf16) {
@@ -899,7 +911,7 @@ static void attn_task(void *ctx, int t, int th)
                               (size_t)hd2 * KERN_NR, S, ATT_KB, 0);
             kern_softmax_online_bf16(S, rows, nk, ATT_KB, scale, mx, sum, alpha, ph, ATT_P_LD);
         } else {
-            kern_gemm(rows, nk, hd, Q, 3 * D, kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
+            kern_gemm(rows, nk, hd, qf, ATT_QF_LD(hd), kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
             kern_softmax_online(S, rows, nk, ATT_KB, scale, mx, sum, alpha);
         }
         for (int i = 0; k0 > 0 && i < rows; i++)
