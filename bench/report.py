@@ -318,7 +318,7 @@ def dedupe(rows):
         x = r["r"]
         return (r["kind"], r["model"], r["size"], r["threads"], r["env"], r.get("round", 1),
                 x.get("workers"), x.get("concurrency"), x.get("images"),
-                x.get("precision") if r["kind"] == "stages" else None)
+                x.get("precision") if r["kind"] in ("stages", "model_load") else None)
     last = {key(r): r for r in rows if r["kind"] != "load"}
     out, seen = [], set()
     for r in rows:
@@ -336,7 +336,7 @@ def merge_rounds(rows):
     and every round's median in r["rounds"]."""
     groups, out = {}, []
     for r in rows:
-        if r["kind"] == "load" or "forward_ms_median" not in r["r"]:
+        if r["kind"] in ("load", "model_load") or "forward_ms_median" not in r["r"]:
             out.append(r)
             continue
         k = (r["kind"], r["model"], r["size"], r["threads"], r["env"],

@@ -200,13 +200,14 @@ if part forward; then
     for m in $MODELS $LARGE; do
         cat "$(model_file "$m")" >/dev/null
         for p in fp32 bf16; do
-            for i in 1 2 3 4 5; do
+            for ROUND in 1 2 3 4 5; do
                 j=$(timeout 600 "$LOSTD" bench --model "$(model_file "$m")" --size 224x224 \
                     --threads $KEY_T --repeat 1 --warmup 0 --precision $p) \
                     && rec model_load "$m" 224x224 $KEY_T set "$j"
             done
         done
     done
+    ROUND=1
     # the key row in KEY_ROUNDS rounds, each engine once per round and the
     # two environments alternating, so a neighbour that comes and goes
     # during the run lands on every engine; the report takes the median
