@@ -873,8 +873,9 @@ static void attn_pack_task(void *ctx, int h, int th)
  * query; the output so far is rescaled when the maximum grows), O += P V;
  * O is divided by the sums at the end. Per thread only a [QB_FAST, ATT_KB]
  * tile of scores and the [QB_FAST, hd] output exist, whatever T is. In bf16
- * mode both products take bf16 operands (Q and P rounded block by block)
- * and accumulate in float32; the softmax stays float32. */
+ * mode both products take bf16 operands (Q rounded once per task, P
+ * written as bf16 by the softmax) and accumulate in float32; the softmax
+ * and its sums stay float32. */
 static void attn_task(void *ctx, int t, int th)
 {
     struct attn_job *j = ctx;
