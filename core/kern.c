@@ -765,13 +765,40 @@ static void micro_bf16_full(int kc2, const unsigned short *ap, size_t lda2,
     STORE_FULL_TILE();
 }
 
+/* One block of mc rows of a bf16 product (A rounded, rows lda2 apart)
+ * against every panel of B (b0: the first panel at this pass's depth,
+ * panels ldbp elements apart), kc2 deep: the panel and tile loops of
+ * kern_gemm_bf16 and kern_gemm_bf16_pa. */
+static void bf16_panels(int mc, int n, const unsigned short *ab, size_t lda2,
+                        const unsigned short *b0, size_t ldbp, int kc2, float *C, int ldc,
+                        const float *bias, int acc)
+{
+    int np = (n + KERN_NR - 1) / KERN_NR;
+    for (int jp = 0; jp < np; jp++) {
+        const unsigned short *bp = b0 + (size_t)jp * ldbp;
+        int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
+        struct prefetch pf = next_panel(jp + 1 < np ? bp + ldbp : b0,
+                                        sizeof *bp * kc2 * KERN_NR, mc);
+        for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
+            int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
+            const char *pfa = pf.next + (size_t)t * pf.per * 64;
+            float *c = C + (size_t)ir * ldc + j0;
+            if (mr == KERN_MR && nr == KERN_NR)
+                micro_bf16_full(kc2, ab + (size_t)ir * lda2, lda2, bp, c, (size_t)ldc,
+                                bias ? bias + j0 : NULL, acc, pfa, prefetch_count(&pf, t));
+            else
+                micro_bf16(kc2, ab + (size_t)ir * lda2, lda2, bp, c, ldc, mr, nr,
+                           bias ? bias + j0 : NULL, acc, pfa, prefetch_count(&pf, t));
+        }
+    }
+}
+
 void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned short *Bp,
                     float *C, int ldc, const float *bias, int accumulate,
                     unsigned short *scratch)
 {
     assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp) && scratch);
-    int np = (n + KERN_NR - 1) / KERN_NR, k2 = (k + 1) / 2 * 2;
-    int kb = k_block(k);
+    int k2 = (k + 1) / 2 * 2, kb = k_block(k);
     for (int p0 = 0; p0 < k; p0 += kb) {
         int kc = k - p0 < kb ? k - p0 : kb, kc2 = (kc + 1) / 2 * 2;
         size_t sa = bf16_a_stride(kc2);
@@ -780,26 +807,8 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
         for (int i0 = 0; i0 < m; i0 += KERN_MC) {
             int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
             pack_a_bf16(A + (size_t)i0 * lda + p0, lda, mc, kc, kc2, sa, scratch);
-            for (int jp = 0; jp < np; jp++) {
-                const unsigned short *bp = Bp + ((size_t)jp * k2 + p0) * KERN_NR;
-                int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
-                struct prefetch pf = next_panel(jp + 1 < np ? bp + (size_t)k2 * KERN_NR
-                                                            : Bp + (size_t)p0 * KERN_NR,
-                                                sizeof *bp * kc2 * KERN_NR, mc);
-                for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
-                    int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
-                    const char *pfa = pf.next + (size_t)t * pf.per * 64;
-                    float *c = C + (size_t)(i0 + ir) * ldc + j0;
-                    if (mr == KERN_MR && nr == KERN_NR)
-                        micro_bf16_full(kc2, scratch + (size_t)ir * sa, sa, bp, c,
-                                        (size_t)ldc, bias_now ? bias_now + j0 : NULL, acc, pfa,
-                                        prefetch_count(&pf, t));
-                    else
-                        micro_bf16(kc2, scratch + (size_t)ir * sa, sa, bp, c, ldc, mr, nr,
-                                   bias_now ? bias_now + j0 : NULL, acc, pfa,
-                                   prefetch_count(&pf, t));
-                }
-            }
+            bf16_panels(mc, n, scratch, sa, Bp + (size_t)p0 * KERN_NR, (size_t)k2 * KERN_NR, kc2,
+                        C + (size_t)i0 * ldc, ldc, bias_now, acc);
         }
     }
 }
@@ -817,30 +826,14 @@ void kern_gemm_bf16_pa(int m, int n, int k, const unsigned short *Ap, size_t lda
     int k2 = (k + 1) / 2 * 2;
     assert(m >= 0 && n >= 0 && k >= 1 && lda2 >= (size_t)k2 && ldc >= n && ALIGNED64(Bp) &&
            ldbp % 32 == 0 && (n <= KERN_NR || ldbp >= (size_t)k2 * KERN_NR));
-    int np = (n + KERN_NR - 1) / KERN_NR, kb = k_block(k);
+    int kb = k_block(k);
     for (int p0 = 0; p0 < k; p0 += kb) {
         int kc = k - p0 < kb ? k - p0 : kb, kc2 = (kc + 1) / 2 * 2;
         int acc = accumulate || p0 > 0;
         for (int i0 = 0; i0 < m; i0 += KERN_MC) {
             int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
-            const unsigned short *ab = Ap + (size_t)i0 * lda2 + p0;
-            for (int jp = 0; jp < np; jp++) {
-                const unsigned short *bp = Bp + (size_t)jp * ldbp + (size_t)p0 * KERN_NR;
-                int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
-                struct prefetch pf = next_panel(jp + 1 < np ? bp + ldbp : Bp + (size_t)p0 * KERN_NR,
-                                                sizeof *bp * kc2 * KERN_NR, mc);
-                for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
-                    int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
-                    const char *pfa = pf.next + (size_t)t * pf.per * 64;
-                    float *c = C + (size_t)(i0 + ir) * ldc + j0;
-                    if (mr == KERN_MR && nr == KERN_NR)
-                        micro_bf16_full(kc2, ab + (size_t)ir * lda2, lda2, bp, c, (size_t)ldc,
-                                        NULL, acc, pfa, prefetch_count(&pf, t));
-                    else
-                        micro_bf16(kc2, ab + (size_t)ir * lda2, lda2, bp, c, ldc, mr, nr, NULL,
-                                   acc, pfa, prefetch_count(&pf, t));
-                }
-            }
+            bf16_panels(mc, n, Ap + (size_t)i0 * lda2 + p0, lda2, Bp + (size_t)p0 * KERN_NR, ldbp,
+                        kc2, C + (size_t)i0 * ldc, ldc, NULL, acc);
         }
     }
 }
