@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test program (build/tests/test_*) and shell test (tests/e2e_*.sh).
+# Runs every test program (build/tests/test_*), the parity programs once more
+# on the OpenBLAS path, and every shell test (tests/e2e_*.sh).
 # Each prints "PASS <case>" / "FAIL <case>: why" lines; a program that exits
 # nonzero without a FAIL line counts as one failure. "SKIP <case>: why" lines
 # count as neither and are shown under the program's line. Ends with the
@@ -31,6 +32,12 @@ for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     case "$t" in *.o|*.d) continue;; esac
     run_one "$(basename "$t")" "$t"
+done
+# the parity programs again on the OpenBLAS path (LOSTD_KERNELS=blas: what a
+# CPU without AVX-512 runs), so both kernel paths stay equal to the reference
+for t in test_vit test_backbones test_lost test_tokencut; do
+    [ -x "$BUILD/tests/$t" ] || continue
+    run_one "$t (openblas)" env LOSTD_KERNELS=blas "$BUILD/tests/$t"
 done
 for t in tests/e2e_*.sh; do
     [ -f "$t" ] || continue
