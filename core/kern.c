@@ -154,6 +154,13 @@ static __m512i bf16_bits(__m512 x)
     return _mm512_srli_epi32(r, 16);
 }
 
+/* Two rows' worth of 16 columns as bf16 pairs: lane j holds (a[j], b[j]),
+ * a in the low half, the layout kern_pack_*_bf16 store. */
+static inline __m512i bf16_pairs(__m512 a, __m512 b)
+{
+    return _mm512_or_si512(bf16_bits(a), _mm512_slli_epi32(bf16_bits(b), 16));
+}
+
 void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *dst)
 {
     assert(k >= 1 && n >= 1 && ldb >= k && ALIGNED64(dst));
@@ -171,9 +178,8 @@ void kern_pack_nt_bf16(const float *B, int ldb, int n, int k, unsigned short *ds
                 /* vector v of the pair (kk, kk+1) holds columns 16v..16v+15,
                  * each as the pair (B[.][kk], B[.][kk+1]) */
                 for (int kk = 0; kk < kc; kk += 2) {
-                    __m512i pr = _mm512_or_si512(bf16_bits(t[kk]),
-                                                 _mm512_slli_epi32(bf16_bits(t[kk + 1]), 16));
-                    _mm512_store_si512(d + (size_t)(kk0 + kk) * KERN_NR + 32 * v, pr);
+                    _mm512_store_si512(d + (size_t)(kk0 + kk) * KERN_NR + 32 * v,
+                                       bf16_pairs(t[kk], t[kk + 1]));
                 }
             }
         }
@@ -202,8 +208,7 @@ void kern_pack_nn_bf16(const float *B, int ldb, int k, int n, unsigned short *ds
                 __m512 a = _mm512_maskz_loadu_ps(m[v], r0 + 16 * v);
                 __m512 b = kk + 1 < k ? _mm512_maskz_loadu_ps(m[v], r0 + ldb + 16 * v)
                                       : _mm512_setzero_ps();
-                __m512i pr = _mm512_or_si512(bf16_bits(a), _mm512_slli_epi32(bf16_bits(b), 16));
-                _mm512_store_si512(d + (size_t)kk * KERN_NR + 32 * v, pr);
+                _mm512_store_si512(d + (size_t)kk * KERN_NR + 32 * v, bf16_pairs(a, b));
             }
         }
     }
@@ -472,20 +477,25 @@ static inline float row_max(const float *s, int n16, __mmask16 tail)
     return hmax(mx);
 }
 
-/* s[j] = 2^((s[j] - m) c) in place (e^(scale (s - m)) with c = scale
- * log2(e); the difference first, so the entries near m stay exact);
- * returns their sum. */
+/* A softmax term 2^((s - m) c): the difference first, so the entries near
+ * the maximum m stay exact. */
+static inline __m512 softmax_exp(__m512 s, __m512 vmax, __m512 vc)
+{
+    return exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(s, vmax), vc));
+}
+
+/* s[j] = softmax_exp(s[j]) in place (e^(scale (s - m)) with c = scale
+ * log2(e)); returns their sum. */
 static inline float row_exp_sum(float *s, int n16, __mmask16 tail, float m, float c)
 {
     __m512 vc = _mm512_set1_ps(c), vmax = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
     for (int j = 0; j < n16; j += 16) {
-        __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax), vc));
+        __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmax, vc);
         _mm512_storeu_ps(s + j, e);
         acc = _mm512_add_ps(acc, e);
     }
     if (tail) {
-        __m512 e = exp2_neg512(
-            _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + n16), vmax), vc));
+        __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmax, vc);
         e = _mm512_maskz_mov_ps(tail, e);
         _mm512_mask_storeu_ps(s + n16, tail, e);
         acc = _mm512_add_ps(acc, e);
@@ -505,6 +515,17 @@ void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *s
     }
 }
 
+/* One row of an online softmax block: the running maximum *m becomes the
+ * maximum over all blocks so far; returns the factor exp(scale (m_before -
+ * m)) (c = scale log2(e)) that the earlier blocks' terms, taken relative to
+ * m_before, need. */
+static inline float online_max(const float *s, int n16, __mmask16 tail, float c, float *m)
+{
+    float bm = row_max(s, n16, tail), m_old = *m, m_new = bm > m_old ? bm : m_old;
+    *m = m_new;
+    return m_old == -INFINITY ? 0.0f : exp2f((m_old - m_new) * c);
+}
+
 void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l,
                          float *alpha)
 {
@@ -514,12 +535,9 @@ void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float 
     float c = scale * 1.44269504088896341f;
     for (int r = 0; r < rows; r++) {
         float *s = S + (size_t)r * lds;
-        float bm = row_max(s, n16, tail), m_old = m[r], m_new = bm > m_old ? bm : m_old;
-        /* the earlier blocks' terms were taken relative to m_old */
-        float a = m_old == -INFINITY ? 0.0f : exp2f((m_old - m_new) * c);
-        l[r] = l[r] * a + row_exp_sum(s, n16, tail, m_new, c);
+        float a = online_max(s, n16, tail, c, &m[r]);
+        l[r] = l[r] * a + row_exp_sum(s, n16, tail, m[r], c);
         alpha[r] = a;
-        m[r] = m_new;
     }
 }
 
@@ -813,7 +831,6 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
     }
 }
 
-
 void kern_round_bf16_rows(const float *A, int lda, int m, int k, unsigned short *dst, size_t ld2)
 {
     assert(m >= 0 && k >= 1 && lda >= k && ld2 >= (size_t)(k + 1) / 2 * 2);
@@ -845,13 +862,12 @@ static inline float row_exp_sum_bf16(const float *s, int n16, __mmask16 tail, fl
 {
     __m512 vc = _mm512_set1_ps(c), vmax = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
     for (int j = 0; j < n16; j += 16) {
-        __m512 e = exp2_neg512(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax), vc));
+        __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmax, vc);
         _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(e));
         acc = _mm512_add_ps(acc, e);
     }
     if (tail) {
-        __m512 e = exp2_neg512(
-            _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + n16), vmax), vc));
+        __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmax, vc);
         e = _mm512_maskz_mov_ps(tail, e);
         unsigned short tmp[16];
         _mm256_storeu_si256((__m256i *)tmp, (__m256i)_mm512_cvtneps_pbh(e));
@@ -871,13 +887,11 @@ void kern_softmax_online_bf16(const float *S, int rows, int n, int lds, float sc
     for (int r = 0; r < rows; r++) {
         const float *s = S + (size_t)r * lds;
         unsigned short *p = P + (size_t)r * ldp;
-        float bm = row_max(s, n16, tail), m_old = m[r], m_new = bm > m_old ? bm : m_old;
-        float a = m_old == -INFINITY ? 0.0f : exp2f((m_old - m_new) * c);
-        l[r] = l[r] * a + row_exp_sum_bf16(s, n16, tail, m_new, c, p);
+        float a = online_max(s, n16, tail, c, &m[r]);
+        l[r] = l[r] * a + row_exp_sum_bf16(s, n16, tail, m[r], c, p);
         if (n & 1)
             p[n] = 0; /* the pair (n - 1, n) of an odd n */
         alpha[r] = a;
-        m[r] = m_new;
     }
 }
 

@@ -230,13 +230,14 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
     if ((rc = scratch_take(o, 0, gram, what, hint, e)))
         return rc;
     struct scratch_hold hold = {.o = o, .held = gram};
+    /* TokenCut's cosine graph on the workspace's kernels too; its dense
+     * fallback asks the budget first */
+    struct tokencut_params tp = o->tc;
+    tp.gram = gram_on_workspace;
+    tp.gram_ctx = w;
+    tp.reserve = scratch_more;
+    tp.reserve_ctx = &hold;
     if (o->method == PIPELINE_TOKENCUT) {
-        /* TokenCut's cosine graph on the workspace's kernels too. */
-        struct tokencut_params tp = o->tc;
-        tp.gram = gram_on_workspace;
-        tp.gram_ctx = w;
-        tp.reserve = scratch_more;
-        tp.reserve_ctx = &hold;
         rc = tokencut_find_box(f, out.dim, &g, &tp, a, &r->tc, e);
         if (!rc) {
             memcpy(r->lost.box, r->tc.box, sizeof r->lost.box);
@@ -263,11 +264,6 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
         r->dinoseg = !rc;
     }
     if (!rc && o->max_objects > 1 && o->method == PIPELINE_TOKENCUT) {
-        struct tokencut_params tp = o->tc;
-        tp.gram = gram_on_workspace;
-        tp.gram_ctx = w;
-        tp.reserve = scratch_more;
-        tp.reserve_ctx = &hold;
         int (*boxes)[4] = arena_alloc(a, sizeof(int[4]) * LOST_MAX_OBJECTS);
         int n = 0;
         const char *stop = "max_objects";
