@@ -1,6 +1,7 @@
 /* team.c - the workspace's thread team: a generation counter wakes the
- * team, tasks are claimed with an atomic counter, the last finisher wakes
- * the caller. See team_impl.h. */
+ * team; each thread owns a contiguous share of the tasks and claims them
+ * from the front, a thread with none left takes the others' from the back;
+ * the last finisher wakes the caller. See team_impl.h. */
 #include "team_impl.h"
 
 #include <pthread.h>
@@ -15,13 +16,25 @@
 #define relax() ((void)0)
 #endif
 
+/* A thread's share of the current loop's tasks, [lo, hi) packed in one
+ * word so that the owner (lo++) and a thief (hi--) agree with one CAS; one
+ * cache line each. */
+struct share {
+    _Alignas(64) atomic_ullong span;
+};
+
+static inline unsigned long long span_pack(unsigned lo, unsigned hi)
+{
+    return (unsigned long long)hi << 32 | lo;
+}
+
 struct team {
     int n;
+    struct share *shares;    /* [n] */
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     atomic_ulong gen;        /* bumped for every loop */
-    atomic_int next;         /* next task to claim */
     atomic_int running;      /* threads still inside the current loop */
     int n_tasks;
     void (*fn)(void *, int, int);
@@ -34,13 +47,34 @@ struct arg {
     int id;
 };
 
+/* Claims the front task of share i (own) or its back task (a thief);
+ * -1 when the share is empty. */
+static int claim(struct team *p, int i, int own)
+{
+    atomic_ullong *sp = &p->shares[i].span;
+    unsigned long long v = atomic_load(sp);
+    for (;;) {
+        unsigned lo = (unsigned)v, hi = (unsigned)(v >> 32);
+        if (lo >= hi)
+            return -1;
+        unsigned long long nv = own ? span_pack(lo + 1, hi) : span_pack(lo, hi - 1);
+        if (atomic_compare_exchange_weak(sp, &v, nv))
+            return (int)(own ? lo : hi - 1);
+    }
+}
+
+/* Thread id runs its own share in order (so that a thread meets the same
+ * rows in successive loops and finds them in its cache), then helps the
+ * others from the far end of theirs. */
 static void work(struct team *p, int id)
 {
-    for (;;) {
-        int t = atomic_fetch_add(&p->next, 1);
-        if (t >= p->n_tasks)
-            break;
+    int t;
+    while ((t = claim(p, id, 1)) >= 0)
         p->fn(p->ctx, t, id);
+    for (int k = 1; k < p->n; k++) {
+        int v = (id + k) % p->n;
+        while ((t = claim(p, v, 0)) >= 0)
+            p->fn(p->ctx, t, id);
     }
 }
 
@@ -86,7 +120,10 @@ struct team *team_init(int n_threads)
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     p->th = calloc(n_threads, sizeof *p->th);
-    if (!p->th) {
+    p->shares = aligned_alloc(64, sizeof *p->shares * (size_t)n_threads);
+    if (!p->th || !p->shares) {
+        free(p->th);
+        free(p->shares);
         free(p);
         return NULL;
     }
@@ -117,6 +154,7 @@ void team_free(struct team *p)
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p->th);
+    free(p->shares);
     free(p);
 }
 
@@ -133,7 +171,10 @@ void team_run(struct team *p, int n_tasks, void (*fn)(void *ctx, int task, int t
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
+    for (int i = 0; i < p->n; i++)
+        atomic_store(&p->shares[i].span,
+                     span_pack((unsigned)((long)i * n_tasks / p->n),
+                               (unsigned)((long)(i + 1) * n_tasks / p->n)));
     atomic_store(&p->running, p->n - 1);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->gen, 1);

@@ -14,9 +14,13 @@ struct team *team_init(int n_threads);
 void team_free(struct team *p);
 int team_size(const struct team *p);
 
-/* Runs fn(ctx, task, thread) for every task in [0, n_tasks), tasks handed
- * out dynamically; thread is in [0, team_size) and identifies per-thread
- * scratch. Returns when every task is done. Not re-entrant. */
+/* Runs fn(ctx, task, thread) for every task in [0, n_tasks); thread is in
+ * [0, team_size) and identifies per-thread scratch. Thread i owns the i-th
+ * of team_size contiguous shares of the tasks and runs it in order, so a
+ * loop split the same way as the one before finds its rows in the same
+ * core's cache; a thread done with its share takes tasks from the far end
+ * of the others'. Which thread runs a task must not change its result.
+ * Returns when every task is done. Not re-entrant. */
 void team_run(struct team *p, int n_tasks, void (*fn)(void *ctx, int task, int thread),
               void *ctx);
 
