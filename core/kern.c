@@ -56,6 +56,19 @@ static inline int k_block(int k)
     return kc < KERN_KC ? kc : KERN_KC;
 }
 
+/* Rows per block of A (at most KERN_MC, a multiple of KERN_MR): the rows
+ * in equal blocks, so that no short block streams every panel of B for a
+ * few rows (130 rows: 72 + 58, not 96 + 34). */
+static inline int m_block(int m)
+{
+    if (m <= KERN_MC)
+        return KERN_MC;
+    int blocks = (m + KERN_MC - 1) / KERN_MC;
+    int per = (m + blocks - 1) / blocks;
+    per = (per + KERN_MR - 1) / KERN_MR * KERN_MR;
+    return per < KERN_MC ? per : KERN_MC;
+}
+
 size_t kern_packed_floats(int n, int k)
 {
     size_t np = ((size_t)n + KERN_NR - 1) / KERN_NR;
@@ -391,14 +404,14 @@ void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, fl
 {
     assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp));
     int np = (n + KERN_NR - 1) / KERN_NR;
-    int kb = k_block(k);
+    int kb = k_block(k), mb = m_block(m);
     for (int p0 = 0; p0 < k; p0 += kb) {
         int kc = k - p0 < kb ? k - p0 : kb;
         int acc = accumulate || p0 > 0;
         const float *bias_now = p0 == 0 ? bias : NULL;
         /* MC rows of A stay in L2 while every 32-column panel of B passes */
-        for (int i0 = 0; i0 < m; i0 += KERN_MC) {
-            int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
+        for (int i0 = 0; i0 < m; i0 += mb) {
+            int mc = m - i0 < mb ? m - i0 : mb;
             for (int jp = 0; jp < np; jp++) {
                 const float *bp = Bp + ((size_t)jp * k + p0) * KERN_NR;
                 int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
@@ -816,14 +829,14 @@ void kern_gemm_bf16(int m, int n, int k, const float *A, int lda, const unsigned
                     unsigned short *scratch)
 {
     assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp) && scratch);
-    int k2 = (k + 1) / 2 * 2, kb = k_block(k);
+    int k2 = (k + 1) / 2 * 2, kb = k_block(k), mb = m_block(m);
     for (int p0 = 0; p0 < k; p0 += kb) {
         int kc = k - p0 < kb ? k - p0 : kb, kc2 = (kc + 1) / 2 * 2;
         size_t sa = bf16_a_stride(kc2);
         int acc = accumulate || p0 > 0;
         const float *bias_now = p0 == 0 ? bias : NULL;
-        for (int i0 = 0; i0 < m; i0 += KERN_MC) {
-            int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
+        for (int i0 = 0; i0 < m; i0 += mb) {
+            int mc = m - i0 < mb ? m - i0 : mb;
             pack_a_bf16(A + (size_t)i0 * lda + p0, lda, mc, kc, kc2, sa, scratch);
             bf16_panels(mc, n, scratch, sa, Bp + (size_t)p0 * KERN_NR, (size_t)k2 * KERN_NR, kc2,
                         C + (size_t)i0 * ldc, ldc, bias_now, acc);
@@ -843,12 +856,12 @@ void kern_gemm_bf16_pa(int m, int n, int k, const unsigned short *Ap, size_t lda
     int k2 = (k + 1) / 2 * 2;
     assert(m >= 0 && n >= 0 && k >= 1 && lda2 >= (size_t)k2 && ldc >= n && ALIGNED64(Bp) &&
            ldbp % 32 == 0 && (n <= KERN_NR || ldbp >= (size_t)k2 * KERN_NR));
-    int kb = k_block(k);
+    int kb = k_block(k), mb = m_block(m);
     for (int p0 = 0; p0 < k; p0 += kb) {
         int kc = k - p0 < kb ? k - p0 : kb, kc2 = (kc + 1) / 2 * 2;
         int acc = accumulate || p0 > 0;
-        for (int i0 = 0; i0 < m; i0 += KERN_MC) {
-            int mc = m - i0 < KERN_MC ? m - i0 : KERN_MC;
+        for (int i0 = 0; i0 < m; i0 += mb) {
+            int mc = m - i0 < mb ? m - i0 : mb;
             bf16_panels(mc, n, Ap + (size_t)i0 * lda2 + p0, lda2, Bp + (size_t)p0 * KERN_NR, ldbp,
                         kc2, C + (size_t)i0 * ldc, ldc, NULL, acc);
         }

@@ -289,7 +289,9 @@ int main(void)
     int sizes[][3] = {{1, 1, 1}, {12, 32, 7}, {13, 33, 257}, {100, 64, 384}, {37, 1152, 64},
                       {96, 17, 600}, {200, 96, 520}, {5, 300, 3},
                       /* k over KERN_KC: equal passes (2 x 776, 3 x 784) accumulate */
-                      {30, 40, 1552}, {13, 64, 2350}};
+                      {30, 40, 1552}, {13, 64, 2350},
+                      /* m over KERN_MC: equal row blocks (72 + 58, 3 x 72 + 1) */
+                      {130, 70, 33}, {217, 40, 20}, {0, 32, 16}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int nn = 0; nn < 2; nn++)
             gemm_case(sizes[i][0], sizes[i][1], sizes[i][2], nn, (int)(i & 1));
@@ -301,6 +303,7 @@ int main(void)
         gemm_bf16_case(100, 64, 385);
         gemm_bf16_case(200, 96, 800);
         gemm_bf16_case(25, 70, 2085); /* three passes, odd k */
+        gemm_bf16_case(130, 40, 64);  /* two row blocks of A */
         gemm_bf16_pa_case(13, 64, 7, 0, 7);
         gemm_bf16_pa_case(100, 64, 501, 512, 1013); /* the attention's P V, second block */
         gemm_bf16_pa_case(40, 45, 1101, 32, 1200);  /* two passes, odd k, partial panel */
