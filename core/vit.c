@@ -259,20 +259,22 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
     return ms > 0 ? flop / (ms * 1e6) : 0;
 }
 struct peak_job {
+    double ms;
     double gflops[MAX_THREADS];
 };
 
 static void peak_task(void *ctx, int t, int th)
 {
     (void)th;
-    ((struct peak_job *)ctx)->gflops[t] = kern_fma_peak(40.0);
+    struct peak_job *j = ctx;
+    j->gflops[t] = kern_fma_peak(j->ms);
 }
 
-double vit_work_fma_peak_gflops(struct vit_work *w)
+double vit_work_fma_peak_gflops(struct vit_work *w, double ms)
 {
     if (!w->fast)
         return 0;
-    struct peak_job j = {{0}};
+    struct peak_job j = {.ms = ms};
     int n = w->n_threads > 0 ? w->n_threads : 1;
     team_run(w->team, n, peak_task, &j);
     double sum = 0;
@@ -670,16 +672,20 @@ struct gemm_job {
 
 #define GEMM_MIN_ROWS 96 /* a task's rows: each weight panel it streams serves this many */
 
-/* Splits an m x n product into tasks: row blocks of at least GEMM_MIN_ROWS
- * (each task streams its columns of B once), then column blocks when that
- * leaves too few tasks to balance the team (short inputs: ViT-B at 224x224
- * has 261 tokens against 2304 qkv columns). One task per team of one. */
+/* Splits an m x n product into tasks: row blocks of about GEMM_MIN_ROWS
+ * (one block of A each in kern_gemm, so small tasks cost no extra pass over
+ * B; many of them leave a short tail when the threads' shares end
+ * unevenly), then column blocks when that leaves too few tasks to balance
+ * the team (short inputs: ViT-B at 224x224 has 261 tokens against 2304 qkv
+ * columns). One task per team of one. */
 static void gemm_plan(const struct vit_work *w, int m, int n, struct gemm_job *j)
 {
     int target = w->n_threads > 1 ? 3 * w->n_threads : 1;
     int tiles = (m + KERN_MR - 1) / KERN_MR, panels = (n + KERN_NR - 1) / KERN_NR;
-    int n_row = m / GEMM_MIN_ROWS;
-    n_row = n_row < 1 ? 1 : n_row > target ? target : n_row;
+    int n_row = w->n_threads > 1 ? m / GEMM_MIN_ROWS : 1;
+    if (n_row > 1 && m > n_row * KERN_MC)
+        n_row = (m + KERN_MC - 1) / KERN_MC; /* no task over one block of A */
+    n_row = n_row < 1 ? 1 : n_row;
     j->n_row = n_row > tiles ? tiles : n_row;
     int n_col = (target + j->n_row - 1) / j->n_row;
     j->n_col = n_col > panels ? panels : n_col;

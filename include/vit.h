@@ -64,10 +64,10 @@ const char *vit_stage_name(int stage);
  * projection shapes for n_patch patches (best of 5 each): the ceiling a
  * forward is measured against. Overwrites the workspace's buffers. */
 double vit_work_gemm_gflops(struct vit_work *w, int n_patch);
-/* The arithmetic peak (GFLOP/s) of the workspace's threads, each running
- * nothing but independent 512-bit FMAs for 40 ms: the bound no forward can
- * pass. 0 on the OpenBLAS path (no AVX-512 kernels to measure). */
-double vit_work_fma_peak_gflops(struct vit_work *w);
+/* The arithmetic peak (GFLOP/s) of the workspace's threads, all at once,
+ * each running nothing but independent 512-bit FMAs for `ms`: the bound no
+ * forward can pass. 0 on the OpenBLAS path (no AVX-512 kernels to measure). */
+double vit_work_fma_peak_gflops(struct vit_work *w, double ms);
 /* Bytes the workspace holds (address space: pages are faulted in by the
  * forwards that use them). */
 unsigned long vit_work_bytes(const struct vit_work *w);
