@@ -670,18 +670,19 @@ struct gemm_job {
     float *ln_out;
 };
 
-/* Splits an m x n product into tasks: row blocks of at most KERN_MC rows,
- * one block of A each in kern_gemm (each weight panel a task streams
- * serves all its rows, and small tasks cost no extra pass over B; many of
- * them let the threads' shares end within a short task), then column
- * blocks when that leaves too few tasks to balance the team (short inputs:
- * ViT-B at 224x224 has 261 tokens against 2304 qkv columns). One task per
- * team of one. */
+#define GEMM_MIN_ROWS 96 /* a task's rows: each weight panel it streams serves this many */
+
+/* Splits an m x n product into tasks: row blocks of at least GEMM_MIN_ROWS
+ * (each task streams its columns of B once), then column blocks when that
+ * leaves too few tasks to balance the team (short inputs: ViT-B at 224x224
+ * has 261 tokens against 2304 qkv columns). One task per team of one. */
 static void gemm_plan(const struct vit_work *w, int m, int n, struct gemm_job *j)
 {
     int target = w->n_threads > 1 ? 3 * w->n_threads : 1;
-    int panels = (n + KERN_NR - 1) / KERN_NR;
-    j->n_row = w->n_threads > 1 && m > KERN_MC ? (m + KERN_MC - 1) / KERN_MC : 1;
+    int tiles = (m + KERN_MR - 1) / KERN_MR, panels = (n + KERN_NR - 1) / KERN_NR;
+    int n_row = m / GEMM_MIN_ROWS;
+    n_row = n_row < 1 ? 1 : n_row > target ? target : n_row;
+    j->n_row = n_row > tiles ? tiles : n_row;
     int n_col = (target + j->n_row - 1) / j->n_row;
     j->n_col = n_col > panels ? panels : n_col;
 }
