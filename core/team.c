@@ -36,7 +36,6 @@ struct team {
     pthread_cond_t wake, done;
     atomic_ulong gen;        /* bumped for every loop */
     atomic_int running;      /* threads still inside the current loop */
-    int n_tasks;
     void (*fn)(void *, int, int);
     void *ctx;
     int stop;
@@ -170,7 +169,6 @@ void team_run(struct team *p, int n_tasks, void (*fn)(void *ctx, int task, int t
     }
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
     for (int i = 0; i < p->n; i++)
         atomic_store(&p->shares[i].span,
                      span_pack((unsigned)((long)i * n_tasks / p->n),
