@@ -510,14 +510,14 @@ static inline __m512 softmax_exp(__m512 s, __m512 vmc, __m512 vc)
  * log2(e)); returns their sum. */
 static inline float row_exp_sum(float *s, int n16, __mmask16 tail, float m, float c)
 {
-    __m512 vc = _mm512_set1_ps(c), vmax = _mm512_set1_ps(m * c), acc = _mm512_setzero_ps();
+    __m512 vc = _mm512_set1_ps(c), vmc = _mm512_set1_ps(m * c), acc = _mm512_setzero_ps();
     for (int j = 0; j < n16; j += 16) {
-        __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmax, vc);
+        __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmc, vc);
         _mm512_storeu_ps(s + j, e);
         acc = _mm512_add_ps(acc, e);
     }
     if (tail) {
-        __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmax, vc);
+        __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmc, vc);
         e = _mm512_maskz_mov_ps(tail, e);
         _mm512_mask_storeu_ps(s + n16, tail, e);
         acc = _mm512_add_ps(acc, e);
@@ -882,14 +882,14 @@ void kern_gemm_bf16_pa(int m, int n, int k, const unsigned short *Ap, size_t lda
 static inline float row_exp_sum_bf16(const float *s, int n16, __mmask16 tail, float m, float c,
                                      unsigned short *p)
 {
-    __m512 vc = _mm512_set1_ps(c), vmax = _mm512_set1_ps(m * c), acc = _mm512_setzero_ps();
+    __m512 vc = _mm512_set1_ps(c), vmc = _mm512_set1_ps(m * c), acc = _mm512_setzero_ps();
     for (int j = 0; j < n16; j += 16) {
-        __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmax, vc);
+        __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmc, vc);
         _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(e));
         acc = _mm512_add_ps(acc, e);
     }
     if (tail) {
-        __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmax, vc);
+        __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmc, vc);
         e = _mm512_maskz_mov_ps(tail, e);
         unsigned short tmp[16];
         _mm256_storeu_si256((__m256i *)tmp, (__m256i)_mm512_cvtneps_pbh(e));
