@@ -458,14 +458,14 @@ static inline __m512 exp512(__m512 x)
 }
 
 /* 2^t for t <= 0 (softmax exponents after the row maximum is taken off):
- * t = n + r, n = round(t), |r| <= 1/2, 2^r by a degree-5 polynomial
- * (minimax for the relative error on [-1/2, 1/2]: 7.5e-8, 2.1e-7 once
- * evaluated in float32), 2^n by scalef; t below -200 (also -inf) gives 0. */
+ * t = n + r, n = round(t), r = t - n (vreduceps: exact, and 0 for t = -inf,
+ * so that 2^-inf = 0), 2^r by a degree-5 polynomial (minimax for the
+ * relative error on [-1/2, 1/2]: 7.5e-8, 2.1e-7 once evaluated in
+ * float32), 2^n by scalef (0 below 2^-149). */
 static inline __m512 exp2_neg512(__m512 t)
 {
-    t = _mm512_max_ps(t, _mm512_set1_ps(-200.0f));
     __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_sub_ps(t, n);
+    __m512 r = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 p = _mm512_set1_ps(1.3276471979286704e-3f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.675541334209831e-3f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5507132735430752e-2f));
@@ -506,22 +506,56 @@ static inline __m512 softmax_exp(__m512 s, __m512 vmc, __m512 vc)
     return exp2_neg512(_mm512_fmsub_ps(s, vc, vmc));
 }
 
-/* s[j] = softmax_exp(s[j]) in place (e^(scale (s - m)) with c = scale
- * log2(e)); returns their sum. */
-static inline float row_exp_sum(float *s, int n16, __mmask16 tail, float m, float c)
+/* Where a row's softmax terms go: 16 of them (`mask` lanes) to element j
+ * of the row's output, f (float32) or h (bf16). The bf16 one is defined
+ * with the bf16 kernels below; row_terms and softmax_online are always
+ * inlined, so the store is a direct call in each caller's target. */
+typedef void (*put_terms_fn)(__m512 e, float *f, unsigned short *h, int j, __mmask16 mask);
+
+static inline __attribute__((always_inline)) void put_f32(__m512 e, float *f,
+                                                          unsigned short *h, int j,
+                                                          __mmask16 mask)
+{
+    (void)h;
+    _mm512_mask_storeu_ps(f + j, mask, e);
+}
+
+/* The terms softmax_exp(s[j]) of one row (e^(scale (s - m)), c = scale
+ * log2(e)), stored by `put` into f (f == s is fine) or h; returns their sum,
+ * added in index order. Meanwhile it takes the maximum of the next row `nx`
+ * into *nx_max: the next row cannot start without it, and its loads and
+ * maxima run beside this row's arithmetic instead of after it. n = n16 +
+ * the lanes in tail. */
+static inline __attribute__((always_inline)) float
+row_terms(const float *s, const float *nx, int n16, __mmask16 tail, float m, float c,
+          put_terms_fn put, float *f, unsigned short *h, float *nx_max)
 {
     __m512 vc = _mm512_set1_ps(c), vmc = _mm512_set1_ps(m * c), acc = _mm512_setzero_ps();
-    for (int j = 0; j < n16; j += 16) {
+    __m512 x0 = _mm512_set1_ps(-INFINITY), x1 = x0;
+    int j = 0;
+    for (; j + 32 <= n16; j += 32) {
+        __m512 e0 = softmax_exp(_mm512_loadu_ps(s + j), vmc, vc);
+        __m512 e1 = softmax_exp(_mm512_loadu_ps(s + j + 16), vmc, vc);
+        x0 = _mm512_max_ps(x0, _mm512_loadu_ps(nx + j));
+        x1 = _mm512_max_ps(x1, _mm512_loadu_ps(nx + j + 16));
+        put(e0, f, h, j, 0xffff);
+        put(e1, f, h, j + 16, 0xffff);
+        acc = _mm512_add_ps(_mm512_add_ps(acc, e0), e1);
+    }
+    if (j < n16) {
         __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmc, vc);
-        _mm512_storeu_ps(s + j, e);
+        x0 = _mm512_max_ps(x0, _mm512_loadu_ps(nx + j));
+        put(e, f, h, j, 0xffff);
         acc = _mm512_add_ps(acc, e);
     }
     if (tail) {
         __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmc, vc);
         e = _mm512_maskz_mov_ps(tail, e);
-        _mm512_mask_storeu_ps(s + n16, tail, e);
+        x1 = _mm512_max_ps(x1, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, nx + n16));
+        put(e, f, h, n16, tail);
         acc = _mm512_add_ps(acc, e);
     }
+    *nx_max = hmax(_mm512_max_ps(x0, x1));
     return hsum(acc);
 }
 
@@ -531,36 +565,52 @@ void kern_softmax_rows(float *S, int rows, int n, int lds, float scale, float *s
     int n16 = n & ~15;
     __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
     float c = scale * 1.44269504088896341f;
+    float mx = rows > 0 ? row_max(S, n16, tail) : 0.0f;
     for (int r = 0; r < rows; r++) {
         float *s = S + (size_t)r * lds;
-        sums[r] = row_exp_sum(s, n16, tail, row_max(s, n16, tail), c);
+        const float *nx = r + 1 < rows ? s + lds : s; /* the last row's is not used */
+        sums[r] = row_terms(s, nx, n16, tail, mx, c, put_f32, s, NULL, &mx);
     }
 }
 
-/* One row of an online softmax block: the running maximum *m becomes the
- * maximum over all blocks so far; returns the factor exp(scale (m_before -
- * m)) (c = scale log2(e)) that the earlier blocks' terms, taken relative to
- * m_before, need. */
-static inline float online_max(const float *s, int n16, __mmask16 tail, float c, float *m)
+/* One row of an online softmax block whose own maximum is bm: the running
+ * maximum *m becomes the maximum over all blocks so far; returns the factor
+ * exp(scale (m_before - m)) (c = scale log2(e)) that the earlier blocks'
+ * terms, taken relative to m_before, need. */
+static inline float online_max(float bm, float c, float *m)
 {
-    float bm = row_max(s, n16, tail), m_old = *m, m_new = bm > m_old ? bm : m_old;
+    float m_old = *m, m_new = bm > m_old ? bm : m_old;
     *m = m_new;
     return m_old == -INFINITY ? 0.0f : exp2f(m_old * c - m_new * c);
+}
+
+/* kern_softmax_online (terms in place, put_f32) and its bf16 form (terms
+ * into P). */
+static inline __attribute__((always_inline)) void
+softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l, float *alpha,
+               put_terms_fn put, unsigned short *P, size_t ldp)
+{
+    int n16 = n & ~15;
+    __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
+    float c = scale * 1.44269504088896341f;
+    float bm = rows > 0 ? row_max(S, n16, tail) : 0.0f;
+    for (int r = 0; r < rows; r++) {
+        float *s = S + (size_t)r * lds;
+        const float *nx = r + 1 < rows ? s + lds : s;
+        unsigned short *p = P ? P + (size_t)r * ldp : NULL;
+        float a = online_max(bm, c, &m[r]);
+        l[r] = l[r] * a + row_terms(s, nx, n16, tail, m[r], c, put, s, p, &bm);
+        if (p && (n & 1))
+            p[n] = 0; /* the pair (n - 1, n) of an odd n */
+        alpha[r] = a;
+    }
 }
 
 void kern_softmax_online(float *S, int rows, int n, int lds, float scale, float *m, float *l,
                          float *alpha)
 {
     assert(rows >= 0 && n >= 1 && lds >= n);
-    int n16 = n & ~15;
-    __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
-    float c = scale * 1.44269504088896341f;
-    for (int r = 0; r < rows; r++) {
-        float *s = S + (size_t)r * lds;
-        float a = online_max(s, n16, tail, c, &m[r]);
-        l[r] = l[r] * a + row_exp_sum(s, n16, tail, m[r], c);
-        alpha[r] = a;
-    }
+    softmax_online(S, rows, n, lds, scale, m, l, alpha, put_f32, NULL, 0);
 }
 
 /* 1 / d: the 14-bit hardware estimate and one Newton step (relative
@@ -879,42 +929,29 @@ void kern_gemm_bf16_pa(int m, int n, int k, const unsigned short *Ap, size_t lda
 
 /* row_exp_sum with the exponentials written to p as bf16 (round to nearest
  * even, as kern_round_bf16_rows), s left as it was. */
-static inline float row_exp_sum_bf16(const float *s, int n16, __mmask16 tail, float m, float c,
-                                     unsigned short *p)
+/* The bf16 put_terms_fn: 16 terms (`mask` lanes) rounded to bf16 (nearest
+ * even) at h + j. */
+static inline __attribute__((always_inline)) void put_bf16(__m512 e, float *f,
+                                                           unsigned short *h, int j,
+                                                           __mmask16 mask)
 {
-    __m512 vc = _mm512_set1_ps(c), vmc = _mm512_set1_ps(m * c), acc = _mm512_setzero_ps();
-    for (int j = 0; j < n16; j += 16) {
-        __m512 e = softmax_exp(_mm512_loadu_ps(s + j), vmc, vc);
-        _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(e));
-        acc = _mm512_add_ps(acc, e);
+    (void)f;
+    __m256i v = (__m256i)_mm512_cvtneps_pbh(e);
+    if (mask == 0xffff) {
+        _mm256_storeu_si256((__m256i *)(h + j), v);
+        return;
     }
-    if (tail) {
-        __m512 e = softmax_exp(_mm512_maskz_loadu_ps(tail, s + n16), vmc, vc);
-        e = _mm512_maskz_mov_ps(tail, e);
-        unsigned short tmp[16];
-        _mm256_storeu_si256((__m256i *)tmp, (__m256i)_mm512_cvtneps_pbh(e));
-        memcpy(p + n16, tmp, sizeof *tmp * (size_t)__builtin_popcount(tail));
-        acc = _mm512_add_ps(acc, e);
-    }
-    return hsum(acc);
+    unsigned short tmp[16];
+    _mm256_storeu_si256((__m256i *)tmp, v);
+    memcpy(h + j, tmp, sizeof *tmp * (size_t)__builtin_popcount(mask));
 }
 
 void kern_softmax_online_bf16(const float *S, int rows, int n, int lds, float scale, float *m,
                               float *l, float *alpha, unsigned short *P, size_t ldp)
 {
     assert(rows >= 0 && n >= 1 && lds >= n && ldp >= (size_t)(n + 1) / 2 * 2);
-    int n16 = n & ~15;
-    __mmask16 tail = (__mmask16)((1u << (n - n16)) - 1);
-    float c = scale * 1.44269504088896341f;
-    for (int r = 0; r < rows; r++) {
-        const float *s = S + (size_t)r * lds;
-        unsigned short *p = P + (size_t)r * ldp;
-        float a = online_max(s, n16, tail, c, &m[r]);
-        l[r] = l[r] * a + row_exp_sum_bf16(s, n16, tail, m[r], c, p);
-        if (n & 1)
-            p[n] = 0; /* the pair (n - 1, n) of an odd n */
-        alpha[r] = a;
-    }
+    /* S is only read: the terms go to P */
+    softmax_online((float *)S, rows, n, lds, scale, m, l, alpha, put_bf16, P, ldp);
 }
 
 #pragma GCC pop_options
