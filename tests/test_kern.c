@@ -347,6 +347,21 @@ int main(void)
             CHECK(S[r * ld + n] == ref[r * ld + n], "wrote past n");
         }
     });
+    /* -inf logits (a masked key) give a term of exactly 0, in the vector
+     * body and in the tail, and leave the other terms as they were */
+    CHECK_CASE("softmax rows, -inf logits", {
+        enum { N = 37 };
+        float S[N], ref[N], sum, rsum;
+        unsigned s = 3;
+        for (int j = 0; j < N; j++)
+            S[j] = ref[j] = 10 * frand(&s);
+        S[3] = S[N - 2] = -INFINITY;
+        ref[3] = ref[N - 2] = -1e30f; /* underflows to 0 as well */
+        kern_softmax_rows(S, 1, N, N, 0.125f, &sum);
+        kern_softmax_rows(ref, 1, N, N, 0.125f, &rsum);
+        CHECK(S[3] == 0 && S[N - 2] == 0, "terms of -inf: %g %g", S[3], S[N - 2]);
+        CHECK(sum == rsum && memcmp(S, ref, sizeof S) == 0, "sum %g vs %g", sum, rsum);
+    });
     /* keys in blocks of 128 (the last one short), logits whose maximum
      * grows from block to block and one that falls: the running output
      * sum(p_j v_j), rescaled by alpha, equals the full softmax's */
