@@ -284,8 +284,9 @@ static inline void store_tile(__m512 c[KERN_MR][2], float *C, int ldc, int mr, i
  * A is read in place (row stride lda), no packing pass: the 12 rows' cache
  * lines stay in L1 across 16 steps of k. Every second step also prefetches
  * one of the pf_n cache lines at pf into L2 (see next_panel_lines). */
-static void micro_direct(int kc, const float *A, int lda, const float *bp, float *C, int ldc,
-                         int mr, int nr, const float *bias, int acc, const char *pf, int pf_n)
+static void micro_direct(int kc, const float *A, int lda, const float *bp, size_t ldb, float *C,
+                         int ldc, int mr, int nr, const float *bias, int acc, const char *pf,
+                         int pf_n)
 {
     __m512 c[KERN_MR][2];
     const float *a[KERN_MR];
@@ -302,7 +303,7 @@ static void micro_direct(int kc, const float *A, int lda, const float *bp, float
             c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
             c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
         }
-        bp += KERN_NR;
+        bp += ldb;
         if (!(kk & 1) && (kk >> 1) < pf_n)
             _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
@@ -342,8 +343,8 @@ static void micro_direct(int kc, const float *A, int lda, const float *bp, float
  * are addressed from four base pointers and two strides (so no pointer is
  * spilled in the loop), and the accumulators go from registers to C
  * without a round trip through the stack. Same sums in the same order. */
-static void micro_full(int kc, const float *A, size_t lda, const float *bp, float *C,
-                       size_t ldc, const float *bias, int acc, const char *pf, int pf_n)
+static void micro_full(int kc, const float *A, size_t lda, const float *bp, size_t ldb,
+                       float *C, size_t ldc, const float *bias, int acc, const char *pf, int pf_n)
 {
     FULL_TILE_ACCUMULATORS;
     const float *p0 = A, *p3 = A + 3 * lda, *p6 = A + 6 * lda, *p9 = A + 9 * lda;
@@ -369,7 +370,7 @@ static void micro_full(int kc, const float *A, size_t lda, const float *bp, floa
         ROW(ca0, ca1, p9[lda]);
         ROW(cb0, cb1, p9[l2]);
         p0++, p3++, p6++, p9++;
-        bp += KERN_NR;
+        bp += ldb;
         if (!(kk & 1) && (kk >> 1) < pf_n)
             _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
@@ -424,13 +425,42 @@ void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, fl
                     float *c = C + (size_t)(i0 + ir) * ldc + j0;
                     const char *pfa = pf.next + (size_t)t * pf.per * 64;
                     if (mr == KERN_MR && nr == KERN_NR)
-                        micro_full(kc, a, (size_t)lda, bp, c, (size_t)ldc,
+                        micro_full(kc, a, (size_t)lda, bp, KERN_NR, c, (size_t)ldc,
                                    bias_now ? bias_now + j0 : NULL, acc, pfa,
                                    prefetch_count(&pf, t));
                     else
-                        micro_direct(kc, a, lda, bp, c, ldc, mr, nr,
+                        micro_direct(kc, a, lda, bp, KERN_NR, c, ldc, mr, nr,
                                      bias_now ? bias_now + j0 : NULL, acc, pfa,
                                      prefetch_count(&pf, t));
+                }
+            }
+        }
+    }
+}
+
+void kern_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+                  float *C, int ldc, int accumulate)
+{
+    assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldb >= n && ldc >= n && n % KERN_NR == 0 &&
+           ldb % 16 == 0 && ALIGNED64(B));
+    int kb = k_block(k), mb = m_block(m);
+    for (int p0 = 0; p0 < k; p0 += kb) {
+        int kc = k - p0 < kb ? k - p0 : kb;
+        int acc = accumulate || p0 > 0;
+        for (int i0 = 0; i0 < m; i0 += mb) {
+            int mc = m - i0 < mb ? m - i0 : mb;
+            for (int j0 = 0; j0 < n; j0 += KERN_NR) {
+                const float *bp = B + (size_t)p0 * ldb + j0;
+                for (int ir = 0; ir < mc; ir += KERN_MR) {
+                    int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
+                    const float *a = A + (size_t)(i0 + ir) * lda + p0;
+                    float *c = C + (size_t)(i0 + ir) * ldc + j0;
+                    if (mr == KERN_MR)
+                        micro_full(kc, a, (size_t)lda, bp, (size_t)ldb, c, (size_t)ldc, NULL,
+                                   acc, NULL, 0);
+                    else
+                        micro_direct(kc, a, lda, bp, (size_t)ldb, c, ldc, mr, KERN_NR, NULL, acc,
+                                     NULL, 0);
                 }
             }
         }

@@ -44,6 +44,14 @@ void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst);
 void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
                int ldc, const float *bias, int accumulate);
 
+/* kern_gemm with B read in place: row-major [k, n], row stride ldb, no
+ * packing (attention values, straight from the q/k/v rows: the hardware
+ * follows the stride as fast as it streams a packed panel). n a multiple of
+ * KERN_NR, B 64-byte aligned and ldb a multiple of 16 (aligned loads). The
+ * same sums in the same order as kern_gemm on kern_pack_nn(B). */
+void kern_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+                  float *C, int ldc, int accumulate);
+
 /* GFLOP/s of the calling core on nothing but independent 512-bit FMAs,
  * measured for about ms milliseconds: the arithmetic peak. */
 double kern_fma_peak(double ms);

@@ -50,7 +50,8 @@ struct vit_work {
     float *cols;    /* [max_patch, 3*P*P] im2col */
     float *h;       /* [T, D] residual stream */
     float *z;       /* [T, D] normed */
-    float *qkv;     /* [T, 3D] */
+    float *qkv;     /* [T, 3D], 64-byte aligned in qkv_mem (kern_gemm_nn reads V in place) */
+    float *qkv_mem;
     float *att;     /* [T, D] heads concatenated */
     float *tmp;     /* [T, D] */
     float *ffn;     /* [T, F1] */
@@ -111,6 +112,13 @@ const char *vit_stage_name(int stage)
         [VIT_STAGE_ATTN] = "attention", [VIT_STAGE_PROJ] = "proj", [VIT_STAGE_FC1] = "fc1",
         [VIT_STAGE_FC2] = "fc2",     [VIT_STAGE_OTHER] = "other"};
     return stage >= 0 && stage < VIT_N_STAGES ? names[stage] : "?";
+}
+
+/* Whether float32 P V can read the values in place: every head's slice of
+ * a q/k/v row starts on a cache line and spans whole panels. */
+static int v_in_place(const struct model_config *c)
+{
+    return c->head_dim % KERN_NR == 0 && c->dim % 16 == 0;
 }
 
 static float *alloc_f(struct vit_work *w, size_t n)
@@ -296,7 +304,7 @@ void vit_work_free(struct vit_work *w)
     free(w->cols);
     free(w->h);
     free(w->z);
-    free(w->qkv);
+    free(w->qkv_mem);
     free(w->att);
     free(w->tmp);
     free(w->ffn);
@@ -340,7 +348,8 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     w->cols = alloc_f(w, N * 3 * P * P);
     w->h = alloc_f(w, T * D);
     w->z = alloc_f(w, T * D);
-    w->qkv = alloc_f(w, T * 3 * D);
+    w->qkv_mem = alloc_f(w, T * 3 * D + 16);
+    w->qkv = w->qkv_mem ? (float *)(((uintptr_t)w->qkv_mem + 63) / 64 * 64) : NULL;
     w->att = alloc_f(w, T * D);
     w->tmp = alloc_f(w, T * D);
     w->ffn = alloc_f(w, T * F1);
@@ -369,8 +378,11 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
         w->kp_stride = (kern_packed_floats((int)T, hd) + 15) / 16 * 16;
         w->vp_stride = (kern_packed_floats(hd, (int)T) + 15) / 16 * 16;
         w->kp = alloc64(w, w->kp_stride * c->n_head);
-        w->vp = alloc64(w, w->vp_stride * c->n_head);
-        if (!w->kp || !w->vp) {
+        /* value panels: bf16 mode's, or float32's when P V cannot read the
+         * values in place */
+        int need_vp = m->blocks[0].qkv_h != NULL || !v_in_place(c);
+        w->vp = need_vp ? alloc64(w, w->vp_stride * c->n_head) : NULL;
+        if (!w->kp || (need_vp && !w->vp)) {
             vit_work_free(w);
             return err_set(e, ERR_NOMEM, "out of memory for a %d-patch workspace", max_patches);
         }
@@ -840,7 +852,9 @@ struct attn_job {
     struct vit_work *w;
     int T, nqb;
     int bf16; /* keys, values and probabilities rounded to bf16 (bf16 mode) */
+    int v_in_place; /* float32 P V reads V from the q/k/v rows (kern_gemm_nn) */
 };
+
 
 /* bf16 mode packs into the float32 slots: a bf16 panel set takes at most
  * half of the float one plus one padding row, which the slots' rounding to
@@ -867,7 +881,8 @@ static void attn_pack_task(void *ctx, int h, int th)
         return;
     }
     kern_pack_nt(qkv + D + h * hd, 3 * D, j->T, hd, j->w->kp + h * j->w->kp_stride);
-    kern_pack_nn(qkv + 2 * D + h * hd, 3 * D, j->T, hd, j->w->vp + h * j->w->vp_stride);
+    if (!j->v_in_place)
+        kern_pack_nn(qkv + 2 * D + h * hd, 3 * D, j->T, hd, j->w->vp + h * j->w->vp_stride);
 }
 
 /* One head, one block of QB_FAST queries, keys in blocks of ATT_KB: the
@@ -888,8 +903,9 @@ static void attn_task(void *ctx, int t, int th)
     float *S = w->sblk[th], *O = w->oacc[th];
     float *mx = w->ssum[th], *sum = mx + QB_FAST, *alpha = sum + QB_FAST;
     const float *Q = w->qkv + (size_t)r0 * 3 * D + h * hd;
-    const float *kp = w->kp + h * w->kp_stride, *vp = w->vp + h * w->vp_stride;
-    const unsigned short *kh = kp_bf16(w, h), *vh = vp_bf16(w, h);
+    /* (no value panels when float32 P V reads the values in place) */
+    const float *kp = w->kp + h * w->kp_stride, *vp = w->vp ? w->vp + h * w->vp_stride : NULL;
+    const unsigned short *kh = kp_bf16(w, h), *vh = w->vp ? vp_bf16(w, h) : NULL;
     int hd2 = (hd + 1) / 2 * 2, T2 = (T + 1) / 2 * 2;
     /* bf16 mode: the block's queries and probabilities, rounded once each
      * (rows one cache line longer than needed, see ATT_P_LD) */
@@ -924,6 +940,11 @@ static void attn_task(void *ctx, int t, int th)
         if (j->bf16) {
             kern_gemm_bf16_pa(rows, hd, nk, ph, ATT_P_LD, vh + (size_t)k0 * KERN_NR,
                               (size_t)T2 * KERN_NR, O, hd, 1);
+            continue;
+        }
+        if (j->v_in_place) {
+            kern_gemm_nn(rows, hd, nk, S, ATT_KB, w->qkv + (size_t)k0 * 3 * D + 2 * D + h * hd,
+                         3 * D, O, hd, 1);
             continue;
         }
         /* the values' panels hold all T keys each: one product per panel */
@@ -966,7 +987,7 @@ static void attn_rows_task(void *ctx, int h, int th)
 static void attention_fast(const struct model_config *c, struct vit_work *w, int T, int bf16)
 {
     struct attn_job j = {.c = c, .w = w, .T = T, .nqb = (T + QB_FAST - 1) / QB_FAST,
-                         .bf16 = bf16 && !w->keep_attn};
+                         .bf16 = bf16 && !w->keep_attn, .v_in_place = v_in_place(c)};
     team_run(w->team, c->n_head, attn_pack_task, &j);
     team_run(w->team, c->n_head * j.nqb, attn_task, &j);
     if (w->keep_attn)

@@ -280,6 +280,38 @@ static void pack_case(int n, int k)
     });
 }
 
+/* kern_gemm_nn (B read in place, any aligned stride) gives what kern_gemm
+ * gives on the same B packed by kern_pack_nn, bit for bit, with and
+ * without accumulation. */
+static void gemm_nn_case(int m, int n, int k)
+{
+    char name[96];
+    snprintf(name, sizeof name, "gemm with B in place m=%d n=%d k=%d", m, n, k);
+    CHECK_CASE(name, {
+        unsigned s = (unsigned)(m * 131 + n * 7 + k);
+        int lda = k + 5, ldb = n + 48, ldc = n + 3;
+        float *A = malloc(sizeof *A * ((size_t)m * lda + 1));
+        float *B = aligned_alloc(64, sizeof *B * ((size_t)k * ldb + 16));
+        float *Bp = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
+        float *C1 = malloc(sizeof *C1 * ((size_t)m * ldc + 1));
+        float *C2 = malloc(sizeof *C2 * ((size_t)m * ldc + 1));
+        for (size_t i = 0; i < (size_t)m * lda; i++)
+            A[i] = frand(&s);
+        for (size_t i = 0; i < (size_t)k * ldb; i++)
+            B[i] = frand(&s);
+        kern_pack_nn(B, ldb, k, n, Bp);
+        for (int acc = 0; acc < 2; acc++) {
+            for (size_t i = 0; i < (size_t)m * ldc; i++)
+                C1[i] = C2[i] = frand(&s);
+            kern_gemm(m, n, k, A, lda, Bp, C1, ldc, NULL, acc);
+            kern_gemm_nn(m, n, k, A, lda, B, ldb, C2, ldc, acc);
+            CHECK(memcmp(C1, C2, sizeof *C1 * (size_t)m * ldc) == 0, "accumulate %d: differs",
+                  acc);
+        }
+        free(A), free(B), free(Bp), free(C1), free(C2);
+    });
+}
+
 int main(void)
 {
     if (!kern_available()) {
@@ -298,6 +330,10 @@ int main(void)
     int packs[][2] = {{1, 1}, {15, 17}, {32, 16}, {33, 31}, {100, 64}, {47, 385}, {64, 1}};
     for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++)
         pack_case(packs[i][0], packs[i][1]);
+    gemm_nn_case(48, 64, 512);   /* the attention's P V, one key block */
+    gemm_nn_case(5, 64, 501);    /* a short query block, the last key block */
+    gemm_nn_case(13, 32, 7);
+    gemm_nn_case(100, 96, 1100); /* two passes over k, two row blocks */
     if (kern_bf16_available()) {
         gemm_bf16_case(13, 33, 7);
         gemm_bf16_case(100, 64, 385);
