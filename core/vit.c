@@ -51,7 +51,7 @@ struct vit_work {
     float *h;       /* [T, D] residual stream */
     float *z;       /* [T, D] normed */
     float *qkv;     /* [T, 3D], 64-byte aligned in qkv_mem (kern_gemm_nn reads V in place) */
-    float *qkv_mem;
+    float *qkv_mem; /* the allocation qkv lies in (16 floats over, for the alignment) */
     float *att;     /* [T, D] heads concatenated */
     float *tmp;     /* [T, D] */
     float *ffn;     /* [T, F1] */
@@ -854,7 +854,6 @@ struct attn_job {
     int bf16; /* keys, values and probabilities rounded to bf16 (bf16 mode) */
     int v_in_place; /* float32 P V reads V from the q/k/v rows (kern_gemm_nn) */
 };
-
 
 /* bf16 mode packs into the float32 slots: a bf16 panel set takes at most
  * half of the float one plus one padding row, which the slots' rounding to
