@@ -400,10 +400,15 @@ static inline int prefetch_count(const struct prefetch *p, int tile)
     return left < 0 ? 0 : left < p->per ? left : p->per;
 }
 
-void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
-               int ldc, const float *bias, int accumulate)
+/* The blocked product behind kern_gemm and kern_gemm_nn: panel jp of B at
+ * B + jp * panel_stride, its rows ldb floats apart (packed: k * KERN_NR and
+ * KERN_NR; in place: KERN_NR and the matrix's stride). A packed B's next
+ * panel is contiguous, so it is prefetched while this one is in use; an
+ * in-place B is left to the hardware's stride prefetcher. */
+static void gemm_blocks(int m, int n, int k, const float *A, int lda, const float *B,
+                        size_t panel_stride, size_t ldb, int packed, float *C, int ldc,
+                        const float *bias, int accumulate)
 {
-    assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp));
     int np = (n + KERN_NR - 1) / KERN_NR;
     int kb = k_block(k), mb = m_block(m);
     for (int p0 = 0; p0 < k; p0 += kb) {
@@ -414,22 +419,22 @@ void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, fl
         for (int i0 = 0; i0 < m; i0 += mb) {
             int mc = m - i0 < mb ? m - i0 : mb;
             for (int jp = 0; jp < np; jp++) {
-                const float *bp = Bp + ((size_t)jp * k + p0) * KERN_NR;
+                const float *bp = B + jp * panel_stride + (size_t)p0 * ldb;
                 int j0 = jp * KERN_NR, nr = n - j0 < KERN_NR ? n - j0 : KERN_NR;
-                struct prefetch pf = next_panel(jp + 1 < np ? bp + (size_t)k * KERN_NR
-                                                            : Bp + (size_t)p0 * KERN_NR,
-                                                sizeof *bp * kc * KERN_NR, mc);
+                struct prefetch pf = next_panel(jp + 1 < np ? bp + panel_stride
+                                                            : B + (size_t)p0 * ldb,
+                                                packed ? sizeof *bp * kc * KERN_NR : 0, mc);
                 for (int ir = 0, t = 0; ir < mc; ir += KERN_MR, t++) {
                     int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
                     const float *a = A + (size_t)(i0 + ir) * lda + p0;
                     float *c = C + (size_t)(i0 + ir) * ldc + j0;
                     const char *pfa = pf.next + (size_t)t * pf.per * 64;
                     if (mr == KERN_MR && nr == KERN_NR)
-                        micro_full(kc, a, (size_t)lda, bp, KERN_NR, c, (size_t)ldc,
+                        micro_full(kc, a, (size_t)lda, bp, ldb, c, (size_t)ldc,
                                    bias_now ? bias_now + j0 : NULL, acc, pfa,
                                    prefetch_count(&pf, t));
                     else
-                        micro_direct(kc, a, lda, bp, KERN_NR, c, ldc, mr, nr,
+                        micro_direct(kc, a, lda, bp, ldb, c, ldc, mr, nr,
                                      bias_now ? bias_now + j0 : NULL, acc, pfa,
                                      prefetch_count(&pf, t));
                 }
@@ -438,33 +443,19 @@ void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, fl
     }
 }
 
+void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
+               int ldc, const float *bias, int accumulate)
+{
+    assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldc >= n && ALIGNED64(Bp));
+    gemm_blocks(m, n, k, A, lda, Bp, (size_t)k * KERN_NR, KERN_NR, 1, C, ldc, bias, accumulate);
+}
+
 void kern_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
                   float *C, int ldc, int accumulate)
 {
     assert(m >= 0 && n >= 0 && k >= 0 && lda >= k && ldb >= n && ldc >= n && n % KERN_NR == 0 &&
            ldb % 16 == 0 && ALIGNED64(B));
-    int kb = k_block(k), mb = m_block(m);
-    for (int p0 = 0; p0 < k; p0 += kb) {
-        int kc = k - p0 < kb ? k - p0 : kb;
-        int acc = accumulate || p0 > 0;
-        for (int i0 = 0; i0 < m; i0 += mb) {
-            int mc = m - i0 < mb ? m - i0 : mb;
-            for (int j0 = 0; j0 < n; j0 += KERN_NR) {
-                const float *bp = B + (size_t)p0 * ldb + j0;
-                for (int ir = 0; ir < mc; ir += KERN_MR) {
-                    int mr = mc - ir < KERN_MR ? mc - ir : KERN_MR;
-                    const float *a = A + (size_t)(i0 + ir) * lda + p0;
-                    float *c = C + (size_t)(i0 + ir) * ldc + j0;
-                    if (mr == KERN_MR)
-                        micro_full(kc, a, (size_t)lda, bp, (size_t)ldb, c, (size_t)ldc, NULL,
-                                   acc, NULL, 0);
-                    else
-                        micro_direct(kc, a, lda, bp, (size_t)ldb, c, ldc, mr, KERN_NR, NULL, acc,
-                                     NULL, 0);
-                }
-            }
-        }
-    }
+    gemm_blocks(m, n, k, A, lda, B, KERN_NR, (size_t)ldb, 0, C, ldc, NULL, accumulate);
 }
 
 /* e^x for x in float range, relative error ~1e-7: x = n ln2 + r,
@@ -957,10 +948,8 @@ void kern_gemm_bf16_pa(int m, int n, int k, const unsigned short *Ap, size_t lda
     }
 }
 
-/* row_exp_sum with the exponentials written to p as bf16 (round to nearest
- * even, as kern_round_bf16_rows), s left as it was. */
 /* The bf16 put_terms_fn: 16 terms (`mask` lanes) rounded to bf16 (nearest
- * even) at h + j. */
+ * even, as kern_round_bf16_rows) at h + j; S is left as it was. */
 static inline __attribute__((always_inline)) void put_bf16(__m512 e, float *f,
                                                            unsigned short *h, int j,
                                                            __mmask16 mask)
