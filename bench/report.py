@@ -70,6 +70,18 @@ def machine(rows, lostd):
         lines.append("| load average%s | %s at start, %s at the end; %s took %s s |" % (
             "" if i == 0 else " (rows re-run)", a["loadavg"], b["loadavg"],
             "the run" if i == 0 else "re-run %d" % i, b["seconds"]))
+    probes = [r for r in rows if r["kind"] == "cpu"]
+    for when in ("start", "end"):
+        p = [r for r in probes if r["r"]["when"] == when]
+        if p:
+            lines.append("| each CPU alone, at the %s | %s |" % (when, "; ".join(
+                "cpu %d: %.1f ms, %.0f%% of its FMA peak (%.0f GFLOP/s)" % (
+                    r["r"]["cpu"], r["r"]["bench"]["forward_ms_median"],
+                    100 * r["r"]["bench"]["gflops"] / r["r"]["bench"]["fma_peak_gflops"],
+                    r["r"]["bench"]["fma_peak_gflops"]) for r in p)))
+    if probes:
+        lines.append("| | (ViT-S/14-reg, 392x504, 1 thread pinned with taskset; a 2-thread "
+                     "forward waits for the slower CPU) |")
     return lines
 
 
@@ -317,7 +329,8 @@ def dedupe(rows):
     def key(r):
         x = r["r"]
         return (r["kind"], r["model"], r["size"], r["threads"], r["env"], r.get("round", 1),
-                x.get("workers"), x.get("concurrency"), x.get("images"),
+                x.get("workers"), x.get("concurrency"), x.get("images"), x.get("cpu"),
+                x.get("when"),
                 x.get("precision") if r["kind"] in ("stages", "model_load") else None)
     last = {key(r): r for r in rows if r["kind"] != "load"}
     out, seen = [], set()

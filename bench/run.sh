@@ -152,6 +152,28 @@ run_row() {
     echo "  $m $s threads $t ($e): done at $(($(date +%s) - T0)) s" >&2
 }
 
+# cpus: the CPUs this process may run on, one per line ("0-1,4" -> 0 1 4)
+cpus() {
+    local r
+    for r in $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status | tr ',' ' '); do
+        seq "${r%-*}" "${r#*-}"
+    done
+}
+# cpu_probe WHEN: the key model on one thread pinned to each CPU in turn.
+# Virtual CPUs of one machine need not be equally fast, and which one is
+# slower can change within the hour; their FMA loops agree while work that
+# streams through the caches does not, so a 2-thread forward waits for the
+# slower one. The report shows each CPU's forward beside its FMA peak.
+cpu_probe() {
+    command -v taskset >/dev/null || return 0
+    local c j
+    for c in $(cpus); do
+        j=$(taskset -c "$c" timeout 600 "$LOSTD" bench --model "$(model_file $KEY_MODEL)" \
+            --size $KEY_SIZE --threads 1 --repeat 3 --warmup 1) \
+            && rec cpu $KEY_MODEL $KEY_SIZE 1 set "{\"when\":\"$1\",\"cpu\":$c,\"bench\":$j}"
+    done
+}
+
 echo "bench: load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 rec load - - 0 set "{\"when\":\"start\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 
@@ -181,6 +203,7 @@ fi
 
 # 2. the forward, every engine, every row; then the key row with OpenBLAS unset
 if part forward; then
+    cpu_probe start
     echo "bench: forward rows (started $(date -u +%H:%M:%S))" >&2
     for m in $MODELS; do
         for s in $SIZES; do
@@ -400,6 +423,7 @@ if part coco; then
     fi
 fi
 
+part forward && cpu_probe end
 rec load - - 0 set "{\"when\":\"end\",\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"seconds\":$(($(date +%s) - T0))}"
 echo "bench: load after: $(cut -d' ' -f1-3 /proc/loadavg), $(($(date +%s) - T0)) s" >&2
 
