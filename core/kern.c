@@ -747,6 +747,23 @@ void kern_layernorm(const float *x, float *y, int n, int d, const float *w, cons
     }
 }
 
+void kern_scale_rows(const float *x, int ldx, const float *f, int n, int d, float *y, int ldy)
+{
+    assert(n >= 0 && d >= 0 && ldx >= d && ldy >= d);
+    int d16 = d & ~15;
+    __mmask16 tail = (__mmask16)((1u << (d - d16)) - 1);
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * ldx;
+        float *yr = y + (size_t)t * ldy;
+        __m512 fv = _mm512_set1_ps(f[t]);
+        for (int i = 0; i < d16; i += 16)
+            _mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_loadu_ps(xr + i), fv));
+        if (tail)
+            _mm512_mask_storeu_ps(yr + d16, tail,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, xr + d16), fv));
+    }
+}
+
 void kern_residual(float *h, const float *a, const float *gamma, int n, int d)
 {
     assert(n >= 0 && d >= 0);

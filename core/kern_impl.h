@@ -125,4 +125,9 @@ void kern_layernorm(const float *x, float *y, int n, int d, const float *w, cons
 /* h[t] += gamma * a[t] (gamma may be NULL), rows n of d. */
 void kern_residual(float *h, const float *a, const float *gamma, int n, int d);
 
+/* y[i][j] = x[i][j] * f[i] for rows i < n, columns j < d (x == y with
+ * ldx == ldy scales in place): the attention's rescale of its output so
+ * far and its final division by the softmax sums. */
+void kern_scale_rows(const float *x, int ldx, const float *f, int n, int d, float *y, int ldy);
+
 #endif

@@ -932,10 +932,8 @@ static void attn_task(void *ctx, int t, int th)
             kern_gemm(rows, nk, hd, qf, ATT_QF_LD(hd), kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
             kern_softmax_online(S, rows, nk, ATT_KB, scale, mx, sum, alpha);
         }
-        for (int i = 0; k0 > 0 && i < rows; i++)
-            if (alpha[i] != 1.0f)
-                for (int d = 0; d < hd; d++)
-                    O[(size_t)i * hd + d] *= alpha[i];
+        if (k0 > 0)
+            kern_scale_rows(O, hd, alpha, rows, hd, O, hd);
         if (j->bf16) {
             kern_gemm_bf16_pa(rows, hd, nk, ph, ATT_P_LD, vh + (size_t)k0 * KERN_NR,
                               (size_t)T2 * KERN_NR, O, hd, 1);
@@ -953,12 +951,9 @@ static void attn_task(void *ctx, int t, int th)
                       O + p0, hd, NULL, 1);
         }
     }
-    float *out = w->att + (size_t)r0 * D + h * hd;
-    for (int i = 0; i < rows; i++) {
-        float inv = 1.0f / sum[i];
-        for (int d = 0; d < hd; d++)
-            out[(size_t)i * D + d] = O[(size_t)i * hd + d] * inv;
-    }
+    for (int i = 0; i < rows; i++)
+        sum[i] = 1.0f / sum[i];
+    kern_scale_rows(O, hd, sum, rows, hd, w->att + (size_t)r0 * D + h * hd, D);
 }
 
 /* VIT_WANT_ATTN: the CLS and register rows of one head's attention over

@@ -503,6 +503,26 @@ int main(void)
         for (int i = 0; i < n * d; i++)
             CHECK(fabs(h[i] - (h0[i] + w[i % d] * x[i])) < 1e-5, "residual %d", i);
     });
+    CHECK_CASE("kern_scale_rows: each row times its factor, bit for bit, in place or not", {
+        unsigned s = 21;
+        enum { N = 5, LD = 83 };
+        float x[N * LD], y[N * LD], f[N];
+        for (int d = 1; d <= 70; d += 23) { /* 1, 24, 47, 70: tails of 1, 8, 15 and 6 */
+            for (int i = 0; i < N * LD; i++)
+                x[i] = frand(&s), y[i] = -7.0f;
+            for (int t = 0; t < N; t++)
+                f[t] = 1.0f / (1.5f + frand(&s));
+            kern_scale_rows(x, LD, f, N, d, y, LD);
+            for (int t = 0; t < N; t++)
+                for (int i = 0; i < LD; i++)
+                    CHECK(y[t * LD + i] == (i < d ? x[t * LD + i] * f[t] : -7.0f),
+                          "d %d row %d col %d", d, t, i);
+            kern_scale_rows(x, LD, f, N, d, x, LD); /* in place */
+            CHECK(memcmp(x, y, sizeof(float) * d) == 0, "d %d: in place differs", d);
+            for (int t = 0; t < N; t++)
+                CHECK(memcmp(x + t * LD, y + t * LD, sizeof(float) * d) == 0, "d %d row %d", d, t);
+        }
+    });
     CHECK_CASE("kernel preconditions are asserted (misaligned panel, short stride)", {
         /* Each call runs in a child: the assertion must abort it. */
         for (int which = 0; which < 2; which++) {
