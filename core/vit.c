@@ -12,6 +12,7 @@
 #include "kern_impl.h"
 #include "model_impl.h"
 #include "team_impl.h"
+#include "vit_impl.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -78,6 +79,13 @@ struct vit_work {
     float *qblk[MAX_THREADS];   /* [QB_FAST, ATT_QF_LD(head_dim)] a query block's copy */
     float *kp, *vp;             /* packed keys / values, one slot per head */
     size_t kp_stride, vp_stride;
+    /* Speed-aware GEMM shares (plan_shares): each thread's rate, in FLOPs
+     * per ms of its own task time, smoothed over products (0: not yet
+     * measured), and the current product's tallies, one line per thread. */
+    double rate[MAX_THREADS];
+    struct {
+        _Alignas(64) double busy_ms, flop;
+    } tally[MAX_THREADS];
     int timing;                 /* vit_work_stage_timing */
     double t_mark;              /* the clock at the end of the last stage */
     double stage_ms[VIT_N_STAGES];
@@ -207,6 +215,7 @@ int vit_work_set_threads(struct vit_work *w, int n, struct err *e)
     if (n < 1 || n > MAX_THREADS)
         return err_set(e, ERR_INPUT, "%d threads: allowed 1..%d", n, MAX_THREADS);
     free_threads(w);
+    memset(w->rate, 0, sizeof w->rate);
     if (!w->fast) {
         w->n_threads = 1;
         return 0; /* the OpenBLAS path threads inside OpenBLAS */
@@ -666,6 +675,9 @@ struct gemm_job {
     struct vit_work *w;
     int m, n, k, lda, ldc;
     int n_row, n_col; /* row blocks x column blocks, one task each */
+    /* Thread i's row blocks, the i-th of n_share runs of n_row / n_share,
+     * cover row tiles [cut[i], cut[i + 1]) (sized by the threads' rates). */
+    int n_share, cut[MAX_THREADS + 1];
     const float *A, *Bp, *bias;
     const unsigned short *Bh;   /* bf16-packed B instead of Bp, or NULL */
     float *C;
@@ -681,6 +693,52 @@ struct gemm_job {
 
 #define GEMM_MIN_ROWS 96 /* a task's rows: each weight panel it streams serves this many */
 
+/* Shares of `tiles` row tiles for the team, in proportion to the threads'
+ * measured rates. The cores of a VM need not be equally fast (bench/
+ * RESULTS.md times each alone): with even shares the thread on the slower
+ * one finishes every product last while the other waits, as stealing
+ * cannot split a task already started. The team gives thread i the i-th
+ * run of tasks, so thread i's row blocks cover its share. A share within
+ * GEMM_DEAD of even stays even (measurement noise would only add
+ * imbalance) and none goes beyond GEMM_SKEW of even (one bad measurement
+ * cannot starve a thread); shares are even until every rate is known, or
+ * when the row blocks do not divide evenly among the threads. Which rows
+ * a thread gets never changes a result. */
+#define GEMM_SKEW 0.25
+#define GEMM_DEAD 0.02
+#define GEMM_RATE_NEW 0.1 /* weight of the latest product in a thread's rate */
+static void plan_shares(const struct vit_work *w, int tiles, struct gemm_job *j)
+{
+    int n = w->n_threads, known = 1;
+    double sum = 0, f[MAX_THREADS], total = 0;
+    j->n_share = n > 1 && j->n_row % n == 0 ? n : 1;
+    for (int i = 0; i < j->n_share; i++) {
+        known = known && w->rate[i] > 0;
+        sum += w->rate[i];
+    }
+    double even = 1.0 / j->n_share;
+    for (int i = 0; i < j->n_share; i++) {
+        f[i] = j->n_share > 1 && known ? w->rate[i] / sum : even;
+        if (f[i] > even * (1 - GEMM_DEAD) && f[i] < even * (1 + GEMM_DEAD))
+            f[i] = even;
+        f[i] = f[i] < even * (1 - GEMM_SKEW) ? even * (1 - GEMM_SKEW)
+             : f[i] > even * (1 + GEMM_SKEW) ? even * (1 + GEMM_SKEW) : f[i];
+        total += f[i];
+    }
+    double acc = 0;
+    j->cut[0] = 0;
+    for (int i = 0; i < j->n_share; i++) {
+        acc += f[i];
+        j->cut[i + 1] = i + 1 == j->n_share ? tiles : (int)(acc / total * tiles + 0.5);
+    }
+}
+
+void vit_work_seed_rates(struct vit_work *w, const double *rates)
+{
+    for (int i = 0; i < w->n_threads; i++)
+        w->rate[i] = rates[i];
+}
+
 /* Splits an m x n product into tasks: row blocks of at least GEMM_MIN_ROWS
  * (each task streams its columns of B once), then column blocks when that
  * leaves too few tasks to balance the team (short inputs: ViT-B at 224x224
@@ -694,6 +752,7 @@ static void gemm_plan(const struct vit_work *w, int m, int n, struct gemm_job *j
     j->n_row = n_row > tiles ? tiles : n_row;
     int n_col = (target + j->n_row - 1) / j->n_row;
     j->n_col = n_col > panels ? panels : n_col;
+    plan_shares(w, tiles, j);
 }
 
 /* Block i of `parts` over `units` units of `size` (row tiles or column
@@ -709,7 +768,13 @@ static void share(int i, int parts, int units, int size, int total, int *lo, int
 
 static void row_block(const struct gemm_job *j, int rt, int *r0, int *r1)
 {
-    share(rt, j->n_row, (j->m + KERN_MR - 1) / KERN_MR, KERN_MR, j->m, r0, r1);
+    int per = j->n_row / j->n_share, i = rt / per;
+    int lo = j->cut[i], n = j->cut[i + 1] - lo;
+    share(rt % per, per, n, KERN_MR, (n * KERN_MR), r0, r1);
+    *r0 += lo * KERN_MR;
+    *r1 += lo * KERN_MR;
+    *r0 = *r0 < j->m ? *r0 : j->m;
+    *r1 = *r1 < j->m ? *r1 : j->m;
 }
 
 /* The row-wise epilogue of rows [r0, r1) (whole rows of C). */
@@ -750,6 +815,7 @@ static void gemm_task(void *ctx, int t, int th)
     share(t % j->n_col, j->n_col, (j->n + KERN_NR - 1) / KERN_NR, KERN_NR, j->n, &c0, &c1);
     if (r0 >= r1 || c0 >= c1)
         return;
+    double t0 = j->w->n_threads > 1 ? clock_now_ms() : 0;
     float *C = j->C + (size_t)r0 * j->ldc + c0;
     const float *bias = j->bias ? j->bias + c0 : NULL;
     size_t panel0 = (size_t)(c0 / KERN_NR) * KERN_NR;
@@ -766,6 +832,24 @@ static void gemm_task(void *ctx, int t, int th)
         for (int r = 0; r < r1 - r0; r++)
             (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(C + (size_t)r * j->ldc,
                                                               (size_t)(c1 - c0));
+    if (j->w->n_threads > 1) {
+        j->w->tally[th].busy_ms += clock_now_ms() - t0;
+        j->w->tally[th].flop += 2.0 * (r1 - r0) * (c1 - c0) * j->k;
+    }
+}
+
+/* After a product: each thread's rate from its tallies, smoothed (the
+ * latest product weighs GEMM_RATE_NEW: a core's speed drifts over
+ * minutes, not from one product to the next). */
+static void update_rates(struct vit_work *w)
+{
+    for (int i = 0; i < w->n_threads; i++) {
+        if (w->tally[i].busy_ms > 0.01) {
+            double r = w->tally[i].flop / w->tally[i].busy_ms;
+            w->rate[i] = w->rate[i] > 0 ? (1 - GEMM_RATE_NEW) * w->rate[i] + GEMM_RATE_NEW * r : r;
+        }
+        w->tally[i].busy_ms = w->tally[i].flop = 0;
+    }
 }
 
 static void gemm_epilogue_task(void *ctx, int t, int th)
@@ -782,6 +866,8 @@ static void gemm_run(struct gemm_job *j)
 {
     gemm_plan(j->w, j->m, j->n, j);
     team_run(j->w->team, j->n_row * j->n_col, gemm_task, j);
+    if (j->w->n_threads > 1)
+        update_rates(j->w);
     if (j->n_col > 1 && (j->epi == EPI_SWIGLU || j->epi == EPI_RESIDUAL))
         team_run(j->w->team, j->n_row, gemm_epilogue_task, j);
 }

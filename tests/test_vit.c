@@ -9,6 +9,7 @@
 #include "safetensors.h"
 #include "tensor.h"
 #include "vit.h"
+#include "../core/vit_impl.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -419,7 +420,9 @@ static void bf16_mode(void)
  * row-wise epilogues after them for short inputs) changes which thread
  * computes a block, never the order of its sums: tokens and keys are
  * bit-identical for 1, 2 and 3 threads, short and long inputs, MLP and
- * SwiGLU blocks, float32 and (when the CPU has it) bfloat16. */
+ * SwiGLU blocks, float32 and (when the CPU has it) bfloat16; and again with
+ * the threads' GEMM rates seeded far apart, so that their row shares are
+ * as uneven as they go. */
 static void thread_split(void)
 {
     const char *models[] = {"tiny", "tiny_swiglu", "tiny_noreg"};
@@ -448,25 +451,32 @@ static void thread_split(void)
                     float *ref = malloc(sizeof *ref * ((size_t)T * c->dim + (size_t)N * c->dim));
                     for (int i = 0; i < 3 * H * W; i++)
                         x[i] = (float)((unsigned)i * 7919u % 2003u) / 1001.0f - 1.0f;
-                    for (int th = 1; !rc && th <= 3; th++) {
+                    for (int run = 0; !rc && run < 5; run++) {
+                        int th = run < 3 ? run + 1 : run - 1, skew = run >= 3;
+                        const double rates[] = {1e5, 4e5, 2e5};
                         struct vit_work *w = NULL;
                         struct vit_opts o = {.layer = -1, .want = VIT_WANT_QKV | VIT_WANT_TOKENS};
                         struct vit_out out;
                         rc = vit_work_init(m, N, &w, &e);
                         if (!rc)
                             rc = vit_work_set_threads(w, th, &e);
+                        if (!rc && skew)
+                            vit_work_seed_rates(w, rates);
                         if (!rc)
                             rc = vit_forward(m, w, x, H, W, &o, &out, &e);
-                        CHECK(rc == 0, "%dx%d on %d threads: %s", H, W, th, e.msg);
+                        CHECK(rc == 0, "%dx%d on %d threads%s: %s", H, W, th,
+                              skew ? ", uneven shares" : "", e.msg);
                         size_t nt = (size_t)T * c->dim, nk = (size_t)N * c->dim;
                         if (!rc && th == 1) {
                             memcpy(ref, out.tokens, sizeof *ref * nt);
                             memcpy(ref + nt, out.k, sizeof *ref * nk);
                         } else if (!rc) {
                             CHECK(!memcmp(ref, out.tokens, sizeof *ref * nt),
-                                  "%dx%d: tokens on %d threads differ from 1 thread", H, W, th);
+                                  "%dx%d: tokens on %d threads%s differ from 1 thread", H, W,
+                                  th, skew ? ", uneven shares" : "");
                             CHECK(!memcmp(ref + nt, out.k, sizeof *ref * nk),
-                                  "%dx%d: keys on %d threads differ from 1 thread", H, W, th);
+                                  "%dx%d: keys on %d threads%s differ from 1 thread", H, W, th,
+                                  skew ? ", uneven shares" : "");
                         }
                         vit_work_free(w);
                     }
