@@ -1,7 +1,9 @@
 /* model_impl.h - private to core/: the loaded weights as model.c lays them
  * out and vit.c reads them. All pointers are float32, row-major, PyTorch
  * layout (Linear weights [out, in]); they point into the mapped file when
- * the stored tensor is aligned F32, else into buffers the model owns. */
+ * the stored tensor is aligned F32, else into buffers the model owns. Once
+ * packed (the AVX-512 path), everything a forward reads is owned: the
+ * packed weights and copies of the small tensors (copy_small in model.c). */
 #ifndef LOSTD_MODEL_IMPL_H
 #define LOSTD_MODEL_IMPL_H
 

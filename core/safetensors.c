@@ -322,13 +322,19 @@ const char *safetensors_meta(const struct safetensors *st, const char *key)
 
 size_t safetensors_file_size(const struct safetensors *st) { return st->len; }
 
-void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes)
+int safetensors_in_mapping(const struct safetensors *st, const void *p, size_t bytes)
 {
     if (!st || !st->map)
+        return 0;
+    uintptr_t lo = (uintptr_t)p, base = (uintptr_t)st->map;
+    return lo >= base && lo <= base + st->map_len && bytes <= base + st->map_len - lo;
+}
+
+void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes)
+{
+    if (!safetensors_in_mapping(st, p, bytes))
         return;
-    uintptr_t lo = (uintptr_t)p, hi = lo + bytes, base = (uintptr_t)st->map;
-    if (lo < base || hi > base + st->map_len)
-        return;
+    uintptr_t lo = (uintptr_t)p, hi = lo + bytes;
     uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
     lo = (lo + pg - 1) / pg * pg;
     hi = hi / pg * pg;
@@ -338,11 +344,9 @@ void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes)
 
 void safetensors_will_need(struct safetensors *st, const void *p, size_t bytes)
 {
-    if (!st || !st->map)
+    if (!safetensors_in_mapping(st, p, bytes))
         return;
-    uintptr_t lo = (uintptr_t)p, base = (uintptr_t)st->map;
-    if (lo < base || lo + bytes > base + st->map_len)
-        return;
+    uintptr_t lo = (uintptr_t)p;
     uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = lo / pg * pg;
 #ifdef MADV_POPULATE_READ
     if (!madvise((void *)a, lo + bytes - a, MADV_POPULATE_READ))

@@ -75,6 +75,9 @@ void safetensors_drop_range(struct safetensors *st, const void *p, size_t bytes)
  * fail. */
 void safetensors_will_need(struct safetensors *st, const void *p, size_t bytes);
 
+/* 1 when [p, p + bytes) lies in the file's mapping (0 for a parsed buffer). */
+int safetensors_in_mapping(const struct safetensors *st, const void *p, size_t bytes);
+
 /* Bytes of the whole file (0 for a parsed buffer's own size). */
 size_t safetensors_file_size(const struct safetensors *st);
 
