@@ -973,12 +973,11 @@ static void attn_pack_task(void *ctx, int h, int th)
  * O is divided by the sums at the end. O is the block's rows of this
  * head's columns of w->att, where the projection reads them: the first
  * product brings those lines in while it computes, rather than a copy from
- * a scratch O stalling on them at the end (6% of attention on 2 threads).
- * Per thread only a [QB_FAST, ATT_KB] tile of scores exists, whatever T
- * is. In bf16
- * mode both products take bf16 operands (Q rounded once per task, P
- * written as bf16 by the softmax) and accumulate in float32; the softmax
- * and its sums stay float32. */
+ * a scratch O stalling on them at the end. Per thread only a [QB_FAST,
+ * ATT_KB] tile of scores exists, whatever T is. In bf16 mode both products
+ * take bf16 operands (Q rounded once per task, P written as bf16 by the
+ * softmax) and accumulate in float32; the softmax and its sums stay
+ * float32. */
 static void attn_task(void *ctx, int t, int th)
 {
     struct attn_job *j = ctx;
