@@ -791,10 +791,11 @@ static void *pack_worker(void *v)
  * CPUs); a job is a pure copy, so the result does not depend on the thread
  * count. The patch embedding stays float32 in bf16 mode: it sees raw
  * pixels once. */
-/* *p (n floats, when set) replaced by a copy the model owns. */
+/* *p (n floats) replaced by a copy the model owns when it lies in the
+ * file's mapping (a converted tensor is owned already). */
 static int keep_copy(struct model *m, const float **p, size_t n)
 {
-    if (!*p)
+    if (!*p || !safetensors_in_mapping(m->st, *p, n * sizeof **p))
         return 0;
     float *q = own_buf(m, n);
     if (!q)

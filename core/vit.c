@@ -768,13 +768,10 @@ static void share(int i, int parts, int units, int size, int total, int *lo, int
 
 static void row_block(const struct gemm_job *j, int rt, int *r0, int *r1)
 {
-    int per = j->n_row / j->n_share, i = rt / per;
-    int lo = j->cut[i], n = j->cut[i + 1] - lo;
-    share(rt % per, per, n, KERN_MR, (n * KERN_MR), r0, r1);
-    *r0 += lo * KERN_MR;
-    *r1 += lo * KERN_MR;
-    *r0 = *r0 < j->m ? *r0 : j->m;
-    *r1 = *r1 < j->m ? *r1 : j->m;
+    int per = j->n_row / j->n_share, i = rt / per, base = j->cut[i] * KERN_MR;
+    share(rt % per, per, j->cut[i + 1] - j->cut[i], KERN_MR, j->m - base, r0, r1);
+    *r0 += base;
+    *r1 += base;
 }
 
 /* The row-wise epilogue of rows [r0, r1) (whole rows of C). */
@@ -985,7 +982,6 @@ static void attn_task(void *ctx, int t, int th)
     const struct model_config *c = j->c;
     int h = t / j->nqb, qb = t % j->nqb, T = j->T, D = c->dim, hd = c->head_dim;
     int r0 = qb * QB_FAST, rows = T - r0 < QB_FAST ? T - r0 : QB_FAST;
-    /* the output accumulates in place, in the block's rows of w->att */
     float *S = w->sblk[th], *O = w->att + (size_t)r0 * D + h * hd;
     float *mx = w->ssum[th], *sum = mx + QB_FAST, *alpha = sum + QB_FAST;
     const float *Q = w->qkv + (size_t)r0 * 3 * D + h * hd;
