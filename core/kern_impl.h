@@ -40,9 +40,16 @@ void kern_pack_nt(const float *B, int ldb, int n, int k, float *dst);
 void kern_pack_nn(const float *B, int ldb, int k, int n, float *dst);
 
 /* C[m, n] (row stride ldc) = (accumulate ? C : 0) + bias + A[m, k] . Bp,
- * with A row-major (stride lda) and Bp from kern_pack_*. bias [n] or NULL. */
+ * with A row-major (stride lda) and Bp from kern_pack_*. bias [n] or NULL.
+ * scratch: kern_scratch_floats() floats, 64-byte aligned, or NULL. A is
+ * read in place, except that with scratch and lda a multiple of 1024
+ * floats each block of A is first copied there with a padded stride (see
+ * kern.c: such rows collide in the L1 cache). The same sums either way. */
 void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, float *C,
-               int ldc, const float *bias, int accumulate);
+               int ldc, const float *bias, int accumulate, float *scratch);
+
+/* Floats of the scratch kern_gemm copies a block of A into. */
+size_t kern_scratch_floats(void);
 
 /* kern_gemm with B read in place: row-major [k, n], row stride ldb, no
  * packing (attention values, straight from the q/k/v rows: the hardware

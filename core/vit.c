@@ -35,12 +35,14 @@
  * one L1 set */
 #define ATT_QF_LD(hd) ((hd) + 16)
 
-/* uint16 elements of a thread's bf16 scratch: kern_gemm_bf16's A blocks,
- * or attn_task's rounded queries and probabilities. */
+/* uint16 elements of a thread's scratch: kern_gemm_bf16's A blocks,
+ * attn_task's rounded queries and probabilities (bf16 mode), or kern_gemm's
+ * copies of A (float32, two elements a float). */
 static size_t hscr_elems(const struct model_config *c)
 {
     size_t att = (size_t)QB_FAST * (ATT_Q_LD((c->head_dim + 1) / 2 * 2) + ATT_P_LD);
-    size_t gemm = kern_bf16_scratch_elems();
+    size_t gemm = kern_bf16_scratch_elems(), f32 = 2 * kern_scratch_floats();
+    gemm = gemm > f32 ? gemm : f32;
     return att > gemm ? att : gemm;
 }
 #define MAX_THREADS 64
@@ -75,7 +77,7 @@ struct vit_work {
     int n_threads;
     float *sblk[MAX_THREADS];   /* [QB_FAST, ATT_KB] attention scores per thread */
     float *ssum[MAX_THREADS];   /* [3, QB_FAST] running maxima, sums, rescale factors */
-    unsigned short *hscr[MAX_THREADS]; /* bf16 A-block scratch per thread (bf16 mode) */
+    unsigned short *hscr[MAX_THREADS]; /* per thread: A blocks, bf16 queries (hscr_elems) */
     float *qblk[MAX_THREADS];   /* [QB_FAST, ATT_QF_LD(head_dim)] a query block's copy */
     float *kp, *vp;             /* packed keys / values, one slot per head */
     size_t kp_stride, vp_stride;
@@ -822,7 +824,7 @@ static void gemm_task(void *ctx, int t, int th)
                        j->w->hscr[th]);
     else
         kern_gemm(r1 - r0, c1 - c0, j->k, j->A + (size_t)r0 * j->lda, j->lda,
-                  j->Bp + panel0 * (size_t)j->k, C, j->ldc, bias, 0);
+                  j->Bp + panel0 * (size_t)j->k, C, j->ldc, bias, 0, (float *)j->w->hscr[th]);
     if (j->n_col == 1)
         gemm_epilogue(j, r0, r1);
     else if (j->epi == EPI_GELU || j->epi == EPI_QUICKGELU)
@@ -1011,7 +1013,8 @@ static void attn_task(void *ctx, int t, int th)
                               (size_t)hd2 * KERN_NR, S, ATT_KB, 0);
             kern_softmax_online_bf16(S, rows, nk, ATT_KB, scale, mx, sum, alpha, ph, ATT_P_LD);
         } else {
-            kern_gemm(rows, nk, hd, qf, ATT_QF_LD(hd), kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0);
+            kern_gemm(rows, nk, hd, qf, ATT_QF_LD(hd), kp + (size_t)k0 * hd, S, ATT_KB, NULL, 0,
+                      NULL);
             kern_softmax_online(S, rows, nk, ATT_KB, scale, mx, sum, alpha);
         }
         int acc = k0 > 0; /* the first block's product initialises O */
@@ -1031,7 +1034,7 @@ static void attn_task(void *ctx, int t, int th)
         for (int p0 = 0; p0 < hd; p0 += KERN_NR) {
             int nr = hd - p0 < KERN_NR ? hd - p0 : KERN_NR;
             kern_gemm(rows, nr, nk, S, ATT_KB, vp + (size_t)p0 * T + (size_t)k0 * KERN_NR,
-                      O + p0, D, NULL, acc);
+                      O + p0, D, NULL, acc, NULL);
         }
     }
     for (int i = 0; i < rows; i++)
@@ -1049,7 +1052,8 @@ static void attn_rows_task(void *ctx, int h, int th)
     const struct model_config *c = j->c;
     int T = j->T, D = c->dim, hd = c->head_dim, pre = 1 + c->n_reg;
     float *A = w->attn + (size_t)h * pre * T;
-    kern_gemm(pre, T, hd, w->qkv + h * hd, 3 * D, w->kp + h * w->kp_stride, A, T, NULL, 0);
+    kern_gemm(pre, T, hd, w->qkv + h * hd, 3 * D, w->kp + h * w->kp_stride, A, T, NULL, 0,
+              NULL);
     for (int i = 0; i < pre; i++) {
         float s, *row = A + (size_t)i * T;
         kern_softmax_rows(row, 1, T, T, 1.0f / sqrtf((float)hd), &s);
@@ -1117,6 +1121,7 @@ static void block_fast(const struct model_config *c, const struct model_block *b
 #define GRAM_ROWS 96 /* a multiple of KERN_MR and of KERN_NR: blocks start on a panel */
 
 struct gram_job {
+    struct vit_work *w;
     const float *f, *Fp;
     float *U;
     int n, dim;
@@ -1126,12 +1131,11 @@ struct gram_job {
  * entries below the diagonal inside the block, which nobody reads. */
 static void gram_task(void *ctx, int t, int th)
 {
-    (void)th;
     struct gram_job *j = ctx;
     int r0 = t * GRAM_ROWS, rows = j->n - r0 < GRAM_ROWS ? j->n - r0 : GRAM_ROWS;
     const float *bp = j->Fp + (size_t)(r0 / KERN_NR) * j->dim * KERN_NR;
     kern_gemm(rows, j->n - r0, j->dim, j->f + (size_t)r0 * j->dim, j->dim, bp,
-              j->U + (size_t)r0 * j->n + r0, j->n, NULL, 0);
+              j->U + (size_t)r0 * j->n + r0, j->n, NULL, 0, (float *)j->w->hscr[th]);
 }
 
 int vit_work_gram(struct vit_work *w, const float *f, int n, int dim, float *U, struct err *e)
@@ -1150,7 +1154,7 @@ int vit_work_gram(struct vit_work *w, const float *f, int n, int dim, float *U, 
     if (kern_packed_floats(n, dim) > w->kp_stride * (size_t)w->m->cfg.n_head)
         return err_set(e, ERR_TOOBIG, "gram: %d x %d features exceed the workspace", n, dim);
     kern_pack_nt(f, dim, n, dim, w->kp);
-    struct gram_job j = {.f = f, .Fp = w->kp, .U = U, .n = n, .dim = dim};
+    struct gram_job j = {.w = w, .f = f, .Fp = w->kp, .U = U, .n = n, .dim = dim};
     team_run(w->team, (n + GRAM_ROWS - 1) / GRAM_ROWS, gram_task, &j);
     return 0;
 }

@@ -43,7 +43,7 @@ static void gemm_case(int m, int n, int k, int nn, int acc)
             kern_pack_nn(B, ldb, k, n, Bp);
         else
             kern_pack_nt(B, ldb, n, k, Bp);
-        kern_gemm(m, n, k, A, lda, Bp, C, ldc, bias, acc);
+        kern_gemm(m, n, k, A, lda, Bp, C, ldc, bias, acc, NULL);
         double worst = 0;
         for (int i = 0; i < m; i++) {
             for (int j = 0; j < n; j++) {
@@ -303,12 +303,50 @@ static void gemm_nn_case(int m, int n, int k)
         for (int acc = 0; acc < 2; acc++) {
             for (size_t i = 0; i < (size_t)m * ldc; i++)
                 C1[i] = C2[i] = frand(&s);
-            kern_gemm(m, n, k, A, lda, Bp, C1, ldc, NULL, acc);
+            kern_gemm(m, n, k, A, lda, Bp, C1, ldc, NULL, acc, NULL);
             kern_gemm_nn(m, n, k, A, lda, B, ldb, C2, ldc, acc);
             CHECK(memcmp(C1, C2, sizeof *C1 * (size_t)m * ldc) == 0, "accumulate %d: differs",
                   acc);
         }
         free(A), free(B), free(Bp), free(C1), free(C2);
+    });
+}
+
+/* With scratch and lda a multiple of 1024 floats, kern_gemm reads A from
+ * padded copies of its blocks: bit for bit the product read in place, over
+ * several row blocks and passes of k with tails, bias and accumulation;
+ * and the copies are really made (the scratch is written). */
+static void gemm_copy_case(int m, int n, int k, int lda)
+{
+    char name[96];
+    snprintf(name, sizeof name, "gemm with A copied m=%d n=%d k=%d lda=%d", m, n, k, lda);
+    CHECK_CASE(name, {
+        unsigned s = (unsigned)(m * 31 + n * 17 + k);
+        int ldc = n + 1;
+        size_t nscr = kern_scratch_floats();
+        float *A = malloc(sizeof *A * (size_t)m * lda), *B = malloc(sizeof *B * (size_t)n * k);
+        float *Bp = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
+        float *scr = aligned_alloc(64, sizeof *scr * nscr), *bias = malloc(sizeof *bias * n);
+        float *C1 = malloc(sizeof *C1 * (size_t)m * ldc), *C2 = malloc(sizeof *C2 * (size_t)m * ldc);
+        for (size_t i = 0; i < (size_t)m * lda; i++)
+            A[i] = frand(&s);
+        for (size_t i = 0; i < (size_t)n * k; i++)
+            B[i] = frand(&s);
+        for (int j = 0; j < n; j++)
+            bias[j] = frand(&s);
+        kern_pack_nt(B, k, n, k, Bp);
+        for (int acc = 0; acc < 2; acc++) {
+            for (size_t i = 0; i < nscr; i++)
+                scr[i] = -7.0f;
+            for (size_t i = 0; i < (size_t)m * ldc; i++)
+                C1[i] = C2[i] = frand(&s);
+            kern_gemm(m, n, k, A, lda, Bp, C1, ldc, bias, acc, NULL);
+            kern_gemm(m, n, k, A, lda, Bp, C2, ldc, bias, acc, scr);
+            CHECK(memcmp(C1, C2, sizeof *C1 * (size_t)m * ldc) == 0, "accumulate %d: differs",
+                  acc);
+            CHECK(scr[0] != -7.0f, "the scratch was not used");
+        }
+        free(A), free(B), free(Bp), free(scr), free(bias), free(C1), free(C2);
     });
 }
 
@@ -334,6 +372,9 @@ int main(void)
     gemm_nn_case(5, 64, 501);    /* a short query block, the last key block */
     gemm_nn_case(13, 32, 7);
     gemm_nn_case(100, 96, 1100); /* two passes over k, two row blocks */
+    gemm_copy_case(200, 70, 1024, 1024); /* row blocks with a tail, one pass */
+    gemm_copy_case(37, 96, 2100, 3072);  /* three passes over k, the last shorter */
+    gemm_copy_case(13, 40, 300, 2048);   /* k below a pass, 13 rows */
     if (kern_bf16_available()) {
         gemm_bf16_case(13, 33, 7);
         gemm_bf16_case(100, 64, 385);
@@ -531,9 +572,9 @@ int main(void)
                 float *buf = aligned_alloc(64, 4096 * sizeof(float));
                 float A[32] = {0}, C[32];
                 if (which == 0)
-                    kern_gemm(1, 4, 4, A, 4, buf + 1, C, 4, NULL, 0); /* panel off by 4 bytes */
+                    kern_gemm(1, 4, 4, A, 4, buf + 1, C, 4, NULL, 0, NULL); /* panel off by 4 bytes */
                 else
-                    kern_gemm(1, 4, 4, A, 2, buf, C, 4, NULL, 0);     /* lda < k */
+                    kern_gemm(1, 4, 4, A, 2, buf, C, 4, NULL, 0, NULL);     /* lda < k */
                 _exit(0);
             }
             int st = 0;
