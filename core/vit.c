@@ -777,8 +777,9 @@ static void share(int i, int parts, int units, int size, int total, int *lo, int
  * one, so the blocks left at the end should be small. With three equal
  * blocks a thread waited for the other in 3-6% of the products' time
  * whenever the rates missed; with five halving ones, 2-3% (ViT-S 392x504, 2
- * threads, the wait timed per product). Smaller blocks cost nothing in
- * reuse: kern_gemm streams B once per KERN_MC rows whatever the task. */
+ * threads, the wait timed per product). Blocks of KERN_MC rows or more
+ * lose no reuse (kern_gemm streams B once per KERN_MC rows in any case);
+ * only the last small ones stream it for fewer rows. */
 static int tail_edge(int i, int parts, int units)
 {
     return i <= 0 ? 0 : i >= parts ? units : units - (units >> i);
