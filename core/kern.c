@@ -417,9 +417,8 @@ static inline int prefetch_count(const struct prefetch *p, int tile)
     return left < 0 ? 0 : left < p->per ? left : p->per;
 }
 
-/* A block's row stride in the scratch: kc plus one cache line (kc is a
- * multiple of 16, or k itself when shorter), so the rows fall in different
- * L1 sets. */
+/* A block's row stride in the scratch: kc rounded up to whole cache lines,
+ * plus one, so that the rows fall in different L1 sets. */
 static inline size_t a_copy_stride(int kc) { return ((size_t)kc + 15) / 16 * 16 + 16; }
 
 size_t kern_scratch_floats(void) { return (size_t)KERN_MC * a_copy_stride(KERN_KC); }

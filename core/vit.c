@@ -742,10 +742,12 @@ void vit_work_seed_rates(struct vit_work *w, const double *rates)
         w->rate[i] = rates[i];
 }
 
-/* Splits an m x n product into tasks: row blocks of at least GEMM_MIN_ROWS
- * (each task streams its columns of B once), then column blocks when that
- * leaves too few tasks to balance the team (short inputs: ViT-B at 224x224
- * has 261 tokens against 2304 qkv columns). One task per team of one. */
+/* Splits an m x n product into tasks: row blocks, GEMM_MIN_ROWS rows or
+ * more on average and at most GEMM_RUN per thread, in whole runs of the
+ * team so that the rate shares apply (row_block sizes them); then column
+ * blocks when that leaves too few tasks to balance the team (short inputs:
+ * ViT-B at 224x224 has 261 tokens against 2304 qkv columns). One task per
+ * team of one. */
 static void gemm_plan(const struct vit_work *w, int m, int n, struct gemm_job *j)
 {
     int nt = w->n_threads, target = nt > 1 ? 3 * nt : 1, most = nt > 1 ? GEMM_RUN * nt : 1;
