@@ -17,6 +17,12 @@ static float frand(unsigned *s)
     return ((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
+static void fill(float *x, size_t n, unsigned *s)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand(s);
+}
+
 static void gemm_case(int m, int n, int k, int nn, int acc)
 {
     char name[128];
@@ -29,14 +35,10 @@ static void gemm_case(int m, int n, int k, int nn, int acc)
         float *B = malloc(sizeof *B * (size_t)(nn ? k : n) * ldb);
         float *C = malloc(sizeof *C * (size_t)m * ldc), *bias = malloc(sizeof *bias * n);
         float *Bp = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
-        for (size_t i = 0; i < (size_t)m * lda; i++)
-            A[i] = frand(&s);
-        for (size_t i = 0; i < (size_t)(nn ? k : n) * ldb; i++)
-            B[i] = frand(&s);
-        for (size_t i = 0; i < (size_t)m * ldc; i++)
-            C[i] = frand(&s);
-        for (int j = 0; j < n; j++)
-            bias[j] = frand(&s);
+        fill(A, (size_t)m * lda, &s);
+        fill(B, (size_t)(nn ? k : n) * ldb, &s);
+        fill(C, (size_t)m * ldc, &s);
+        fill(bias, (size_t)n, &s);
         float *C0 = malloc(sizeof *C0 * (size_t)m * ldc);
         memcpy(C0, C, sizeof *C * (size_t)m * ldc);
         if (nn)
@@ -85,12 +87,9 @@ static void gemm_bf16_case(int m, int n, int k)
         float *C = malloc(sizeof *C * (size_t)m * ldc), *bias = malloc(sizeof *bias * n);
         unsigned short *Bp = aligned_alloc(64, 2 * kern_packed_bf16_elems(n, k) + 64);
         unsigned short *sc = aligned_alloc(64, 2 * kern_bf16_scratch_elems() + 64);
-        for (size_t i = 0; i < (size_t)m * lda; i++)
-            A[i] = frand(&s);
-        for (size_t i = 0; i < (size_t)n * k; i++)
-            B[i] = frand(&s);
-        for (int j = 0; j < n; j++)
-            bias[j] = frand(&s);
+        fill(A, (size_t)m * lda, &s);
+        fill(B, (size_t)n * k, &s);
+        fill(bias, (size_t)n, &s);
         kern_pack_nt_bf16(B, k, n, k, Bp);
         kern_gemm_bf16(m, n, k, A, lda, Bp, C, ldc, bias, 0, sc);
         double worst = 0;
@@ -133,10 +132,8 @@ static void gemm_bf16_pa_case(int m, int n, int k, int k0, int K)
         float *C = malloc(sizeof *C * (size_t)m * ldc), *C0 = malloc(sizeof *C0 * (size_t)m * ldc);
         unsigned short *Ah = malloc(2 * (size_t)m * ld2);
         unsigned short *Bp = aligned_alloc(64, 2 * kern_packed_bf16_elems(n, K) + 64);
-        for (size_t i = 0; i < (size_t)m * lda; i++)
-            A[i] = frand(&s);
-        for (size_t i = 0; i < (size_t)K * n; i++)
-            B[i] = frand(&s);
+        fill(A, (size_t)m * lda, &s);
+        fill(B, (size_t)K * n, &s);
         for (size_t i = 0; i < (size_t)m * ldc; i++)
             C[i] = C0[i] = frand(&s);
         kern_pack_nn_bf16(B, n, K, n, Bp);
@@ -295,10 +292,8 @@ static void gemm_nn_case(int m, int n, int k)
         float *Bp = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
         float *C1 = malloc(sizeof *C1 * ((size_t)m * ldc + 1));
         float *C2 = malloc(sizeof *C2 * ((size_t)m * ldc + 1));
-        for (size_t i = 0; i < (size_t)m * lda; i++)
-            A[i] = frand(&s);
-        for (size_t i = 0; i < (size_t)k * ldb; i++)
-            B[i] = frand(&s);
+        fill(A, (size_t)m * lda, &s);
+        fill(B, (size_t)k * ldb, &s);
         kern_pack_nn(B, ldb, k, n, Bp);
         for (int acc = 0; acc < 2; acc++) {
             for (size_t i = 0; i < (size_t)m * ldc; i++)
@@ -328,12 +323,9 @@ static void gemm_copy_case(int m, int n, int k, int lda)
         float *Bp = aligned_alloc(64, sizeof(float) * kern_packed_floats(n, k) + 64);
         float *scr = aligned_alloc(64, sizeof *scr * nscr), *bias = malloc(sizeof *bias * n);
         float *C1 = malloc(sizeof *C1 * (size_t)m * ldc), *C2 = malloc(sizeof *C2 * (size_t)m * ldc);
-        for (size_t i = 0; i < (size_t)m * lda; i++)
-            A[i] = frand(&s);
-        for (size_t i = 0; i < (size_t)n * k; i++)
-            B[i] = frand(&s);
-        for (int j = 0; j < n; j++)
-            bias[j] = frand(&s);
+        fill(A, (size_t)m * lda, &s);
+        fill(B, (size_t)n * k, &s);
+        fill(bias, (size_t)n, &s);
         kern_pack_nt(B, k, n, k, Bp);
         for (int acc = 0; acc < 2; acc++) {
             for (size_t i = 0; i < nscr; i++)
