@@ -785,12 +785,6 @@ static void *pack_worker(void *v)
 #define PACK_HUGE (2u << 20)  /* the transparent huge page size */
 #define PACK_MAX_THREADS 8    /* packing is memory-bound: more cores stop helping */
 
-/* Weights are packed once here, so no forward pays for it, into one mapping
- * aligned to and advised for 2 MiB pages (a 1.2 GB ViT-L takes ~600 page
- * faults instead of ~300,000), by up to PACK_MAX_THREADS threads (the online
- * CPUs); a job is a pure copy, so the result does not depend on the thread
- * count. The patch embedding stays float32 in bf16 mode: it sees raw
- * pixels once. */
 /* *p (n floats) replaced by a copy the model owns when it lies in the
  * file's mapping (a converted tensor is owned already). */
 static int keep_copy(struct model *m, const float **p, size_t n)
@@ -809,7 +803,7 @@ static int keep_copy(struct model *m, const float **p, size_t n)
  * tensors (biases, norms, layer scales, tokens, position table): copies of
  * them, so that the file's mapping is not touched again after the load
  * drops it. A page cache that holds the file in large folios maps a whole
- * folio (up to 2 MiB) into the process for each small tensor read: 40 MB
+ * folio (up to 2 MiB) into the process for each small tensor read: 48 MB
  * of RSS for ViT-S's 84 MB file, for about 2.5 MB of copies. */
 static int copy_small(struct model *m)
 {
@@ -832,6 +826,12 @@ static int copy_small(struct model *m)
     return bad;
 }
 
+/* Weights are packed once here, so no forward pays for it, into one mapping
+ * aligned to and advised for 2 MiB pages (a 1.2 GB ViT-L takes ~600 page
+ * faults instead of ~300,000), by up to PACK_MAX_THREADS threads (the online
+ * CPUs); a job is a pure copy, so the result does not depend on the thread
+ * count. The patch embedding stays float32 in bf16 mode: it sees raw
+ * pixels once. */
 static int pack_weights(struct model *m, struct err *e)
 {
     const struct model_config *c = &m->cfg;

@@ -693,7 +693,7 @@ struct gemm_job {
     float *ln_out;
 };
 
-#define GEMM_MIN_ROWS 96 /* a task's rows: each weight panel it streams serves this many */
+#define GEMM_MIN_ROWS 96 /* a row block's rows on average (see gemm_plan) */
 #define GEMM_RUN 5 /* most row blocks per thread (see tail_edge) */
 
 /* Shares of `tiles` row tiles for the team, in proportion to the threads'
@@ -787,20 +787,16 @@ static int tail_edge(int i, int parts, int units)
     return i <= 0 ? 0 : i >= parts ? units : units - (units >> i);
 }
 
+/* Rows [*r0, *r1) of row block rt: within its thread's share, halving
+ * blocks (tail_edge) when the shares are per thread, else even ones. */
 static void row_block(const struct gemm_job *j, int rt, int *r0, int *r1)
 {
     int per = j->n_row / j->n_share, i = rt / per, base = j->cut[i] * KERN_MR;
-    int units = j->cut[i + 1] - j->cut[i], b = rt % per, total = j->m - base;
-    if (j->n_share > 1) {
-        *r0 = tail_edge(b, per, units) * KERN_MR;
-        *r1 = tail_edge(b + 1, per, units) * KERN_MR;
-        *r0 = *r0 < total ? *r0 : total;
-        *r1 = *r1 < total ? *r1 : total;
-    } else {
-        share(b, per, units, KERN_MR, total, r0, r1);
-    }
-    *r0 += base;
-    *r1 += base;
+    int units = j->cut[i + 1] - j->cut[i], b = rt % per;
+    int lo = j->n_share > 1 ? tail_edge(b, per, units) : (int)((long)b * units / per);
+    int hi = j->n_share > 1 ? tail_edge(b + 1, per, units) : (int)((long)(b + 1) * units / per);
+    *r0 = base + lo * KERN_MR < j->m ? base + lo * KERN_MR : j->m;
+    *r1 = base + hi * KERN_MR < j->m ? base + hi * KERN_MR : j->m;
 }
 
 /* The row-wise epilogue of rows [r0, r1) (whole rows of C). */

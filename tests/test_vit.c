@@ -454,6 +454,7 @@ static void thread_split(void)
                         x[i] = (float)((unsigned)i * 7919u % 2003u) / 1001.0f - 1.0f;
                     for (int run = 0; !rc && run < 5; run++) {
                         int th = run < 3 ? run + 1 : run - 1, skew = run >= 3;
+                        const char *how = skew ? ", uneven shares" : "";
                         const double rates[] = {1e5, 4e5, 2e5};
                         struct vit_work *w = NULL;
                         struct vit_opts o = {.layer = -1, .want = VIT_WANT_QKV | VIT_WANT_TOKENS};
@@ -465,8 +466,7 @@ static void thread_split(void)
                             vit_work_seed_rates(w, rates);
                         if (!rc)
                             rc = vit_forward(m, w, x, H, W, &o, &out, &e);
-                        CHECK(rc == 0, "%dx%d on %d threads%s: %s", H, W, th,
-                              skew ? ", uneven shares" : "", e.msg);
+                        CHECK(rc == 0, "%dx%d on %d threads%s: %s", H, W, th, how, e.msg);
                         size_t nt = (size_t)T * c->dim, nk = (size_t)N * c->dim;
                         if (!rc && th == 1) {
                             memcpy(ref, out.tokens, sizeof *ref * nt);
@@ -474,10 +474,10 @@ static void thread_split(void)
                         } else if (!rc) {
                             CHECK(!memcmp(ref, out.tokens, sizeof *ref * nt),
                                   "%dx%d: tokens on %d threads%s differ from 1 thread", H, W,
-                                  th, skew ? ", uneven shares" : "");
+                                  th, how);
                             CHECK(!memcmp(ref + nt, out.k, sizeof *ref * nk),
                                   "%dx%d: keys on %d threads%s differ from 1 thread", H, W, th,
-                                  skew ? ", uneven shares" : "");
+                                  how);
                         }
                         vit_work_free(w);
                     }
