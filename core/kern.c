@@ -297,34 +297,61 @@ static inline void store_tile(__m512 c[KERN_MR][2], float *C, int ldc, int mr, i
     }
 }
 
-/* The 12x32 register tile: 24 accumulators, two B vectors, one broadcast.
- * A is read in place (row stride lda), no packing pass: the 12 rows' cache
- * lines stay in L1 across 16 steps of k. Every second step also prefetches
- * one of the pf_n cache lines at pf into L2 (see next_panel_lines). */
-static void micro_direct(int kc, const float *A, int lda, const float *bp, size_t ldb, float *C,
-                         int ldc, int mr, int nr, const float *bias, int acc, const char *pf,
-                         int pf_n)
+/* The register tile for a tile of exactly MR rows and NV vectors of 16
+ * columns (constants in each instantiation, see micro_direct): 2 MR
+ * accumulators at most, two B vectors, one broadcast. A is read in place
+ * (row stride lda), no packing pass: the rows' cache lines stay in L1
+ * across 16 steps of k. Every second step also prefetches one of the pf_n
+ * cache lines at pf into L2 (see next_panel). Only the MR rows and NV
+ * vectors that exist are computed, so a short tile (the last of 261 rows:
+ * 9) or a narrow one (the last keys of a block: 5) costs its own size, not
+ * a whole tile's; each element's sum is the same chain of FMAs in any
+ * case. */
+static inline __attribute__((always_inline)) void
+micro_rows(const int MR, const int NV, int kc, const float *A, size_t lda, const float *bp,
+           size_t ldb, float *C, int ldc, int nr, const float *bias, int acc, const char *pf,
+           int pf_n)
 {
     __m512 c[KERN_MR][2];
-    const float *a[KERN_MR];
 #pragma GCC unroll 12
-    for (int i = 0; i < KERN_MR; i++) {
+    for (int i = 0; i < KERN_MR; i++)
         c[i][0] = c[i][1] = _mm512_setzero_ps();
-        a[i] = A + (size_t)(i < mr ? i : mr - 1) * lda; /* short tiles repeat a row */
-    }
     for (int kk = 0; kk < kc; kk++) {
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        __m512 b0 = _mm512_load_ps(bp), b1 = NV > 1 ? _mm512_load_ps(bp + 16) : b0;
 #pragma GCC unroll 12
-        for (int i = 0; i < KERN_MR; i++) {
-            __m512 av = _mm512_set1_ps(a[i][kk]);
+        for (int i = 0; i < MR; i++) {
+            __m512 av = _mm512_set1_ps(A[i * lda + kk]);
             c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
-            c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
+            if (NV > 1)
+                c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
         }
         bp += ldb;
         if (!(kk & 1) && (kk >> 1) < pf_n)
             _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
-    store_tile(c, C, ldc, mr, nr, bias, acc);
+    store_tile(c, C, ldc, MR, nr, bias, acc);
+}
+
+/* A tile short of rows (mr < 12) or of columns (nr < 32): micro_rows for
+ * its mr, on one vector when nr <= 16. */
+static void micro_direct(int kc, const float *A, size_t lda, const float *bp, size_t ldb,
+                         float *C, int ldc, int mr, int nr, const float *bias, int acc,
+                         const char *pf, int pf_n)
+{
+#define ROWS(r)                                                                         \
+    case r:                                                                             \
+        if (nr > 16)                                                                    \
+            micro_rows(r, 2, kc, A, lda, bp, ldb, C, ldc, nr, bias, acc, pf, pf_n);     \
+        else                                                                            \
+            micro_rows(r, 1, kc, A, lda, bp, ldb, C, ldc, nr, bias, acc, pf, pf_n);     \
+        break
+    switch (mr) {
+        ROWS(1); ROWS(2); ROWS(3); ROWS(4); ROWS(5); ROWS(6);
+        ROWS(7); ROWS(8); ROWS(9); ROWS(10); ROWS(11); ROWS(12);
+    default:
+        assert(!"tile rows out of range");
+    }
+#undef ROWS
 }
 
 /* The whole-tile kernels' 24 accumulators, c<row><half> (rows 0-9, a, b),
@@ -474,7 +501,7 @@ static void gemm_blocks(int m, int n, int k, const float *A, int lda, const floa
                                    bias_now ? bias_now + j0 : NULL, acc, pfa,
                                    prefetch_count(&pf, t));
                     else
-                        micro_direct(kc, a, (int)la, bp, ldb, c, ldc, mr, nr,
+                        micro_direct(kc, a, la, bp, ldb, c, ldc, mr, nr,
                                      bias_now ? bias_now + j0 : NULL, acc, pfa,
                                      prefetch_count(&pf, t));
                 }
@@ -866,32 +893,55 @@ static void pack_a_bf16(const float *A, int lda, int mc, int kc, int kc2, size_t
     }
 }
 
-static void micro_bf16(int kc2, const unsigned short *ap, size_t lda2, const unsigned short *bp,
-                       float *C, int ldc, int mr, int nr, const float *bias, int acc,
-                       const char *pf, int pf_n)
+/* micro_rows for bf16 operands: MR rows (rows lda2 elements apart) and NV
+ * vectors of columns, kc2 deep in pairs. */
+static inline __attribute__((always_inline)) void
+micro_bf16_rows(const int MR, const int NV, int kc2, const unsigned short *ap, size_t lda2,
+                const unsigned short *bp, float *C, int ldc, int nr, const float *bias, int acc,
+                const char *pf, int pf_n)
 {
     __m512 c[KERN_MR][2];
-    const unsigned short *a[KERN_MR];
 #pragma GCC unroll 12
-    for (int i = 0; i < KERN_MR; i++) {
+    for (int i = 0; i < KERN_MR; i++)
         c[i][0] = c[i][1] = _mm512_setzero_ps();
-        a[i] = ap + (size_t)(i < mr ? i : mr - 1) * lda2;
-    }
     for (int kk = 0; kk < kc2; kk += 2) {
-        __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 32);
+        __m512bh b0 = (__m512bh)_mm512_load_si512(bp);
+        __m512bh b1 = NV > 1 ? (__m512bh)_mm512_load_si512(bp + 32) : b0;
 #pragma GCC unroll 12
-        for (int i = 0; i < KERN_MR; i++) {
+        for (int i = 0; i < MR; i++) {
             unsigned int pair;
-            memcpy(&pair, a[i] + kk, 4);
+            memcpy(&pair, ap + i * lda2 + kk, 4);
             __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
             c[i][0] = _mm512_dpbf16_ps(c[i][0], av, b0);
-            c[i][1] = _mm512_dpbf16_ps(c[i][1], av, b1);
+            if (NV > 1)
+                c[i][1] = _mm512_dpbf16_ps(c[i][1], av, b1);
         }
         bp += 2 * KERN_NR;
         if ((kk >> 1) < pf_n)
             _mm_prefetch(pf + (size_t)(kk >> 1) * 64, _MM_HINT_T1);
     }
-    store_tile(c, C, ldc, mr, nr, bias, acc);
+    store_tile(c, C, ldc, MR, nr, bias, acc);
+}
+
+/* A bf16 tile short of rows or columns (as micro_direct). */
+static void micro_bf16(int kc2, const unsigned short *ap, size_t lda2, const unsigned short *bp,
+                       float *C, int ldc, int mr, int nr, const float *bias, int acc,
+                       const char *pf, int pf_n)
+{
+#define ROWS(r)                                                                         \
+    case r:                                                                             \
+        if (nr > 16)                                                                    \
+            micro_bf16_rows(r, 2, kc2, ap, lda2, bp, C, ldc, nr, bias, acc, pf, pf_n);  \
+        else                                                                            \
+            micro_bf16_rows(r, 1, kc2, ap, lda2, bp, C, ldc, nr, bias, acc, pf, pf_n);  \
+        break
+    switch (mr) {
+        ROWS(1); ROWS(2); ROWS(3); ROWS(4); ROWS(5); ROWS(6);
+        ROWS(7); ROWS(8); ROWS(9); ROWS(10); ROWS(11); ROWS(12);
+    default:
+        assert(!"tile rows out of range");
+    }
+#undef ROWS
 }
 
 /* micro_bf16 for a whole 12 x 32 tile: rows on four base pointers,

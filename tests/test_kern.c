@@ -357,6 +357,11 @@ int main(void)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int nn = 0; nn < 2; nn++)
             gemm_case(sizes[i][0], sizes[i][1], sizes[i][2], nn, (int)(i & 1));
+    /* every height of a short tile (1-12 rows), on one vector of columns
+     * (a last panel of 16) and on two (a last panel of 24) */
+    for (int mr = 1; mr <= 12; mr++)
+        for (int n = 48; n <= 56; n += 8)
+            gemm_case(mr, n, 19, mr % 3 == 0, n == 56);
     int packs[][2] = {{1, 1}, {15, 17}, {32, 16}, {33, 31}, {100, 64}, {47, 385}, {64, 1}};
     for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++)
         pack_case(packs[i][0], packs[i][1]);
@@ -373,6 +378,9 @@ int main(void)
         gemm_bf16_case(200, 96, 800);
         gemm_bf16_case(25, 70, 2085); /* three passes, odd k */
         gemm_bf16_case(130, 40, 64);  /* two row blocks of A */
+        for (int mr = 1; mr <= 12; mr++) /* every short tile, as for float32 */
+            for (int n = 48; n <= 56; n += 8)
+                gemm_bf16_case(mr, n, 19);
         gemm_bf16_pa_case(13, 64, 7, 0, 7);
         gemm_bf16_pa_case(100, 64, 501, 512, 1013); /* the attention's P V, second block */
         gemm_bf16_pa_case(40, 45, 1101, 32, 1200);  /* two passes, odd k, partial panel */
