@@ -57,7 +57,8 @@ struct vit_work {
     float *qkv_mem; /* the allocation qkv lies in (16 floats over, for the alignment) */
     float *att;     /* [T, D] heads concatenated */
     float *tmp;     /* [T, D] */
-    float *ffn;     /* [T, F1] */
+    float *ffn;     /* [T, F1], rows ld_ffn apart (ffn_stride) */
+    size_t ld_ffn;
     float *scores;  /* [QBLOCK, T] */
     float *q, *k, *v; /* [max_patch, D] outputs */
     float *tokens;  /* [T, D] output */
@@ -130,6 +131,12 @@ static int v_in_place(const struct model_config *c)
     return c->head_dim % KERN_NR == 0 && c->dim % 16 == 0;
 }
 
+/* The hidden layer's row stride on the AVX-512 path: one cache line more
+ * than F1 when F1 is a multiple of 1024 floats (ViT-B's 3072, ViT-L's
+ * 4096), whose rows would fall in one L1 set when fc2 reads twelve of them
+ * at once; kern_gemm would then copy each block of them first. */
+static size_t ffn_stride(size_t F1) { return F1 % 1024 == 0 ? F1 + 16 : F1; }
+
 static float *alloc_f(struct vit_work *w, size_t n)
 {
     /* Zeroed; a large block is a fresh mapping whose pages the forwards
@@ -155,7 +162,6 @@ unsigned long vit_work_trim(struct vit_work *w, int keep_patches)
 {
     const struct model_config *c = &w->m->cfg;
     size_t D = c->dim, P = c->patch, N = (size_t)w->max_patch, T = (size_t)w->max_tok;
-    size_t F1 = (size_t)c->ffn_hidden * (c->ffn == MODEL_FFN_SWIGLU ? 2 : 1);
     size_t kn = keep_patches < 0 ? 0 : (size_t)keep_patches;
     if (kn >= N)
         return 0;
@@ -166,7 +172,7 @@ unsigned long vit_work_trim(struct vit_work *w, int keep_patches)
     for (size_t i = 0; i < sizeof rows_t / sizeof rows_t[0]; i++)
         n += trim_tail(rows_t[i], kt * D * f, T * D * f);
     n += trim_tail(w->qkv, kt * 3 * D * f, T * 3 * D * f);
-    n += trim_tail(w->ffn, kt * F1 * f, T * F1 * f);
+    n += trim_tail(w->ffn, kt * w->ld_ffn * f, T * w->ld_ffn * f);
     float *rows_n[] = {w->q, w->k, w->v, w->pe};
     for (size_t i = 0; i < sizeof rows_n / sizeof rows_n[0]; i++)
         n += trim_tail(rows_n[i], kn * D * f, N * D * f);
@@ -199,7 +205,7 @@ static void free_threads(struct vit_work *w)
 enum epi { EPI_NONE, EPI_GELU, EPI_QUICKGELU, EPI_RESIDUAL, EPI_SWIGLU };
 static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, int lda,
                      const float *Bp, const unsigned short *Bh, const float *bias, float *C,
-                     enum epi epi, const float *gamma, float *h);
+                     int ldc, enum epi epi, const float *gamma, float *h);
 
 static void *alloc64(struct vit_work *w, size_t floats)
 {
@@ -249,11 +255,14 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
     if (T > w->max_tok)
         T = w->max_tok;
     int F1 = c->ffn == MODEL_FFN_SWIGLU ? 2 * F : F;
-    struct { int n, k; const float *W, *Wp; const unsigned short *Wh; float *out; } s[] = {
-        {3 * D, D, b->qkv_w, b->qkv_p, b->qkv_h, w->qkv},
-        {D, D, b->proj_w, b->proj_p, b->proj_h, w->tmp},
-        {F1, D, b->fc1_w, b->fc1_p, b->fc1_h, w->ffn},
-        {D, F, b->fc2_w, b->fc2_p, b->fc2_h, w->tmp},
+    /* A is the hidden buffer, read with the stride each product's A has in
+     * the forward (the hidden layer's own for fc2) */
+    int ldf = (int)w->ld_ffn;
+    struct { int n, k, lda; const float *W, *Wp; const unsigned short *Wh; float *out; } s[] = {
+        {3 * D, D, D, b->qkv_w, b->qkv_p, b->qkv_h, w->qkv},
+        {D, D, D, b->proj_w, b->proj_p, b->proj_h, w->tmp},
+        {F1, D, D, b->fc1_w, b->fc1_p, b->fc1_h, w->ffn},
+        {D, F, ldf, b->fc2_w, b->fc2_p, b->fc2_h, w->tmp},
     };
     double flop = 0, ms = 0;
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
@@ -261,11 +270,11 @@ double vit_work_gemm_gflops(struct vit_work *w, int n_patch)
         for (int r = 0; r < 5; r++) {
             double t0 = clock_now_ms();
             if (w->fast)
-                gemm_par(w, T, s[i].n, s[i].k, w->ffn, s[i].k, s[i].Wp, s[i].Wh, NULL,
-                         s[i].out, EPI_NONE, NULL, NULL);
+                gemm_par(w, T, s[i].n, s[i].k, w->ffn, s[i].lda, s[i].Wp, s[i].Wh, NULL,
+                         s[i].out, s[i].n, EPI_NONE, NULL, NULL);
             else
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, s[i].n, s[i].k, 1.0f,
-                            w->ffn, s[i].k, s[i].W, s[i].k, 0.0f, s[i].out, s[i].n);
+                            w->ffn, s[i].lda, s[i].W, s[i].k, 0.0f, s[i].out, s[i].n);
             double t = clock_now_ms() - t0;
             best = t < best ? t : best;
         }
@@ -360,7 +369,8 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     w->qkv = w->qkv_mem ? (float *)(((uintptr_t)w->qkv_mem + 63) / 64 * 64) : NULL;
     w->att = alloc_f(w, T * D);
     w->tmp = alloc_f(w, T * D);
-    w->ffn = alloc_f(w, T * F1);
+    w->ld_ffn = w->fast ? ffn_stride(F1) : F1;
+    w->ffn = alloc_f(w, T * w->ld_ffn);
     /* the OpenBLAS path's score tile; the AVX-512 path has one per thread */
     w->scores = alloc_f(w, w->fast ? 1 : (size_t)QBLOCK * T);
     w->q = alloc_f(w, N * D);
@@ -807,10 +817,13 @@ static void gemm_epilogue(const struct gemm_job *j, int r0, int r1)
     case EPI_NONE:
         break;
     case EPI_GELU:
-        kern_gelu(C, (size_t)(r1 - r0) * j->ldc);
-        break;
     case EPI_QUICKGELU:
-        kern_quickgelu(C, (size_t)(r1 - r0) * j->ldc);
+        if (j->ldc == j->n) /* the rows in one run */
+            (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(C, (size_t)(r1 - r0) * j->n);
+        else
+            for (int r = 0; r < r1 - r0; r++)
+                (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(C + (size_t)r * j->ldc,
+                                                                  (size_t)j->n);
         break;
     case EPI_SWIGLU: /* hidden = silu(x1) * x2 over the two halves of each row */
         for (int r = 0; r < r1 - r0; r++)
@@ -906,9 +919,9 @@ static int n_chunks(const struct vit_work *w, int m, int *chunk)
 
 static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, int lda,
                      const float *Bp, const unsigned short *Bh, const float *bias, float *C,
-                     enum epi epi, const float *gamma, float *h)
+                     int ldc, enum epi epi, const float *gamma, float *h)
 {
-    struct gemm_job j = {.w = w, .m = m, .n = n, .k = k, .lda = lda, .ldc = n, .A = A,
+    struct gemm_job j = {.w = w, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .A = A,
                          .Bp = Bp, .Bh = Bh, .bias = bias, .C = C, .epi = epi, .gamma = gamma, .h = h};
     gemm_run(&j);
 }
@@ -1107,13 +1120,13 @@ static void block_fast(const struct model_config *c, const struct model_block *b
                        const struct model_block *next, struct vit_work *w, int T,
                        int stop_after_qkv, int z_ready)
 {
-    int D = c->dim, F = c->ffn_hidden;
+    int D = c->dim, F = c->ffn_hidden, ldf = (int)w->ld_ffn;
     if (!z_ready) {
         ln_par(w, w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
         stage_end(w, VIT_STAGE_NORM);
     }
-    gemm_par(w, T, 3 * D, D, w->z, D, b->qkv_p, b->qkv_h, b->qkv_b, w->qkv, EPI_NONE, NULL,
-             NULL);
+    gemm_par(w, T, 3 * D, D, w->z, D, b->qkv_p, b->qkv_h, b->qkv_b, w->qkv, 3 * D, EPI_NONE,
+             NULL, NULL);
     stage_end(w, VIT_STAGE_QKV);
     if (stop_after_qkv)
         return;
@@ -1124,16 +1137,16 @@ static void block_fast(const struct model_config *c, const struct model_block *b
     stage_end(w, VIT_STAGE_PROJ);
     const float *nw = next ? next->ln1_w : NULL, *nb = next ? next->ln1_b : NULL;
     if (c->ffn == MODEL_FFN_SWIGLU) {
-        gemm_par(w, T, 2 * F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn, EPI_SWIGLU,
-                 NULL, NULL);
+        gemm_par(w, T, 2 * F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn, ldf,
+                 EPI_SWIGLU, NULL, NULL);
         stage_end(w, VIT_STAGE_FC1);
-        gemm_res_ln(w, T, D, F, w->ffn, 2 * F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2,
+        gemm_res_ln(w, T, D, F, w->ffn, ldf, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2,
                     w->h, nw, nb, c->ln_eps, w->z);
     } else {
-        gemm_par(w, T, F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn,
+        gemm_par(w, T, F, D, w->z, D, b->fc1_p, b->fc1_h, b->fc1_b, w->ffn, ldf,
                  c->act == MODEL_ACT_QUICKGELU ? EPI_QUICKGELU : EPI_GELU, NULL, NULL);
         stage_end(w, VIT_STAGE_FC1);
-        gemm_res_ln(w, T, D, F, w->ffn, F, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2, w->h,
+        gemm_res_ln(w, T, D, F, w->ffn, ldf, b->fc2_p, b->fc2_h, b->fc2_b, w->tmp, b->ls2, w->h,
                     nw, nb, c->ln_eps, w->z);
     }
     stage_end(w, VIT_STAGE_FC2);
@@ -1225,7 +1238,7 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
         }
     float *hp = w->h + (size_t)(1 + R) * D;
     if (w->fast)
-        gemm_par(w, N, D, K, w->cols, K, m->patch_p, NULL, m->patch_b, hp, EPI_NONE, NULL,
+        gemm_par(w, N, D, K, w->cols, K, m->patch_p, NULL, m->patch_b, hp, D, EPI_NONE, NULL,
                  NULL);
     else
         linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
