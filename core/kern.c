@@ -332,26 +332,37 @@ micro_rows(const int MR, const int NV, int kc, const float *A, size_t lda, const
     store_tile(c, C, ldc, MR, nr, bias, acc);
 }
 
+/* The switch behind micro_direct and micro_bf16: CALL(r, nv) with the
+ * tile's rows r (1-12, a constant in each case) and vectors of columns nv
+ * (1 when nr <= 16, else 2), so that each shape has its own loop. */
+#define TILE_CASE(r, nr, CALL)                                                          \
+    case r:                                                                             \
+        if ((nr) > 16)                                                                  \
+            CALL(r, 2);                                                                 \
+        else                                                                            \
+            CALL(r, 1);                                                                 \
+        break
+#define TILE_DISPATCH(mr, nr, CALL)                                                     \
+    do {                                                                                \
+        switch (mr) {                                                                   \
+            TILE_CASE(1, nr, CALL); TILE_CASE(2, nr, CALL); TILE_CASE(3, nr, CALL);     \
+            TILE_CASE(4, nr, CALL); TILE_CASE(5, nr, CALL); TILE_CASE(6, nr, CALL);     \
+            TILE_CASE(7, nr, CALL); TILE_CASE(8, nr, CALL); TILE_CASE(9, nr, CALL);     \
+            TILE_CASE(10, nr, CALL); TILE_CASE(11, nr, CALL); TILE_CASE(12, nr, CALL);  \
+        default:                                                                        \
+            assert(!"tile rows out of range");                                          \
+        }                                                                               \
+    } while (0)
+
 /* A tile short of rows (mr < 12) or of columns (nr < 32): micro_rows for
- * its mr, on one vector when nr <= 16. */
+ * its shape. */
 static void micro_direct(int kc, const float *A, size_t lda, const float *bp, size_t ldb,
                          float *C, int ldc, int mr, int nr, const float *bias, int acc,
                          const char *pf, int pf_n)
 {
-#define ROWS(r)                                                                         \
-    case r:                                                                             \
-        if (nr > 16)                                                                    \
-            micro_rows(r, 2, kc, A, lda, bp, ldb, C, ldc, nr, bias, acc, pf, pf_n);     \
-        else                                                                            \
-            micro_rows(r, 1, kc, A, lda, bp, ldb, C, ldc, nr, bias, acc, pf, pf_n);     \
-        break
-    switch (mr) {
-        ROWS(1); ROWS(2); ROWS(3); ROWS(4); ROWS(5); ROWS(6);
-        ROWS(7); ROWS(8); ROWS(9); ROWS(10); ROWS(11); ROWS(12);
-    default:
-        assert(!"tile rows out of range");
-    }
-#undef ROWS
+#define CALL(r, nv) micro_rows(r, nv, kc, A, lda, bp, ldb, C, ldc, nr, bias, acc, pf, pf_n)
+    TILE_DISPATCH(mr, nr, CALL);
+#undef CALL
 }
 
 /* The whole-tile kernels' 24 accumulators, c<row><half> (rows 0-9, a, b),
@@ -383,7 +394,7 @@ static void micro_direct(int kc, const float *A, size_t lda, const float *bp, si
         PUT_ROW(9, c90, c91); PUT_ROW(10, ca0, ca1); PUT_ROW(11, cb0, cb1);             \
     } while (0)
 
-/* micro_direct for a whole 12 x 32 tile, the common case: the twelve rows
+/* micro_rows for a whole 12 x 32 tile, the common case: the twelve rows
  * are addressed from four base pointers and two strides (so no pointer is
  * spilled in the loop), and the accumulators go from registers to C
  * without a round trip through the stack. Same sums in the same order. */
@@ -928,23 +939,12 @@ static void micro_bf16(int kc2, const unsigned short *ap, size_t lda2, const uns
                        float *C, int ldc, int mr, int nr, const float *bias, int acc,
                        const char *pf, int pf_n)
 {
-#define ROWS(r)                                                                         \
-    case r:                                                                             \
-        if (nr > 16)                                                                    \
-            micro_bf16_rows(r, 2, kc2, ap, lda2, bp, C, ldc, nr, bias, acc, pf, pf_n);  \
-        else                                                                            \
-            micro_bf16_rows(r, 1, kc2, ap, lda2, bp, C, ldc, nr, bias, acc, pf, pf_n);  \
-        break
-    switch (mr) {
-        ROWS(1); ROWS(2); ROWS(3); ROWS(4); ROWS(5); ROWS(6);
-        ROWS(7); ROWS(8); ROWS(9); ROWS(10); ROWS(11); ROWS(12);
-    default:
-        assert(!"tile rows out of range");
-    }
-#undef ROWS
+#define CALL(r, nv) micro_bf16_rows(r, nv, kc2, ap, lda2, bp, C, ldc, nr, bias, acc, pf, pf_n)
+    TILE_DISPATCH(mr, nr, CALL);
+#undef CALL
 }
 
-/* micro_bf16 for a whole 12 x 32 tile: rows on four base pointers,
+/* micro_bf16_rows for a whole 12 x 32 tile: rows on four base pointers,
  * accumulators stored straight from registers (as micro_full). */
 static void micro_bf16_full(int kc2, const unsigned short *ap, size_t lda2,
                             const unsigned short *bp, float *C, size_t ldc, const float *bias,
