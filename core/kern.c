@@ -467,7 +467,9 @@ size_t kern_scratch_floats(void) { return (size_t)KERN_MC * a_copy_stride(KERN_K
  * some cores) besides B's: every step of k misses. That is every product
  * of ViT-L (D = 1024, 4096 hidden) and ViT-B's fc2 (3072): 8-10% of their
  * time, measured one product at a time. */
-static inline int a_rows_collide(int lda) { return lda % 1024 == 0; }
+static inline int a_rows_collide(size_t lda) { return lda % 1024 == 0; }
+
+size_t kern_a_stride(size_t k) { return a_rows_collide(k) ? k + 16 : k; }
 
 /* The blocked product behind kern_gemm and kern_gemm_nn: panel jp of B at
  * B + jp * panel_stride, its rows ldb floats apart (packed: k * KERN_NR and

@@ -51,6 +51,10 @@ void kern_gemm(int m, int n, int k, const float *A, int lda, const float *Bp, fl
 /* Floats of the scratch kern_gemm copies a block of A into. */
 size_t kern_scratch_floats(void);
 
+/* A row stride for an A of k columns that kern_gemm reads in place, never
+ * copying: k, or one cache line more when k's rows would collide in L1. */
+size_t kern_a_stride(size_t k);
+
 /* kern_gemm with B read in place: row-major [k, n], row stride ldb, no
  * packing (attention values, straight from the q/k/v rows: the hardware
  * follows the stride as fast as it streams a packed panel). n a multiple of

@@ -57,7 +57,7 @@ struct vit_work {
     float *qkv_mem; /* the allocation qkv lies in (16 floats over, for the alignment) */
     float *att;     /* [T, D] heads concatenated */
     float *tmp;     /* [T, D] */
-    float *ffn;     /* [T, F1], rows ld_ffn apart (ffn_stride) */
+    float *ffn;     /* [T, F1], rows ld_ffn apart */
     size_t ld_ffn;
     float *scores;  /* [QBLOCK, T] */
     float *q, *k, *v; /* [max_patch, D] outputs */
@@ -130,12 +130,6 @@ static int v_in_place(const struct model_config *c)
 {
     return c->head_dim % KERN_NR == 0 && c->dim % 16 == 0;
 }
-
-/* The hidden layer's row stride on the AVX-512 path: one cache line more
- * than F1 when F1 is a multiple of 1024 floats (ViT-B's 3072, ViT-L's
- * 4096), whose rows would fall in one L1 set when fc2 reads twelve of them
- * at once; kern_gemm would then copy each block of them first. */
-static size_t ffn_stride(size_t F1) { return F1 % 1024 == 0 ? F1 + 16 : F1; }
 
 static float *alloc_f(struct vit_work *w, size_t n)
 {
@@ -369,7 +363,9 @@ int vit_work_init(const struct model *m, int max_patches, struct vit_work **out,
     w->qkv = w->qkv_mem ? (float *)(((uintptr_t)w->qkv_mem + 63) / 64 * 64) : NULL;
     w->att = alloc_f(w, T * D);
     w->tmp = alloc_f(w, T * D);
-    w->ld_ffn = w->fast ? ffn_stride(F1) : F1;
+    /* fc2 reads the hidden rows in place: padded where ViT-B's 3072 or
+     * ViT-L's 4096 floats would put twelve of them in one L1 set */
+    w->ld_ffn = w->fast ? kern_a_stride(F1) : F1;
     w->ffn = alloc_f(w, T * w->ld_ffn);
     /* the OpenBLAS path's score tile; the AVX-512 path has one per thread */
     w->scores = alloc_f(w, w->fast ? 1 : (size_t)QBLOCK * T);
@@ -809,6 +805,14 @@ static void row_block(const struct gemm_job *j, int rt, int *r0, int *r1)
     *r1 = base + hi * KERN_MR < j->m ? base + hi * KERN_MR : j->m;
 }
 
+/* The element-wise activation of a GEMM job over `rows` rows of `cols`
+ * columns of C (row stride ldc) from c. */
+static void act_rows(const struct gemm_job *j, float *c, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++)
+        (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(c + (size_t)r * j->ldc, (size_t)cols);
+}
+
 /* The row-wise epilogue of rows [r0, r1) (whole rows of C). */
 static void gemm_epilogue(const struct gemm_job *j, int r0, int r1)
 {
@@ -818,12 +822,7 @@ static void gemm_epilogue(const struct gemm_job *j, int r0, int r1)
         break;
     case EPI_GELU:
     case EPI_QUICKGELU:
-        if (j->ldc == j->n) /* the rows in one run */
-            (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(C, (size_t)(r1 - r0) * j->n);
-        else
-            for (int r = 0; r < r1 - r0; r++)
-                (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(C + (size_t)r * j->ldc,
-                                                                  (size_t)j->n);
+        act_rows(j, C, r1 - r0, j->n);
         break;
     case EPI_SWIGLU: /* hidden = silu(x1) * x2 over the two halves of each row */
         for (int r = 0; r < r1 - r0; r++)
@@ -864,9 +863,7 @@ static void gemm_task(void *ctx, int t, int th)
     if (j->n_col == 1)
         gemm_epilogue(j, r0, r1);
     else if (j->epi == EPI_GELU || j->epi == EPI_QUICKGELU)
-        for (int r = 0; r < r1 - r0; r++)
-            (j->epi == EPI_GELU ? kern_gelu : kern_quickgelu)(C + (size_t)r * j->ldc,
-                                                              (size_t)(c1 - c0));
+        act_rows(j, C, r1 - r0, c1 - c0);
     if (j->w->n_threads > 1) {
         j->w->tally[th].busy_ms += clock_now_ms() - t0;
         j->w->tally[th].flop += 2.0 * (r1 - r0) * (c1 - c0) * j->k;
