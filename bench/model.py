@@ -5,17 +5,19 @@ ONNX Runtime and PyTorch columns of `make bench`.
 Reads a lostd safetensors file in the official DINOv2 naming (as written by
 `lostd model init`) with the same math as tests/golden/ref_vit.py, and
 computes exactly what `lostd bench` times as "forward" (core/vit.c,
-vit_forward with VIT_WANT_QKV):
+vit_forward with VIT_WANT_K, as LOST asks for it):
 
   patch embedding (a stride-14 convolution, as lostd's im2col GEMM)
   + CLS and the position table, then the registers (no position)
   blocks 0 .. L-2 in full (LayerNorm, qkv, attention, proj, LayerScale,
     residual, LayerNorm, fc1, exact GELU, fc2, LayerScale, residual)
-  block L-1: LayerNorm + qkv over all tokens, nothing after it
-  output: the qkv rows of the patch tokens, [1, N, 3D] (q | k | v)
+  block L-1: LayerNorm + the key third of qkv, for the patch tokens only
+  output: the keys of the patch tokens, [1, N, D]
 
-Neither side runs the last block's attention, proj or MLP, nor the final
-norm: LOST reads only the last block's keys. The position table is resampled
+Neither side runs the last block's queries, values, attention, proj or MLP,
+nor the final norm: LOST reads only the last block's keys. (`check` builds
+the module with the whole qkv of the last block instead, [1, N, 3D], to
+compare q, k and v with `lostd features`.) The position table is resampled
 once per input size (lostd caches it per size in its workspace; here it is a
 constant of the module, hence of each exported ONNX file), so neither side
 pays for the bicubic resampling per image. Preprocessing (decode, resize,
@@ -76,7 +78,8 @@ def position_table(table, gh, gw):
 
 
 class Block(nn.Module):
-    """One pre-norm block; with qkv_only, LayerNorm + qkv and nothing else."""
+    """One pre-norm block; with qkv_only, LayerNorm + qkv and nothing else
+    (and `keys`, the key third of qkv alone, for keys())."""
 
     def __init__(self, W, i, n_head, qkv_only):
         super().__init__()
@@ -88,6 +91,10 @@ class Block(nn.Module):
         self._set(self.norm1, W, p + "norm1")
         self._set(self.qkv, W, p + "attn.qkv")
         if qkv_only:
+            self.keys = nn.Linear(D, D)
+            wq, bq = W[p + "attn.qkv.weight"], W[p + "attn.qkv.bias"]
+            self.keys.weight = nn.Parameter(wq[D:2 * D].clone(), requires_grad=False)
+            self.keys.bias = nn.Parameter(bq[D:2 * D].clone(), requires_grad=False)
             return
         F_hidden = W[p + "mlp.fc1.weight"].shape[0]
         self.proj = nn.Linear(D, D)
@@ -104,6 +111,10 @@ class Block(nn.Module):
     def _set(mod, W, name):
         mod.weight = nn.Parameter(W[name + ".weight"].clone(), requires_grad=False)
         mod.bias = nn.Parameter(W[name + ".bias"].clone(), requires_grad=False)
+
+    def key_rows(self, t):
+        """LayerNorm + the keys of the rows of t (a qkv_only block)."""
+        return self.keys(self.norm1(t))
 
     def forward(self, t):
         qkv = self.qkv(self.norm1(t))
@@ -122,11 +133,13 @@ class Block(nn.Module):
 
 
 class LostForward(nn.Module):
-    """x [1, 3, H, W] (normalised) -> last block's qkv of the patch tokens
-    [1, N, 3D]. Built for one input size (the position table is fixed)."""
+    """x [1, 3, H, W] (normalised) -> last block's keys of the patch tokens
+    [1, N, D] (what LOST reads), or with qkv=True its whole qkv [1, N, 3D].
+    Built for one input size (the position table is fixed)."""
 
-    def __init__(self, W, meta, h, w):
+    def __init__(self, W, meta, h, w, qkv=False):
         super().__init__()
+        self.whole_qkv = qkv
         if "register_tokens" not in W or "blocks.0.ls1.gamma" not in W:
             raise SystemExit("bench/model.py covers DINOv2 with registers only")
         pw = W["patch_embed.proj.weight"]
@@ -149,9 +162,11 @@ class LostForward(nn.Module):
     def forward(self, x):
         t = self.patch(x).flatten(2).transpose(1, 2) + self.pos
         t = torch.cat((self.cls_pos, self.reg, t), dim=1)
-        for b in self.blocks:
+        for b in self.blocks[:-1]:
             t = b(t)
-        return t[:, 1 + self.n_reg:]
+        if self.whole_qkv:
+            return self.blocks[-1](t)[:, 1 + self.n_reg:]
+        return self.blocks[-1].key_rows(t[:, 1 + self.n_reg:])
 
 
 def parse_size(s):
@@ -159,10 +174,10 @@ def parse_size(s):
     return int(h), int(w)
 
 
-def build(model_path, size):
+def build(model_path, size, qkv=False):
     W, meta = load_safetensors(model_path)
     h, w = parse_size(size)
-    m = LostForward(W, meta, h, w).eval()
+    m = LostForward(W, meta, h, w, qkv).eval()
     return m, h, w
 
 
@@ -180,7 +195,7 @@ def export(model_path, size, out, opset):
     x = fixed_input(h, w)
     with torch.no_grad():
         ref = m(x)
-        torch.onnx.export(m, (x,), out, input_names=["x"], output_names=["qkv"],
+        torch.onnx.export(m, (x,), out, input_names=["x"], output_names=["keys"],
                           opset_version=opset, do_constant_folding=True)
     x.numpy().astype("<f4").tofile(out + ".in.f32")
     ref.numpy().astype("<f4").tofile(out + ".out.f32")
@@ -189,7 +204,7 @@ def export(model_path, size, out, opset):
 
 
 def check(model_path, size, lostd):
-    m, h, w = build(model_path, size)
+    m, h, w = build(model_path, size, qkv=True)
     x = fixed_input(h, w)
     with torch.no_grad():
         qkv = m(x)[0].numpy()

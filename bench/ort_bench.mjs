@@ -90,7 +90,7 @@ async function main() {
         peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     };
     if (o.check) {
-        const got = out.qkv.data, want = readF32(o.model + '.out.f32');
+        const got = out[sess.outputNames[0]].data, want = readF32(o.model + '.out.f32');
         let d = 0;
         for (let i = 0; i < want.length; i++) d = Math.max(d, Math.abs(got[i] - want[i]));
         r.max_abs_diff_vs_torch = got.length === want.length ? d : null;

@@ -114,7 +114,9 @@ reps() {
     esac
 }
 model_file() { echo "$OUT/dinov2_${1}_random.safetensors"; }
-onnx_file() { echo "$OUT/onnx/${1}_${2}.onnx"; }
+# (_k: the graph ends in the last block's keys; an older cached export ended
+# in its whole qkv)
+onnx_file() { echo "$OUT/onnx/${1}_${2}_k.onnx"; }
 
 # torch KIND MODEL SIZE THREADS ENV REPEAT WARMUP PRELOAD MALLOC_CONF
 torch_run() {

@@ -1149,6 +1149,38 @@ static void block_fast(const struct model_config *c, const struct model_block *b
     stage_end(w, VIT_STAGE_FC2);
 }
 
+/* The tapped block when it is the last one run and not all of q, k, v are
+ * wanted (LOST reads k alone): its LayerNorm, then each wanted third of the
+ * qkv product for the patch rows only, straight into w->q / w->k / w->v.
+ * Each element is the same chain of FMAs as in the whole product, so the
+ * values are those of block_fast's qkv bit for bit; a third starts on a
+ * panel of B when dim is a multiple of KERN_NR (see qkv_parts_ok). */
+static void qkv_parts(const struct model_config *c, const struct model_block *b,
+                      struct vit_work *w, int T, int z_ready, unsigned want)
+{
+    int D = c->dim, pre = 1 + c->n_reg, N = T - pre;
+    if (!z_ready) {
+        ln_par(w, w->h, w->z, T, D, b->ln1_w, b->ln1_b, c->ln_eps);
+        stage_end(w, VIT_STAGE_NORM);
+    }
+    const unsigned bit[3] = {VIT_WANT_Q, VIT_WANT_K, VIT_WANT_V};
+    float *dst[3] = {w->q, w->k, w->v};
+    size_t k2 = (size_t)(D + 1) / 2 * 2;
+    for (int p = 0; p < 3; p++) {
+        if (!(want & bit[p]))
+            continue;
+        size_t col = (size_t)p * D;
+        gemm_par(w, N, D, D, w->z + (size_t)pre * D, D, b->qkv_h ? NULL : b->qkv_p + col * D,
+                 b->qkv_h ? b->qkv_h + col * k2 : NULL, b->qkv_b ? b->qkv_b + col : NULL, dst[p], D, EPI_NONE,
+                 NULL, NULL);
+    }
+    stage_end(w, VIT_STAGE_QKV);
+}
+
+/* Whether qkv_parts applies: the thirds of the packed qkv weights start on
+ * a panel. */
+static int qkv_parts_ok(const struct model_config *c) { return c->dim % KERN_NR == 0; }
+
 /* ---- LOST's Gram matrix on the workspace's kernels ---------------------- */
 
 #define GRAM_ROWS 96 /* a multiple of KERN_MR and of KERN_NR: blocks start on a panel */
@@ -1196,6 +1228,22 @@ static void copy_cols(const float *src, int ld, int col, int rows, int D, float 
 {
     for (int t = 0; t < rows; t++)
         memcpy(dst + (size_t)t * D, src + (size_t)t * ld + col, sizeof *dst * D);
+}
+
+double vit_forward_flop(const struct model *m, int n_patch, unsigned want)
+{
+    const struct model_config *c = &m->cfg;
+    double N = n_patch, T = 1 + c->n_reg + N, D = c->dim, F = c->ffn_hidden;
+    double K = 3.0 * c->patch * c->patch;
+    double ffn = c->ffn == MODEL_FFN_SWIGLU ? 2 * T * D * 2 * F + 2 * T * F * D
+                                            : 2 * T * D * F * 2;
+    double block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + ffn;
+    want &= VIT_WANT_QKV;
+    int thirds = (want & VIT_WANT_Q ? 1 : 0) + (want & VIT_WANT_K ? 1 : 0) +
+                 (want & VIT_WANT_V ? 1 : 0);
+    double last = thirds && thirds < 3 && m->packed && qkv_parts_ok(c) ? 2 * N * D * D * thirds
+                                                                       : 2 * T * D * 3 * D;
+    return 2 * N * K * D + (c->depth - 1) * block + last;
 }
 
 int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h, int w_px,
@@ -1265,10 +1313,18 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
                            opts->tap_layers[t], c->depth);
         last = lt > last ? lt : last;
     }
+    /* The last block run is the tapped one alone: only its wanted thirds of
+     * q/k/v, patch rows only (qkv_parts). */
+    int parts = w->fast && !full && (!opts || !opts->n_taps) && (want & VIT_WANT_QKV) &&
+                (want & VIT_WANT_QKV) != VIT_WANT_QKV && qkv_parts_ok(c);
     for (int l = 0; l <= last; l++) {
         w->keep_attn = (want & VIT_WANT_ATTN) && l == c->depth - 1;
         const struct model_block *b = &m->blocks[l];
         int stop = l == last && !full;
+        if (stop && parts) {
+            qkv_parts(c, b, w, T, l > 0, want);
+            break;
+        }
         if (w->fast) {
             /* the previous block left this block's LN1 output in w->z */
             block_fast(c, b, l < last ? &m->blocks[l + 1] : NULL, w, T, stop, l > 0);
@@ -1279,10 +1335,13 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
             stage_end(w, VIT_STAGE_QKV);
         }
         const float *pq = w->qkv + (size_t)(1 + R) * 3 * D;
-        if (l == layer && (want & VIT_WANT_QKV)) {
-            copy_cols(pq, 3 * D, 0, N, D, w->q);
-            copy_cols(pq, 3 * D, D, N, D, w->k);
-            copy_cols(pq, 3 * D, 2 * D, N, D, w->v);
+        if (l == layer) {
+            if (want & VIT_WANT_Q)
+                copy_cols(pq, 3 * D, 0, N, D, w->q);
+            if (want & VIT_WANT_K)
+                copy_cols(pq, 3 * D, D, N, D, w->k);
+            if (want & VIT_WANT_V)
+                copy_cols(pq, 3 * D, 2 * D, N, D, w->v);
         }
         for (int t = 0; opts && t < opts->n_taps; t++) {
             int lt = opts->tap_layers[t] < 0 ? opts->tap_layers[t] + c->depth
@@ -1331,11 +1390,9 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     out->n_tok = T;
     out->dim = D;
     out->layer = layer;
-    if (want & VIT_WANT_QKV) {
-        out->q = w->q;
-        out->k = w->k;
-        out->v = w->v;
-    }
+    out->q = want & VIT_WANT_Q ? w->q : NULL;
+    out->k = want & VIT_WANT_K ? w->k : NULL;
+    out->v = want & VIT_WANT_V ? w->v : NULL;
     out->pos_embed = w->pos;
     out->n_head = c->n_head;
     if (want & VIT_WANT_ATTN)

@@ -60,6 +60,12 @@ void vit_work_stage_ms(const struct vit_work *w, double *ms);
  * "fc2", "other"). */
 const char *vit_stage_name(int stage);
 
+/* FLOPs of a forward for n_patch patches that taps the last block and
+ * wants `want` (VIT_WANT_Q/_K/_V bits) of it, as vit_forward runs it on the
+ * AVX-512 path: patch embedding, every block but the last in full, then the
+ * last block's qkv (only the wanted thirds, patch rows only, when it can). */
+double vit_forward_flop(const struct model *m, int n_patch, unsigned want);
+
 /* The GEMM rate (GFLOP/s) this workspace's path reaches on the model's own
  * projection shapes for n_patch patches (best of 5 each): the ceiling a
  * forward is measured against. Overwrites the workspace's buffers. */
@@ -79,16 +85,22 @@ unsigned long vit_work_bytes(const struct vit_work *w);
 unsigned long vit_work_trim(struct vit_work *w, int keep_patches);
 
 enum {
-    VIT_WANT_QKV = 1u << 0,    /* q, k, v of block `layer` */
+    VIT_WANT_Q = 1u << 0,      /* the patch rows' q of block `layer` */
     VIT_WANT_TOKENS = 1u << 1, /* all blocks and the final norm */
     VIT_WANT_ATTN = 1u << 2,   /* last block's attention of CLS and registers (implies
                                   running every block) */
-    VIT_WANT_PATCH_EMBED = 1u << 3 /* the patch embeddings before positions are added */
+    VIT_WANT_PATCH_EMBED = 1u << 3, /* the patch embeddings before positions are added */
+    VIT_WANT_K = 1u << 4,      /* ... its k */
+    VIT_WANT_V = 1u << 5,      /* ... its v */
+    VIT_WANT_QKV = VIT_WANT_Q | VIT_WANT_K | VIT_WANT_V
 };
 
 struct vit_opts {
     int layer;          /* block whose q/k/v is tapped; < 0 counts from the end (-1 = last) */
-    unsigned want;      /* VIT_WANT_* bits; 0 means VIT_WANT_QKV */
+    unsigned want;      /* VIT_WANT_* bits; 0 means VIT_WANT_QKV. When the tapped block
+                           is the last one run (no tokens, attention maps or taps
+                           beyond it), only the wanted ones of its q, k, v are
+                           computed, for the patch rows only: LOST reads k alone. */
     /* More taps in the same pass (e.g. the last few blocks for a sweep):
      * block tap_layers[t] (< 0 from the end) writes its patch rows' q, k, v
      * to taps + t * 3 * n_patch * dim as [3][n_patch][dim] (q, k, v).
@@ -105,7 +117,8 @@ struct vit_out {
     int n_patch;            /* grid_h * grid_w */
     int n_reg, n_tok, dim;  /* n_tok = 1 + n_reg + n_patch */
     int layer;              /* the tapped block, 0-based */
-    const float *q, *k, *v; /* [n_patch, dim] each, patches row-major, heads concatenated */
+    const float *q, *k, *v; /* [n_patch, dim] each, patches row-major, heads concatenated;
+                               NULL unless wanted (VIT_WANT_Q, _K, _V) */
     const float *tokens;    /* [n_tok, dim] after the final norm: CLS, registers, patches;
                                NULL without VIT_WANT_TOKENS */
     const float *pos_embed; /* [1 + n_patch, dim]: the CLS position (zeros when the family

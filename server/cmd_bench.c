@@ -48,18 +48,6 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* FLOPs of the forward up to the tapped q/k/v of the last block (what LOST
- * needs): patch embedding, full blocks, then the last block's qkv. */
-static double forward_flop(const struct model_config *c, int n_patch)
-{
-    double N = n_patch, T = 1 + c->n_reg + N, D = c->dim, F = c->ffn_hidden;
-    double K = 3.0 * c->patch * c->patch;
-    double ffn = c->ffn == MODEL_FFN_SWIGLU ? 2 * T * D * 2 * F + 2 * T * F * D
-                                            : 2 * T * D * F * 2;
-    double block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + ffn;
-    return 2 * N * K * D + (c->depth - 1) * block + 2 * T * D * 3 * D;
-}
-
 int cli_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *image_path = NULL;
@@ -186,7 +174,7 @@ int cli_bench(int argc, char **argv)
     for (long i = 1; i < repeat; i++)
         fmin = fw[i] < fmin ? fw[i] : fmin;
     double fmed = median(fw, (int)repeat);
-    double gflop = forward_flop(c, r.grid_h * r.grid_w) / 1e9;
+    double gflop = vit_forward_flop(m, r.grid_h * r.grid_w, pipeline_feature_want(m, &o)) / 1e9;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     json_t *j = json_object();

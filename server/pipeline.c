@@ -138,6 +138,13 @@ int pipeline_max_patches(const struct model *m, int max_side)
     return (int)(g * g);
 }
 
+unsigned pipeline_feature_want(const struct model *m, const struct pipeline_opts *o)
+{
+    int feat = o->feature >= 0 ? o->feature : (int)model_config(m)->lost_feature;
+    return feat == MODEL_FEATURE_Q ? VIT_WANT_Q : feat == MODEL_FEATURE_V ? VIT_WANT_V
+                                                                          : VIT_WANT_K;
+}
+
 /* From the pixels the model sees (run: already fitted to o->max_side) of an
  * image whose full upright size is img_w x img_h; t0: when preprocessing
  * started. */
@@ -173,7 +180,9 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
         return err_set(e, ERR_TOOBIG, "a %dx%d image needs %ld patches, at most %d are "
                        "allowed (downscale it, e.g. max_side)", run.w, run.h, need,
                        vit_work_max_patches(w));
-    struct vit_opts vo = {.layer = o->layer, .want = VIT_WANT_QKV};
+    int feat = o->feature >= 0 ? o->feature : (int)c->lost_feature;
+    /* the one feature the graph is built from: the forward computes only it */
+    struct vit_opts vo = {.layer = o->layer, .want = pipeline_feature_want(m, o)};
     if (o->debug)
         vo.want |= VIT_WANT_TOKENS;
     if (o->dinoseg)
@@ -183,7 +192,6 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
         return rc;
     double t2 = clock_now_ms();
     r->ms_forward = t2 - t1;
-    int feat = o->feature >= 0 ? o->feature : (int)c->lost_feature;
     const float *f = feat == MODEL_FEATURE_Q ? out.q : feat == MODEL_FEATURE_V ? out.v : out.k;
     r->feature = feat;
     r->layer = out.layer;

@@ -103,6 +103,10 @@ int pipeline_workspace_ensure(const struct model *m, struct vit_work **w, int im
 /* Workspace size that covers images whose longest side the forward sees is
  * at most max_side pixels (after any downscale). */
 int pipeline_max_patches(const struct model *m, int max_side);
+/* The VIT_WANT_* bit of the feature the graph is built from (o->feature, or
+ * the family's default): the one third of the tapped q/k/v the forward
+ * computes. */
+unsigned pipeline_feature_want(const struct model *m, const struct pipeline_opts *o);
 
 /* Bytes (JPEG or PNG) to box. ERR_INPUT / ERR_TOOBIG / ERR_UNSUPPORTED from
  * decoding, ERR_TOOBIG when the image needs more patches than the workspace

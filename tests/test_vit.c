@@ -489,6 +489,88 @@ static void thread_split(void)
         }
 }
 
+/* A forward that wants one or two of the tapped block's q, k, v (LOST reads
+ * k) computes only those, for the patch rows only: the same values bit for
+ * bit as the whole q/k/v, the others NULL. fp32 and bf16, the last block and
+ * earlier ones (block 0: its LayerNorm is not done yet), 1 and 3 threads, a
+ * short and a long input. */
+static void wanted_parts(void)
+{
+    const char *models[] = {"tiny", "tiny_swiglu", "tiny_noreg"};
+    const unsigned sets[] = {VIT_WANT_K, VIT_WANT_Q, VIT_WANT_V, VIT_WANT_Q | VIT_WANT_V};
+    const int layers[] = {-1, 0, 1};
+    for (int prec = MODEL_PRECISION_FP32; prec <= MODEL_PRECISION_BF16; prec++)
+        for (size_t mi = 0; mi < sizeof models / sizeof *models; mi++) {
+            char path[256], name[256];
+            snprintf(path, sizeof path, FIX "/models/%s.safetensors", models[mi]);
+            snprintf(name, sizeof name, "wanted q/k/v only, same values: %s %s", models[mi],
+                     model_precision_name(prec));
+            struct model_opts mo = {.act = -1, .precision = prec};
+            struct model *m = NULL;
+            struct err e = {0};
+            int rc = model_load(path, &mo, &m, &e);
+            if (rc == ERR_UNSUPPORTED) {
+                printf("SKIP %s: %s\n", name, e.msg);
+                continue;
+            }
+            CHECK_CASE(name, {
+                CHECK(rc == 0, "load: %s", e.msg);
+                const struct model_config *c = rc ? NULL : model_config(m);
+                int sizes[][2] = {{42, 56}, {196, 252}};
+                for (size_t si = 0; !rc && si < 2; si++) {
+                    int H = sizes[si][0] / c->patch * c->patch, W = sizes[si][1] / c->patch * c->patch;
+                    size_t nk = (size_t)(H / c->patch) * (W / c->patch) * c->dim;
+                    float *x = malloc(sizeof *x * 3 * H * W), *ref = malloc(sizeof *ref * 3 * nk);
+                    for (int i = 0; i < 3 * H * W; i++)
+                        x[i] = (float)((unsigned)i * 7919u % 2003u) / 1001.0f - 1.0f;
+                    for (int th = 1; !rc && th <= 3; th += 2)
+                        for (size_t li = 0; !rc && li < 3; li++) {
+                            struct vit_work *w = NULL;
+                            struct vit_out out;
+                            struct vit_opts all = {.layer = layers[li], .want = VIT_WANT_QKV};
+                            rc = vit_work_init(m, (int)(nk / c->dim), &w, &e);
+                            if (!rc)
+                                rc = vit_work_set_threads(w, th, &e);
+                            if (!rc)
+                                rc = vit_forward(m, w, x, H, W, &all, &out, &e);
+                            CHECK(rc == 0, "whole q/k/v: %s", e.msg);
+                            float *buf[3] = {NULL, NULL, NULL}; /* the workspace's */
+                            if (!rc) {
+                                memcpy(ref, out.q, sizeof *ref * nk);
+                                memcpy(ref + nk, out.k, sizeof *ref * nk);
+                                memcpy(ref + 2 * nk, out.v, sizeof *ref * nk);
+                                buf[0] = (float *)out.q, buf[1] = (float *)out.k;
+                                buf[2] = (float *)out.v;
+                            }
+                            for (size_t k = 0; !rc && k < sizeof sets / sizeof *sets; k++) {
+                                struct vit_opts one = {.layer = layers[li], .want = sets[k]};
+                                /* stale values must not pass for computed ones */
+                                for (int p = 0; p < 3; p++)
+                                    memset(buf[p], 0, sizeof *ref * nk);
+                                rc = vit_forward(m, w, x, H, W, &one, &out, &e);
+                                CHECK(rc == 0, "parts %u: %s", sets[k], e.msg);
+                                const float *got[3] = {out.q, out.k, out.v};
+                                const unsigned bit[3] = {VIT_WANT_Q, VIT_WANT_K, VIT_WANT_V};
+                                for (int p = 0; !rc && p < 3; p++) {
+                                    if (!(sets[k] & bit[p])) {
+                                        CHECK(!got[p], "part %d given, not wanted", p);
+                                        continue;
+                                    }
+                                    CHECK(got[p] && !memcmp(got[p], ref + p * nk, sizeof *ref * nk),
+                                          "%dx%d layer %d, %d threads: part %d of set %u differs "
+                                          "from the whole q/k/v", H, W, layers[li], th, p, sets[k]);
+                                }
+                            }
+                            vit_work_free(w);
+                        }
+                    free(x);
+                    free(ref);
+                }
+                model_free(m);
+            });
+        }
+}
+
 /* With the weights packed, nothing a forward reads lies in the file's
  * mapping: the small tensors are copies (a page cache holding the file in
  * large folios would map up to 2 MiB for each one read, see copy_small in
@@ -581,6 +663,7 @@ static void gram(void)
 int main(void)
 {
     thread_split();
+    wanted_parts();
     packed_model_off_the_file();
     gram();
     bf16_mode();
