@@ -417,6 +417,22 @@ static void bf16_mode(void)
     });
 }
 
+/* Loads the fixtures' tiny model `model` in precision prec and names its
+ * case "<what>: <model> <precision>" in name; ERR_UNSUPPORTED (printed as a
+ * SKIP) when this CPU lacks the precision. */
+static int load_tiny(const char *model, int prec, const char *what, char *name, size_t n,
+                     struct model **m, struct err *e)
+{
+    char path[256];
+    snprintf(path, sizeof path, FIX "/models/%s.safetensors", model);
+    snprintf(name, n, "%s: %s %s", what, model, model_precision_name(prec));
+    struct model_opts mo = {.act = -1, .precision = prec};
+    int rc = model_load(path, &mo, m, e);
+    if (rc == ERR_UNSUPPORTED)
+        printf("SKIP %s: %s\n", name, e->msg);
+    return rc;
+}
+
 /* The work split over threads (row blocks, and column blocks with the
  * row-wise epilogues after them for short inputs) changes which thread
  * computes a block, never the order of its sums: tokens and keys are
@@ -430,18 +446,12 @@ static void thread_split(void)
     int sizes[][2] = {{42, 56}, {392, 504}};
     for (int prec = MODEL_PRECISION_FP32; prec <= MODEL_PRECISION_BF16; prec++)
         for (size_t mi = 0; mi < sizeof models / sizeof *models; mi++) {
-            char path[256], name[256];
-            snprintf(path, sizeof path, FIX "/models/%s.safetensors", models[mi]);
-            snprintf(name, sizeof name, "same forward on 1, 2 and 3 threads: %s %s", models[mi],
-                     model_precision_name(prec));
-            struct model_opts mo = {.act = -1, .precision = prec};
+            char name[256];
             struct model *m = NULL;
             struct err e = {0};
-            int rc = model_load(path, &mo, &m, &e);
-            if (rc == ERR_UNSUPPORTED) {
-                printf("SKIP %s: %s\n", name, e.msg);
+            int rc = load_tiny(models[mi], prec, "same forward on 1, 2 and 3 threads", name, sizeof name, &m, &e);
+            if (rc == ERR_UNSUPPORTED)
                 continue;
-            }
             CHECK_CASE(name, {
                 CHECK(rc == 0, "load: %s", e.msg);
                 const struct model_config *c = rc ? NULL : model_config(m);
@@ -501,18 +511,12 @@ static void wanted_parts(void)
     const int layers[] = {-1, 0, 1};
     for (int prec = MODEL_PRECISION_FP32; prec <= MODEL_PRECISION_BF16; prec++)
         for (size_t mi = 0; mi < sizeof models / sizeof *models; mi++) {
-            char path[256], name[256];
-            snprintf(path, sizeof path, FIX "/models/%s.safetensors", models[mi]);
-            snprintf(name, sizeof name, "wanted q/k/v only, same values: %s %s", models[mi],
-                     model_precision_name(prec));
-            struct model_opts mo = {.act = -1, .precision = prec};
+            char name[256];
             struct model *m = NULL;
             struct err e = {0};
-            int rc = model_load(path, &mo, &m, &e);
-            if (rc == ERR_UNSUPPORTED) {
-                printf("SKIP %s: %s\n", name, e.msg);
+            int rc = load_tiny(models[mi], prec, "wanted q/k/v only, same values", name, sizeof name, &m, &e);
+            if (rc == ERR_UNSUPPORTED)
                 continue;
-            }
             CHECK_CASE(name, {
                 CHECK(rc == 0, "load: %s", e.msg);
                 const struct model_config *c = rc ? NULL : model_config(m);
