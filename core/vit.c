@@ -1153,8 +1153,7 @@ static void block_fast(const struct model_config *c, const struct model_block *b
  * wanted (LOST reads k alone): its LayerNorm, then each wanted third of the
  * qkv product for the patch rows only, straight into w->q / w->k / w->v.
  * Each element is the same chain of FMAs as in the whole product, so the
- * values are those of block_fast's qkv bit for bit; a third starts on a
- * panel of B when dim is a multiple of KERN_NR (see qkv_parts_ok). */
+ * values are those of block_fast's qkv bit for bit. */
 static void qkv_parts(const struct model_config *c, const struct model_block *b,
                       struct vit_work *w, int T, int z_ready, unsigned want)
 {
@@ -1171,15 +1170,20 @@ static void qkv_parts(const struct model_config *c, const struct model_block *b,
             continue;
         size_t col = (size_t)p * D;
         gemm_par(w, N, D, D, w->z + (size_t)pre * D, D, b->qkv_h ? NULL : b->qkv_p + col * D,
-                 b->qkv_h ? b->qkv_h + col * k2 : NULL, b->qkv_b ? b->qkv_b + col : NULL, dst[p], D, EPI_NONE,
-                 NULL, NULL);
+                 b->qkv_h ? b->qkv_h + col * k2 : NULL, b->qkv_b ? b->qkv_b + col : NULL,
+                 dst[p], D, EPI_NONE, NULL, NULL);
     }
     stage_end(w, VIT_STAGE_QKV);
 }
 
-/* Whether qkv_parts applies: the thirds of the packed qkv weights start on
- * a panel. */
-static int qkv_parts_ok(const struct model_config *c) { return c->dim % KERN_NR == 0; }
+/* Whether a forward whose last block run is the tapped one, wanting `want`
+ * of its q/k/v, takes qkv_parts: the AVX-512 path, some but not all of the
+ * thirds, and each third of the packed weights starting on a panel. */
+static int qkv_parts_ok(const struct model *m, unsigned want)
+{
+    unsigned q = want & VIT_WANT_QKV;
+    return m->packed && q && q != VIT_WANT_QKV && m->cfg.dim % KERN_NR == 0;
+}
 
 /* ---- LOST's Gram matrix on the workspace's kernels ---------------------- */
 
@@ -1238,11 +1242,9 @@ double vit_forward_flop(const struct model *m, int n_patch, unsigned want)
     double ffn = c->ffn == MODEL_FFN_SWIGLU ? 2 * T * D * 2 * F + 2 * T * F * D
                                             : 2 * T * D * F * 2;
     double block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + ffn;
-    want &= VIT_WANT_QKV;
     int thirds = (want & VIT_WANT_Q ? 1 : 0) + (want & VIT_WANT_K ? 1 : 0) +
                  (want & VIT_WANT_V ? 1 : 0);
-    double last = thirds && thirds < 3 && m->packed && qkv_parts_ok(c) ? 2 * N * D * D * thirds
-                                                                       : 2 * T * D * 3 * D;
+    double last = qkv_parts_ok(m, want) ? 2 * N * D * D * thirds : 2 * T * D * 3 * D;
     return 2 * N * K * D + (c->depth - 1) * block + last;
 }
 
@@ -1315,8 +1317,7 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     }
     /* The last block run is the tapped one alone: only its wanted thirds of
      * q/k/v, patch rows only (qkv_parts). */
-    int parts = w->fast && !full && (!opts || !opts->n_taps) && (want & VIT_WANT_QKV) &&
-                (want & VIT_WANT_QKV) != VIT_WANT_QKV && qkv_parts_ok(c);
+    int parts = !full && (!opts || !opts->n_taps) && qkv_parts_ok(m, want);
     for (int l = 0; l <= last; l++) {
         w->keep_attn = (want & VIT_WANT_ATTN) && l == c->depth - 1;
         const struct model_block *b = &m->blocks[l];
