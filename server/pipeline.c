@@ -138,9 +138,15 @@ int pipeline_max_patches(const struct model *m, int max_side)
     return (int)(g * g);
 }
 
+/* The feature the graph is built from: o->feature, or the family's default. */
+static int feature_of(const struct model *m, const struct pipeline_opts *o)
+{
+    return o->feature >= 0 ? o->feature : (int)model_config(m)->lost_feature;
+}
+
 unsigned pipeline_feature_want(const struct model *m, const struct pipeline_opts *o)
 {
-    int feat = o->feature >= 0 ? o->feature : (int)model_config(m)->lost_feature;
+    int feat = feature_of(m, o);
     return feat == MODEL_FEATURE_Q ? VIT_WANT_Q : feat == MODEL_FEATURE_V ? VIT_WANT_V
                                                                           : VIT_WANT_K;
 }
@@ -180,7 +186,7 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
         return err_set(e, ERR_TOOBIG, "a %dx%d image needs %ld patches, at most %d are "
                        "allowed (downscale it, e.g. max_side)", run.w, run.h, need,
                        vit_work_max_patches(w));
-    int feat = o->feature >= 0 ? o->feature : (int)c->lost_feature;
+    int feat = feature_of(m, o);
     /* the one feature the graph is built from: the forward computes only it */
     struct vit_opts vo = {.layer = o->layer, .want = pipeline_feature_want(m, o)};
     if (o->debug)

@@ -449,7 +449,8 @@ static void thread_split(void)
             char name[256];
             struct model *m = NULL;
             struct err e = {0};
-            int rc = load_tiny(models[mi], prec, "same forward on 1, 2 and 3 threads", name, sizeof name, &m, &e);
+            int rc = load_tiny(models[mi], prec, "same forward on 1, 2 and 3 threads", name, sizeof name,
+                               &m, &e);
             if (rc == ERR_UNSUPPORTED)
                 continue;
             CHECK_CASE(name, {
@@ -514,7 +515,8 @@ static void wanted_parts(void)
             char name[256];
             struct model *m = NULL;
             struct err e = {0};
-            int rc = load_tiny(models[mi], prec, "wanted q/k/v only, same values", name, sizeof name, &m, &e);
+            int rc = load_tiny(models[mi], prec, "wanted q/k/v only, same values", name, sizeof name,
+                               &m, &e);
             if (rc == ERR_UNSUPPORTED)
                 continue;
             CHECK_CASE(name, {
