@@ -29,6 +29,8 @@
 #define STATIC_MAX (16L << 20)        /* largest static file served */
 #define HEALTH_CONNECTIONS 16         /* open connections of the health listener */
 #define HEALTH_TIMEOUT_S 5            /* its idle timeout */
+#define HTTP_GONE_POLL_MS 100         /* a waiting request looks this often whether its client left */
+#define HTTP_CLIENT_GONE 499          /* logged (never sent) for a client that closed first */
 
 struct http_server {
     const struct config *c;

@@ -1,6 +1,7 @@
 /* http_job.c - the discover / analyze job: handing a request to the worker
  * pool, running it on a worker (pipeline, then the reply JSON while the
- * debug maps still live in the worker's arena), and sending its result. */
+ * debug maps still live in the worker's arena), and sending its result, or
+ * dropping it when the client went away first. */
 #include "http_impl.h"
 #include "clock.h"
 
@@ -13,6 +14,8 @@
 #include <string.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "analyze_json.h"
 #include "discover_json.h"
@@ -108,6 +111,47 @@ static void discover_destroy(struct pool_job *pj)
     free(j);
 }
 
+/* Whether the client closed (or reset) its side of connection c: a read
+ * would return end of file or an error; nothing is consumed. A client that
+ * shut down only its sending side counts as gone as well: HTTP clients keep
+ * both open while they wait for a reply (proxies such as nginx treat it so
+ * too). */
+static int client_gone(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return 0;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* pool_wait for the request's job up to --timeout, looking every
+ * HTTP_GONE_POLL_MS whether the client is still there: once it is not,
+ * *gone is set and a job no worker took yet leaves the queue, so a client
+ * that sends a request and closes costs no forward. Returns the job's
+ * state as pool_wait does. */
+static int wait_job(struct http_server *s, struct MHD_Connection *c, struct discover_job *j,
+                    int *gone)
+{
+    double end = clock_now_ms() + (double)s->c->timeout * 1000;
+    int st;
+    for (;;) {
+        double left = end - clock_now_ms();
+        st = pool_await(s->pool, &j->base, left < HTTP_GONE_POLL_MS ? left : HTTP_GONE_POLL_MS);
+        if (st != POOL_QUEUED && st != POOL_RUNNING)
+            return st;
+        if (client_gone(c)) {
+            *gone = 1;
+            break;
+        }
+        if (left <= HTTP_GONE_POLL_MS)
+            break;
+    }
+    return st == POOL_QUEUED ? pool_give_up(s->pool, &j->base) : st;
+}
+
 enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
 {
     struct http_server *s = r->s;
@@ -172,7 +216,17 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
         metrics_reject(s->metrics, METRICS_REJECT_QUEUE_FULL);
         return http_send_error(r, c, 503, "busy", http_retry_1, "busy: %s", e.msg);
     }
-    int st = pool_wait(s->pool, &j->base, (double)s->c->timeout * 1000);
+    int gone = 0, st = wait_job(s, c, j, &gone);
+    if (gone) {
+        /* Nobody to answer: record it (as 499, the code proxies log for a
+         * client that closed first) and close the connection. */
+        metrics_reject(s->metrics, METRICS_REJECT_CLIENT_GONE);
+        r->status = HTTP_CLIENT_GONE;
+        snprintf(r->errmsg, sizeof r->errmsg, "client went away %s",
+                 st == POOL_CANCELLED ? "while queued: dropped before inference"
+                                      : "during inference: the result is dropped");
+        return MHD_NO;
+    }
     if (st == POOL_RUNNING || st == POOL_CANCELLED) {
         pthread_mutex_lock(&s->mu);
         int stopping = s->stopping;

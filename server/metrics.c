@@ -22,7 +22,7 @@ static const char *stage_names[METRICS_N_STAGE] = {"queue",   "decode", "preproc
 static const char *reject_names[METRICS_N_REJECT] = {
     "queue_full",   "timeout",   "too_large",     "unsupported_media_type",
     "bad_request",  "unauthorized", "not_ready", "shutting_down", "upload_budget",
-    "misdirected"};
+    "misdirected",  "client_gone"};
 
 struct hist {
     unsigned long long bucket[N_BOUND]; /* non-cumulative; summed at render */

@@ -274,7 +274,7 @@ int pool_submit(struct pool *p, struct pool_job *j, struct err *e)
     return 0;
 }
 
-int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms)
+int pool_await(struct pool *p, struct pool_job *j, double timeout_ms)
 {
     struct timespec dl;
     clock_deadline(CLOCK_MONOTONIC, timeout_ms, &dl);
@@ -284,8 +284,16 @@ int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms)
             break;
     }
     int st = j->state;
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
+int pool_give_up(struct pool *p, struct pool_job *j)
+{
+    pthread_mutex_lock(&p->mu);
+    int st = j->state;
     if (st == POOL_QUEUED) {
-        /* Gave up before a worker took it: unlink, drop the pool's reference. */
+        /* No worker took it yet: unlink, drop the pool's reference. */
         if (j->prev)
             j->prev->next = j->next;
         else
@@ -301,6 +309,12 @@ int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms)
     }
     pthread_mutex_unlock(&p->mu);
     return st;
+}
+
+int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms)
+{
+    int st = pool_await(p, j, timeout_ms);
+    return st == POOL_QUEUED ? pool_give_up(p, j) : st;
 }
 
 void pool_release(struct pool *p, struct pool_job *j)

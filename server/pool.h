@@ -76,6 +76,15 @@ int pool_submit(struct pool *p, struct pool_job *j, struct err *e);
  * queue), or POOL_RUNNING (timed out while a worker runs it). */
 int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms);
 
+/* pool_wait in two steps, for a waiter that also watches something else
+ * (its client): pool_await waits up to timeout_ms and returns the state,
+ * POOL_QUEUED or POOL_RUNNING included, changing nothing; pool_give_up
+ * takes j off the queue if no worker took it yet (then POOL_CANCELLED) and
+ * returns the state (a running job finishes; its waiter may still release
+ * it at once). */
+int pool_await(struct pool *p, struct pool_job *j, double timeout_ms);
+int pool_give_up(struct pool *p, struct pool_job *j);
+
 /* Drops the caller's reference; the last one calls j->destroy. p may be NULL
  * for a job that was never submitted. */
 void pool_release(struct pool *p, struct pool_job *j);

@@ -3,7 +3,8 @@
 # every way of sending an image, the reply shapes, parity with `lostd
 # discover`, each bad input and its status (the daemon must keep answering),
 # 32 concurrent clients, /metrics counting what was sent, the OpenAPI
-# document against the routes, limits, API key, CORS, a full queue, and a
+# document against the routes, limits, API key, CORS, clients that close
+# before their reply (dropped from the queue), a full queue, and a
 # graceful SIGTERM. Prints PASS/FAIL lines; needs curl and python3.
 set -u
 cd "$(dirname "$0")/.."
@@ -394,6 +395,55 @@ EOF
 check "stalled upload times out" $? "connection kept open"
 req "still answers after a stalled client" 200 "$B/health/live"
 stop; check "SIGTERM exits 0 (keyed)" $? "exit status"
+
+# --- a client that closes before its reply costs no forward: its job leaves
+# the queue (499 in the log and /metrics, reason client_gone); a job already
+# on a worker finishes and its result is dropped. One worker, kept busy by
+# 6300x6300 progressive JPEGs (about 0.5 s each to decode here).
+convert -size 6300x6300 gradient:red-blue -interlace Plane -sampling-factor 4:2:0 \
+    -quality 85 "$T/prog.jpg" || exit 1
+start gone --workers 1 --queue 8 || exit 1
+$PY - "$PORT" "$T/prog.jpg" "$IMG" <<'EOF2'
+import http.client, socket, sys, threading, time
+port, prog, img = int(sys.argv[1]), open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
+def post(body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/discover", body, {"Content-Type": "image/jpeg"})
+    r = c.getresponse()
+    return r.status
+def leave(body, after):  # sends the whole request, then closes without reading
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /discover HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    time.sleep(after)
+    s.close()
+res = []
+busy = [threading.Thread(target=lambda: res.append(post(prog))) for _ in range(2)]
+for t in busy:
+    t.start()
+time.sleep(0.05)
+gone = [threading.Thread(target=leave, args=(img, 0.15)) for _ in range(3)]
+for t in gone:
+    t.start()
+for t in gone + busy:
+    t.join()
+print("PASS the busy requests answer 200 around the dropped ones" if res == [200, 200]
+      else "FAIL the busy requests: %r" % res)
+leave(prog, 0.2)  # its decode is on the worker when the client goes
+time.sleep(0.2)
+print("PASS a request after them answers 200" if post(img) == 200 else "FAIL the request after")
+EOF2
+metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
+echo "$metrics" | grep -q '^lostd_rejections_total{reason="client_gone"} 4$'
+check "clients gone before their reply counted (client_gone 4)" $? \
+    "$(echo "$metrics" | grep client_gone)"
+echo "$metrics" | grep -q '^lostd_http_requests_total{route="/discover",code="499"} 4$'
+check "and logged as 499" $? "$(echo "$metrics" | grep 'code="499"')"
+n=$(grep -c 'access POST /discover 499 .*while queued: dropped before inference' "$T/gone.err")
+check "the three queued ones dropped before inference" $((n != 3)) "$n log lines"
+grep -q 'access POST /discover 499 .*during inference' "$T/gone.err"
+check "the one on a worker finishes, its result dropped" $? "$(grep ' 499 ' "$T/gone.err")"
+stop; check "SIGTERM exits 0 after clients left" $? "exit status"
 
 # --- a full queue answers 503 with Retry-After; SIGTERM lets in-flight finish
 convert -size 700x500 plasma:fractal -quality 90 "$T/large.jpg" 2>/dev/null ||
