@@ -62,6 +62,7 @@ const char *err_name(int code)
     case ERR_MODEL: return "model";
     case ERR_UNSUPPORTED: return "unsupported";
     case ERR_NOTFOUND: return "not_found";
+    case ERR_CANCELLED: return "cancelled";
     default: return "internal";
     }
 }

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -166,6 +167,7 @@ struct jpeg_guard {
     jmp_buf jump;
     int code;                     /* ERR_* the jump reports (ERR_INPUT unless set) */
     double deadline_ms;           /* > 0: stop once clock_now_ms() passes it */
+    const _Atomic int *cancel;    /* non-NULL: stop once it reads nonzero */
     char msg[JMSG_LENGTH_MAX];
 };
 
@@ -208,6 +210,11 @@ static void jpeg_on_progress(j_common_ptr c)
             snprintf(g->msg, sizeof g->msg, "more than %d scans", JPEG_MAX_SCANS);
             longjmp(g->jump, 1);
         }
+    }
+    if (g->cancel && atomic_load_explicit(g->cancel, memory_order_relaxed)) {
+        g->code = ERR_CANCELLED;
+        snprintf(g->msg, sizeof g->msg, "decoding cancelled: nobody waits for it");
+        longjmp(g->jump, 1);
     }
     if (g->deadline_ms > 0 && clock_now_ms() > g->deadline_ms) {
         g->code = ERR_BUSY;
@@ -395,6 +402,7 @@ static int jpeg_run(const unsigned char *buf, size_t n, const struct image_decod
     memset(&g, 0, sizeof g);
     g.code = ERR_INPUT;
     g.deadline_ms = o->deadline_ms;
+    g.cancel = o->cancel;
     cinfo.err = jpeg_std_error(&g.pub);
     g.pub.error_exit = jpeg_on_error;
     g.pub.emit_message = jpeg_on_message;

@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -1319,6 +1320,9 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
      * q/k/v, patch rows only (qkv_parts). */
     int parts = !full && (!opts || !opts->n_taps) && qkv_parts_ok(m, want);
     for (int l = 0; l <= last; l++) {
+        if (opts && opts->cancel && atomic_load_explicit(opts->cancel, memory_order_relaxed))
+            return err_set(e, ERR_CANCELLED, "forward cancelled before block %d: nobody waits "
+                           "for it", l);
         w->keep_attn = (want & VIT_WANT_ATTN) && l == c->depth - 1;
         const struct model_block *b = &m->blocks[l];
         int stop = l == last && !full;

@@ -15,7 +15,8 @@ enum {
     ERR_MODEL = -6,       /* checkpoint does not fit any supported model */
     ERR_UNSUPPORTED = -7, /* well-formed but not handled (415 for media types) */
     ERR_NOTFOUND = -8,    /* missing file or resource (404) */
-    ERR_INTERNAL = -9     /* a bug of ours */
+    ERR_INTERNAL = -9,    /* a bug of ours */
+    ERR_CANCELLED = -10   /* the caller withdrew the work (a cancel flag was set) */
 };
 
 #define ERR_MSG_MAX 512

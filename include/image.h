@@ -46,6 +46,8 @@ struct image_decode_opts {
                                ERR_TOOBIG instead */
     double deadline_ms;     /* > 0: on clock_now_ms()'s clock (include/clock.h); a JPEG decode still running
                                then stops with ERR_BUSY */
+    const _Atomic int *cancel; /* non-NULL: a JPEG decode stops with ERR_CANCELLED once it
+                               reads nonzero (checked where the deadline is) */
 };
 
 /* What a decode with given options will meet and cost, from the header. */

@@ -108,6 +108,10 @@ struct vit_opts {
     int n_taps;
     const int *tap_layers;
     float *taps;
+    /* Non-NULL: read before each block; once it is nonzero the forward
+     * stops there with ERR_CANCELLED (set from another thread when nobody
+     * waits for the result any more). */
+    const _Atomic int *cancel;
 };
 
 /* Results; pointers into the workspace, valid until the next vit_forward or

@@ -134,7 +134,8 @@ static int analyze_fitted(const struct model *m, struct vit_work *w, struct aren
                        vit_work_max_patches(w));
     double t0 = clock_now_ms();
     struct vit_opts vo = {.layer = -1,
-                          .want = VIT_WANT_TOKENS | VIT_WANT_ATTN | VIT_WANT_PATCH_EMBED};
+                          .want = VIT_WANT_TOKENS | VIT_WANT_ATTN | VIT_WANT_PATCH_EMBED,
+                          .cancel = o->cancel};
     struct vit_out v;
     if ((rc = vit_forward(m, w, x, H, W, &vo, &v, e)))
         return rc;
@@ -176,6 +177,7 @@ int analyze_json_bytes(const struct model *m, struct vit_work *w, struct arena *
     po.max_side = o->max_side;
     po.deadline_ms = o->deadline_ms;
     po.scratch = o->scratch;
+    po.cancel = o->cancel;
     struct image img;
     struct image_info info;
     int rc = pipeline_decode(buf, n, &po, a, &img, &info, e);

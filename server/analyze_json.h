@@ -28,6 +28,7 @@ struct analyze_json_opts {
     long max_pixels;    /* decode limit for analyze_json_bytes (<= 0: the default) */
     double deadline_ms; /* analyze_json_bytes: as pipeline_opts.deadline_ms */
     struct budget *scratch; /* analyze_json_bytes: as pipeline_opts.scratch */
+    const _Atomic int *cancel; /* as pipeline_opts.cancel (decode and forward) */
 };
 
 /* Everything one analysis produced, for callers that draw heat maps. */

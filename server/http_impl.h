@@ -78,6 +78,7 @@ struct discover_job {
     struct param_request rq;    /* format, image_id, debug, threshold */
     const char *model_id;       /* lives in the server */
     int analyze;                /* POST /analyze: artifact analysis instead of LOST */
+    _Atomic int gone;           /* set by the connection when its client left: opts.cancel */
     /* out, written by the worker before it marks the job done */
     int status;
     char *body;                 /* malloc'd JSON text */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -67,7 +68,7 @@ static void analyze_run(struct discover_job *j, const struct model *m, struct vi
     err_clear(&e);
     struct analyze_json_opts ao = {.threshold = j->rq.threshold, .max_side = j->opts.max_side,
                                    .deadline_ms = j->opts.deadline_ms,
-                                   .scratch = j->opts.scratch,
+                                   .scratch = j->opts.scratch, .cancel = j->opts.cancel,
                                    .max_pixels = j->opts.max_pixels};
     json_t *root = NULL;
     double t0 = clock_now_ms();
@@ -128,10 +129,11 @@ static int client_gone(struct MHD_Connection *c)
 }
 
 /* pool_wait for the request's job up to --timeout, looking every
- * HTTP_GONE_POLL_MS whether the client is still there: once it is not,
- * *gone is set and a job no worker took yet leaves the queue, so a client
- * that sends a request and closes costs no forward. Returns the job's
- * state as pool_wait does. */
+ * HTTP_GONE_POLL_MS whether the client is still there. Once it is not,
+ * *gone is set, a job no worker took yet leaves the queue and a running one
+ * is told to stop (its decode between MCU rows, its forward before the next
+ * block): a client that sends a request and closes costs no forward.
+ * Returns the job's state as pool_wait does. */
 static int wait_job(struct http_server *s, struct MHD_Connection *c, struct discover_job *j,
                     int *gone)
 {
@@ -144,6 +146,7 @@ static int wait_job(struct http_server *s, struct MHD_Connection *c, struct disc
             return st;
         if (client_gone(c)) {
             *gone = 1;
+            atomic_store(&j->gone, 1); /* a running decode or forward stops early */
             break;
         }
         if (left <= HTTP_GONE_POLL_MS)
@@ -209,6 +212,7 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
      * would no longer wait for it. */
     j->opts.scratch = s->scratch;
     j->opts.deadline_ms = clock_now_ms() + (double)s->c->timeout * 1000;
+    j->opts.cancel = &j->gone;
     r->job = j;
     struct err e;
     err_clear(&e);
@@ -219,12 +223,13 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
     int gone = 0, st = wait_job(s, c, j, &gone);
     if (gone) {
         /* Nobody to answer: record it (as 499, the code proxies log for a
-         * client that closed first) and close the connection. */
+         * client that closed first) and close the connection. A running job
+         * stops at its next check and is freed by the worker's release. */
         metrics_reject(s->metrics, METRICS_REJECT_CLIENT_GONE);
         r->status = HTTP_CLIENT_GONE;
         snprintf(r->errmsg, sizeof r->errmsg, "client went away %s",
                  st == POOL_CANCELLED ? "while queued: dropped before inference"
-                                      : "during inference: the result is dropped");
+                                      : "during inference: stopped at its next block");
         return MHD_NO;
     }
     if (st == POOL_RUNNING || st == POOL_CANCELLED) {

@@ -35,6 +35,7 @@ int http_status_of(int code, const char **type)
     case ERR_UNSUPPORTED: *type = "unsupported_media_type"; return 415;
     case ERR_BUSY: *type = "busy"; return 503;
     case ERR_NOTFOUND: *type = "not_found"; return 404;
+    case ERR_CANCELLED: *type = "cancelled"; return 503; /* its client left: never sent */
     default: *type = "internal"; return 500;
     }
 }

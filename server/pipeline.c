@@ -188,7 +188,8 @@ static int run_fitted(const struct model *m, struct vit_work *w, struct arena *a
                        vit_work_max_patches(w));
     int feat = feature_of(m, o);
     /* the one feature the graph is built from: the forward computes only it */
-    struct vit_opts vo = {.layer = o->layer, .want = pipeline_feature_want(m, o)};
+    struct vit_opts vo = {.layer = o->layer, .want = pipeline_feature_want(m, o),
+                          .cancel = o->cancel};
     if (o->debug)
         vo.want |= VIT_WANT_TOKENS;
     if (o->dinoseg)
@@ -329,7 +330,8 @@ int pipeline_decode(const unsigned char *buf, size_t n, const struct pipeline_op
                     struct arena *a, struct image *out, struct image_info *info, struct err *e)
 {
     struct image_decode_opts d = {.max_pixels = o->max_pixels, .exif = o->exif,
-                                  .fit_side = o->max_side, .deadline_ms = o->deadline_ms};
+                                  .fit_side = o->max_side, .deadline_ms = o->deadline_ms,
+                                  .cancel = o->cancel};
     /* The header says what the decode will hold (a progressive JPEG: all of
      * its coefficients at full resolution, whatever the scale); that share
      * of the scratch budget is taken first, waiting up to the deadline. */

@@ -41,6 +41,8 @@ struct pipeline_opts {
     int dinoseg_head;
     int exif;               /* enum image_exif for pipeline_run_bytes (default: apply) */
     double deadline_ms;     /* > 0: clock_now_ms() time by which decoding must be done */
+    const _Atomic int *cancel; /* non-NULL: the decode and the forward stop with
+                                  ERR_CANCELLED once it reads nonzero */
     struct budget *scratch;  /* non-NULL: the large buffers of a run (the decoder's memory,
                                 image_probe's decoder_bytes; the Gram matrix) are taken from
                                 this budget shared by all workers first, waiting up to the

@@ -398,7 +398,7 @@ stop; check "SIGTERM exits 0 (keyed)" $? "exit status"
 
 # --- a client that closes before its reply costs no forward: its job leaves
 # the queue (499 in the log and /metrics, reason client_gone); a job already
-# on a worker finishes and its result is dropped. One worker, kept busy by
+# on a worker is told to stop. One worker, kept busy by
 # 6300x6300 progressive JPEGs (about 0.5 s each to decode here).
 convert -size 6300x6300 gradient:red-blue -interlace Plane -sampling-factor 4:2:0 \
     -quality 85 "$T/prog.jpg" || exit 1
@@ -442,7 +442,7 @@ check "and logged as 499" $? "$(echo "$metrics" | grep 'code="499"')"
 n=$(grep -c 'access POST /discover 499 .*while queued: dropped before inference' "$T/gone.err")
 check "the three queued ones dropped before inference" $((n != 3)) "$n log lines"
 grep -q 'access POST /discover 499 .*during inference' "$T/gone.err"
-check "the one on a worker finishes, its result dropped" $? "$(grep ' 499 ' "$T/gone.err")"
+check "the one on a worker told to stop" $? "$(grep ' 499 ' "$T/gone.err")"
 stop; check "SIGTERM exits 0 after clients left" $? "exit status"
 
 # --- a full queue answers 503 with Retry-After; SIGTERM lets in-flight finish

@@ -954,6 +954,13 @@ int main(void)
         struct image_decode_opts late = {.deadline_ms = clock_now_ms() - 1};
         rc = image_decode_fit(p, np, &late, a, &im, &ip, &e);
         CHECK(rc == ERR_BUSY, "past the deadline: rc %d %s", rc, e.msg);
+        _Atomic int stop = 1;
+        struct image_decode_opts gone = {.cancel = &stop};
+        rc = image_decode_fit(p, np, &gone, a, &im, &ip, &e);
+        CHECK(rc == ERR_CANCELLED, "cancel flag set: rc %d %s", rc, e.msg);
+        stop = 0;
+        rc = image_decode_fit(p, np, &gone, a, &im, &ip, &e);
+        CHECK(rc == 0, "cancel flag clear: rc %d %s", rc, e.msg);
         free(p);
         free(b);
         free(px);

@@ -316,6 +316,40 @@ static void layer_tap(void)
     });
 }
 
+/* vit_opts.cancel: a clear flag changes nothing, a set one stops the
+ * forward before its first block with ERR_CANCELLED. */
+static void cancel_flag(void)
+{
+    CHECK_CASE("cancel flag: clear runs the same forward, set stops it", {
+        struct model *m = NULL;
+        struct vit_work *w = NULL;
+        struct err e = {0};
+        int rc = model_load(FIX "/models/tiny.safetensors", NULL, &m, &e);
+        CHECK(rc == 0, "%s", e.msg);
+        if (!rc && !(rc = vit_work_init(m, 20, &w, &e))) {
+            float *x = calloc(3 * 56 * 70, sizeof *x), *k = malloc(20 * 64 * sizeof *k);
+            for (int i = 0; i < 3 * 56 * 70; i++)
+                x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+            struct vit_out o;
+            _Atomic int stop = 0;
+            struct vit_opts plain = {.layer = -1}, watched = {.layer = -1, .cancel = &stop};
+            rc = vit_forward(m, w, x, 56, 70, &plain, &o, &e);
+            CHECK(rc == 0, "%s", e.msg);
+            memcpy(k, o.k, 20 * 64 * sizeof *k);
+            rc = vit_forward(m, w, x, 56, 70, &watched, &o, &e);
+            CHECK(rc == 0 && !memcmp(k, o.k, 20 * 64 * sizeof *k), "a clear flag changed k");
+            stop = 1;
+            rc = vit_forward(m, w, x, 56, 70, &watched, &o, &e);
+            CHECK(rc == ERR_CANCELLED && strstr(e.msg, "cancelled"), "rc %d: %s", rc, e.msg);
+            free(k);
+            free(x);
+        }
+        CHECK(rc == 0 || rc == ERR_CANCELLED, "workspace: %s", e.msg);
+        vit_work_free(w);
+        model_free(m);
+    });
+}
+
 /* The attention maps and patch embeddings exposed for analysis: rows are
  * distributions, asking for them does not change q/k/v, and the patch
  * embedding plus the positions is what the first block sees. */
@@ -678,6 +712,7 @@ int main(void)
     config_inference();
     checkpoint_errors();
     layer_tap();
+    cancel_flag();
     const char *namings[] = {"", "_hf", "_timm"};
     DIR *d = opendir(FIX "/vit");
     struct dirent *me;
