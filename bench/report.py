@@ -434,7 +434,7 @@ def main():
     d, ideal, one = daemon(rows, ncores)
     if len(d) > 2:
         md += ["", "## Daemon (`lostd serve`, ViT-S/14-reg, VOC07_000236.jpg 500x381 POSTed "
-               "as image/jpeg, wrk on 127.0.0.1, closed loop, 12 s or 400 responses per run)",
+               "as image/jpeg, wrk on 127.0.0.1, closed loop, 30 s or 400 responses per run)",
                "", "Ideal = cores / single-image time = %d / %.1f ms = %.2f images/s (lostd "
                "bench, 392x504, 1 thread, preprocess + forward + LOST, measured just before "
                "the load; JPEG decode excluded)." % (ncores, one["total_ms_median"], ideal) if one else "", ""]

@@ -302,7 +302,11 @@ fi
 # 3. the daemon: closed-loop load from wrk on loopback, bounded by -d and a
 # per-thread response cap; two layouts of the same 2 cores. The ideal is
 # cores / single-image time (preprocess + forward + LOST, one thread),
-# measured here, next to the load runs.
+# measured here, next to the load runs. A run lasts 30 s: wrk counts the
+# responses within its window, so the forwards cut off at its end (half a
+# forward a worker on average) and the count's step (one response of ~36 in
+# 12 s is 2.8%) cost a short window a few percent; requests it cuts off no
+# longer delay the next run (the daemon drops them once their client left).
 if [ $have_wrk = 1 ] && part daemon; then
     j=$(timeout 600 "$LOSTD" bench --model "$(model_file vits14_reg)" --size 392x504 \
         --threads 1 --repeat 7 --warmup 2) && rec single vits14_reg 392x504 1 set "$j"
@@ -331,8 +335,8 @@ if [ $have_wrk = 1 ] && part daemon; then
                 "http://127.0.0.1:$port" >/dev/null
             for c in 1 2 8; do
                 wt=$((c < 2 ? c : 2))
-                j=$(BENCH_JPEG=$JPEG BENCH_MAX_PER_THREAD=$((400 / wt)) timeout 60 wrk \
-                    -t"$wt" -c"$c" -d12s --timeout 30s -s bench/post_jpeg.lua \
+                j=$(BENCH_JPEG=$JPEG BENCH_MAX_PER_THREAD=$((400 / wt)) timeout 90 wrk \
+                    -t"$wt" -c"$c" -d30s --timeout 30s -s bench/post_jpeg.lua \
                     "http://127.0.0.1:$port" | tail -n 1)
                 rec daemon vits14_reg 392x504 "$nt" set \
                     "{\"workers\":$nw,\"concurrency\":$c,\"wrk\":$j}"
