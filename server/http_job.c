@@ -128,12 +128,13 @@ static int client_gone(struct MHD_Connection *c)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-/* pool_wait for the request's job up to --timeout, looking every
+/* Waits for the request's job up to --timeout, looking every
  * HTTP_GONE_POLL_MS whether the client is still there. Once it is not,
  * *gone is set, a job no worker took yet leaves the queue and a running one
  * is told to stop (its decode between MCU rows, its forward before the next
  * block): a client that sends a request and closes costs no forward.
- * Returns the job's state as pool_wait does. */
+ * Returns the job's state: POOL_DONE, POOL_CANCELLED (taken off the queue,
+ * or the pool is stopping) or POOL_RUNNING (still on a worker). */
 static int wait_job(struct http_server *s, struct MHD_Connection *c, struct discover_job *j,
                     int *gone)
 {

@@ -42,7 +42,7 @@ enum metrics_reject {
     METRICS_REJECT_SHUTTING_DOWN,
     METRICS_REJECT_UPLOAD_BUDGET,   /* uploads in flight hold the whole --max-upload-total */
     METRICS_REJECT_MISDIRECTED,     /* Host not in --allowed-hosts */
-    METRICS_REJECT_CLIENT_GONE,     /* the client closed before its result (queued: dropped) */
+    METRICS_REJECT_CLIENT_GONE,     /* the client closed first: queued job dropped, running one stopped */
     METRICS_N_REJECT
 };
 

@@ -311,12 +311,6 @@ int pool_give_up(struct pool *p, struct pool_job *j)
     return st;
 }
 
-int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms)
-{
-    int st = pool_await(p, j, timeout_ms);
-    return st == POOL_QUEUED ? pool_give_up(p, j) : st;
-}
-
 void pool_release(struct pool *p, struct pool_job *j)
 {
     if (!j)

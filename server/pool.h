@@ -25,7 +25,7 @@ struct pool_job {
     void (*run)(struct pool_job *j, const struct model *m, struct vit_work *w,
                 struct arena *a);
     void (*destroy)(struct pool_job *j);
-    /* Owned by the pool; read them only after pool_wait returned. */
+    /* Owned by the pool; read them only after pool_await returned POOL_DONE. */
     int state;                      /* enum pool_state */
     int refs;
     double t_queued, t_started, t_done; /* clock_now_ms() */
@@ -71,18 +71,15 @@ void pool_job_init(struct pool_job *j,
  * the queue is full or the pool is stopping. */
 int pool_submit(struct pool *p, struct pool_job *j, struct err *e);
 
-/* Waits up to timeout_ms for j to finish. Returns POOL_DONE, POOL_CANCELLED
- * (pool stopping, or timed out while still queued: then it is taken off the
- * queue), or POOL_RUNNING (timed out while a worker runs it). */
-int pool_wait(struct pool *p, struct pool_job *j, double timeout_ms);
-
-/* pool_wait in two steps, for a waiter that also watches something else
- * (its client): pool_await waits up to timeout_ms and returns the state,
- * POOL_QUEUED or POOL_RUNNING included, changing nothing; pool_give_up
- * takes j off the queue if no worker took it yet (then POOL_CANCELLED) and
- * returns the state (a running job finishes; its waiter may still release
- * it at once). */
+/* Waits up to timeout_ms for j to finish and returns its state: POOL_DONE,
+ * POOL_CANCELLED (the pool is stopping), or POOL_QUEUED / POOL_RUNNING when
+ * the time ran out; changes nothing, so a waiter that also watches
+ * something else (its client) can wait in slices. */
 int pool_await(struct pool *p, struct pool_job *j, double timeout_ms);
+
+/* The waiter gives up on j: a job no worker took yet leaves the queue
+ * (POOL_CANCELLED); a running one finishes (its waiter may still release it
+ * at once). Returns the state. */
 int pool_give_up(struct pool *p, struct pool_job *j);
 
 /* Drops the caller's reference; the last one calls j->destroy. p may be NULL
