@@ -245,7 +245,9 @@ def model_load(rows):
 
 
 def daemon(rows, ncores):
-    one = next((r["r"] for r in rows if r["kind"] == "single"), None)
+    # measured before and after the load: the faster one sets the ideal
+    ones = [r["r"] for r in rows if r["kind"] == "single"]
+    one = min(ones, key=lambda o: o["total_ms_median"]) if ones else None
     ideal = ncores * 1000.0 / one["total_ms_median"] if one else None
     out = ["| workers x threads | concurrency | requests | images/s | of ideal | p50 ms "
            "| p99 ms | max ms | errors |",
@@ -258,7 +260,7 @@ def daemon(rows, ncores):
             x["workers"], r["threads"], x["concurrency"], w["requests"], w["rps"],
             fmt(ideal and 100 * w["rps"] / ideal, "%.0f%%"), w["p50_ms"], w["p99_ms"],
             w["max_ms"], w["non2xx"] + w["socket_errors"] + w["timeouts"]))
-    return out, ideal, one
+    return out, ideal, ones
 
 
 def evals(rows):
@@ -431,13 +433,16 @@ def main():
     if ml:
         md += ["", "## Model load (the checkpoint in the page cache: read through once, "
                "then each run a fresh `lostd bench` that maps, validates and packs it)", ""] + ml
-    d, ideal, one = daemon(rows, ncores)
+    d, ideal, ones = daemon(rows, ncores)
     if len(d) > 2:
+        one_ms = min(o["total_ms_median"] for o in ones) if ones else 0
         md += ["", "## Daemon (`lostd serve`, ViT-S/14-reg, VOC07_000236.jpg 500x381 POSTed "
                "as image/jpeg, wrk on 127.0.0.1, closed loop, 30 s or 400 responses per run)",
                "", "Ideal = cores / single-image time = %d / %.1f ms = %.2f images/s (lostd "
-               "bench, 392x504, 1 thread, preprocess + forward + LOST, measured just before "
-               "the load; JPEG decode excluded)." % (ncores, one["total_ms_median"], ideal) if one else "", ""]
+               "bench, 392x504, 1 thread, preprocess + forward + LOST; measured before and "
+               "after the load: %s ms, the faster one taken; JPEG decode excluded)." % (
+                   ncores, one_ms, ideal,
+                   " / ".join("%.1f" % o["total_ms_median"] for o in ones)) if ones else "", ""]
         md += d
     ev = evals(rows)
     if ev:

@@ -302,14 +302,21 @@ fi
 # 3. the daemon: closed-loop load from wrk on loopback, bounded by -d and a
 # per-thread response cap; two layouts of the same 2 cores. The ideal is
 # cores / single-image time (preprocess + forward + LOST, one thread),
-# measured here, next to the load runs. A run lasts 30 s: wrk counts the
+# measured just before and just after the load runs; the report takes the
+# faster of the two (the higher ideal), as this VM's speed drifts within
+# minutes. A run lasts 30 s: wrk counts the
 # responses within its window, so the forwards cut off at its end (half a
 # forward a worker on average) and the count's step (one response of ~36 in
 # 12 s is 2.8%) cost a short window a few percent; requests it cuts off no
 # longer delay the next run (the daemon drops them once their client left).
-if [ $have_wrk = 1 ] && part daemon; then
+# single: the single-image time beside the load runs
+single() {
+    local j
     j=$(timeout 600 "$LOSTD" bench --model "$(model_file vits14_reg)" --size 392x504 \
         --threads 1 --repeat 7 --warmup 2) && rec single vits14_reg 392x504 1 set "$j"
+}
+if [ $have_wrk = 1 ] && part daemon; then
+    single
     for layout in "2 1" "1 2"; do
         read -r nw nt <<<"$layout"
         "$LOSTD" serve --host 127.0.0.1 --port 0 --model "$(model_file vits14_reg)" \
@@ -346,6 +353,7 @@ if [ $have_wrk = 1 ] && part daemon; then
         wait "$pid" || true
         echo "  daemon $nw workers x $nt threads: done at $(($(date +%s) - T0)) s" >&2
     done
+    single
 fi
 
 # 3b. TokenCut: the cut beside the forward (lostd bench --method tokencut,
