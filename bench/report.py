@@ -351,7 +351,7 @@ def merge_rounds(rows):
     and every round's median in r["rounds"]."""
     groups, out = {}, []
     for r in rows:
-        if r["kind"] in ("load", "model_load") or "forward_ms_median" not in r["r"]:
+        if r["kind"] in ("load", "model_load", "single") or "forward_ms_median" not in r["r"]:
             out.append(r)
             continue
         k = (r["kind"], r["model"], r["size"], r["threads"], r["env"],

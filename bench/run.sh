@@ -309,14 +309,15 @@ fi
 # forward a worker on average) and the count's step (one response of ~36 in
 # 12 s is 2.8%) cost a short window a few percent; requests it cuts off no
 # longer delay the next run (the daemon drops them once their client left).
-# single: the single-image time beside the load runs
+# single ROUND: the single-image time beside the load runs (round 1 before
+# them, 2 after)
 single() {
-    local j
+    local j ROUND=$1
     j=$(timeout 600 "$LOSTD" bench --model "$(model_file vits14_reg)" --size 392x504 \
         --threads 1 --repeat 7 --warmup 2) && rec single vits14_reg 392x504 1 set "$j"
 }
 if [ $have_wrk = 1 ] && part daemon; then
-    single
+    single 1
     for layout in "2 1" "1 2"; do
         read -r nw nt <<<"$layout"
         "$LOSTD" serve --host 127.0.0.1 --port 0 --model "$(model_file vits14_reg)" \
@@ -353,7 +354,7 @@ if [ $have_wrk = 1 ] && part daemon; then
         wait "$pid" || true
         echo "  daemon $nw workers x $nt threads: done at $(($(date +%s) - T0)) s" >&2
     done
-    single
+    single 2
 fi
 
 # 3b. TokenCut: the cut beside the forward (lostd bench --method tokencut,
