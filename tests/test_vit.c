@@ -265,6 +265,15 @@ static void config_inference(void)
     });
 }
 
+/* A fixed 3 x 56 x 70 input (20 patches of the tiny model), heap-allocated. */
+static float *input_56x70(void)
+{
+    float *x = calloc(3 * 56 * 70, sizeof *x);
+    for (int i = 0; x && i < 3 * 56 * 70; i++)
+        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    return x;
+}
+
 static void layer_tap(void)
 {
     CHECK_CASE("layer tap: -1 equals depth-1, out of range rejected", {
@@ -275,9 +284,7 @@ static void layer_tap(void)
         CHECK(rc == 0, "%s", e.msg);
         if (!rc) {
             rc = vit_work_init(m, 20, &w, &e);
-            float *x = calloc(3 * 56 * 70, sizeof *x);
-            for (int i = 0; i < 3 * 56 * 70; i++)
-                x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+            float *x = input_56x70();
             struct vit_out o1, o2;
             struct vit_opts a = {.layer = -1}, b = {.layer = 1}, z = {.layer = 0},
                             bad = {.layer = 2};
@@ -327,9 +334,7 @@ static void cancel_flag(void)
         int rc = model_load(FIX "/models/tiny.safetensors", NULL, &m, &e);
         CHECK(rc == 0, "%s", e.msg);
         if (!rc && !(rc = vit_work_init(m, 20, &w, &e))) {
-            float *x = calloc(3 * 56 * 70, sizeof *x), *k = malloc(20 * 64 * sizeof *k);
-            for (int i = 0; i < 3 * 56 * 70; i++)
-                x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+            float *x = input_56x70(), *k = malloc(20 * 64 * sizeof *k);
             struct vit_out o;
             _Atomic int stop = 0;
             struct vit_opts plain = {.layer = -1}, watched = {.layer = -1, .cancel = &stop};
