@@ -260,7 +260,7 @@ def daemon(rows, ncores):
             x["workers"], r["threads"], x["concurrency"], w["requests"], w["rps"],
             fmt(ideal and 100 * w["rps"] / ideal, "%.0f%%"), w["p50_ms"], w["p99_ms"],
             w["max_ms"], w["non2xx"] + w["socket_errors"] + w["timeouts"]))
-    return out, ideal, ones
+    return out, ideal, one, ones
 
 
 def evals(rows):
@@ -433,15 +433,14 @@ def main():
     if ml:
         md += ["", "## Model load (the checkpoint in the page cache: read through once, "
                "then each run a fresh `lostd bench` that maps, validates and packs it)", ""] + ml
-    d, ideal, ones = daemon(rows, ncores)
+    d, ideal, one, ones = daemon(rows, ncores)
     if len(d) > 2:
-        one_ms = min(o["total_ms_median"] for o in ones) if ones else 0
         md += ["", "## Daemon (`lostd serve`, ViT-S/14-reg, VOC07_000236.jpg 500x381 POSTed "
                "as image/jpeg, wrk on 127.0.0.1, closed loop, 30 s or 400 responses per run)",
                "", "Ideal = cores / single-image time = %d / %.1f ms = %.2f images/s (lostd "
                "bench, 392x504, 1 thread, preprocess + forward + LOST; measured before and "
                "after the load: %s ms, the faster one taken; JPEG decode excluded)." % (
-                   ncores, one_ms, ideal,
+                   ncores, one["total_ms_median"], ideal,
                    " / ".join("%.1f" % o["total_ms_median"] for o in ones)) if ones else "", ""]
         md += d
     ev = evals(rows)

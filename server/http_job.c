@@ -130,13 +130,12 @@ static int client_gone(struct MHD_Connection *c)
 
 /* Waits for the request's job up to --timeout, looking every
  * HTTP_GONE_POLL_MS whether the client is still there. Once it is not,
- * *gone is set, a job no worker took yet leaves the queue and a running one
+ * j->gone is set, a job no worker took yet leaves the queue and a running one
  * is told to stop (its decode between MCU rows, its forward before the next
  * block): a client that sends a request and closes costs no forward.
  * Returns the job's state: POOL_DONE, POOL_CANCELLED (taken off the queue,
  * or the pool is stopping) or POOL_RUNNING (still on a worker). */
-static int wait_job(struct http_server *s, struct MHD_Connection *c, struct discover_job *j,
-                    int *gone)
+static int wait_job(struct http_server *s, struct MHD_Connection *c, struct discover_job *j)
 {
     double end = clock_now_ms() + (double)s->c->timeout * 1000;
     int st;
@@ -146,7 +145,6 @@ static int wait_job(struct http_server *s, struct MHD_Connection *c, struct disc
         if (st != POOL_QUEUED && st != POOL_RUNNING)
             return st;
         if (client_gone(c)) {
-            *gone = 1;
             atomic_store(&j->gone, 1); /* a running decode or forward stops early */
             break;
         }
@@ -221,8 +219,8 @@ enum MHD_Result http_job_finish(struct req *r, struct MHD_Connection *c)
         metrics_reject(s->metrics, METRICS_REJECT_QUEUE_FULL);
         return http_send_error(r, c, 503, "busy", http_retry_1, "busy: %s", e.msg);
     }
-    int gone = 0, st = wait_job(s, c, j, &gone);
-    if (gone) {
+    int st = wait_job(s, c, j);
+    if (atomic_load(&j->gone)) {
         /* Nobody to answer: record it (as 499, the code proxies log for a
          * client that closed first) and close the connection. A running job
          * stops at its next check and is freed by the worker's release. */
