@@ -120,14 +120,18 @@ def forward_table(rows, env="set"):
     return out
 
 
+def find(rows, kind, model, size, threads, env="set"):
+    """The record of one (merged) row, or None."""
+    return next((r["r"] for r in rows if r["kind"] == kind and r["model"] == model
+                 and r["size"] == size and r["threads"] == threads and r["env"] == env), None)
+
+
 def roofline(rows):
     """What the key row's arithmetic allows: the forward at the FMA peak
     measured in the same run, and the share of that peak a given speed-up
     over PyTorch (OpenBLAS variables unset) would take."""
     def pick(kind, env):
-        return next((r["r"] for r in rows if r["kind"] == kind and r["env"] == env
-                     and r["model"] == "vits14_reg" and r["size"] == "392x504"
-                     and r["threads"] == 2), None)
+        return find(rows, kind, "vits14_reg", "392x504", 2, env)
     lo, pt = pick("lostd", "unset") or pick("lostd", "set"), pick("torch", "unset")
     peak = lo and lo.get("fma_peak_gflops")
     if not peak:
@@ -232,11 +236,6 @@ def targets(rows, ideal):
     """The performance issue's targets read off this run's rows: what each
     asks, what the run measured, and whether it holds. Figures only: bench
     asserts nothing. Compared unrounded: 84.5% of the peak misses 85%."""
-    def get(kind, model, size, threads, env="set"):
-        return next((r["r"] for r in rows if r["kind"] == kind and r["model"] == model
-                     and r["size"] == size and r["threads"] == threads and r["env"] == env),
-                    None)
-
     def ms(x):
         return x["forward_ms_median"] if x else None
 
@@ -246,7 +245,7 @@ def targets(rows, ideal):
         out.append("| %s | %s | %s |" % (what, value, "-" if ok is None else
                                           "yes" if ok else "no"))
     for env in ("set", "unset"):
-        lo = get("lostd", "vits14_reg", "392x504", 2, env)
+        lo = find(rows, "lostd", "vits14_reg", "392x504", 2, env)
         if lo and lo.get("fma_peak_gflops"):
             pct = 100 * lo["gflops"] / lo["fma_peak_gflops"]
             row("fp32 key row (ViT-S 392x504, 2 threads%s) >= 85%% of the FMA peak" % (
@@ -255,14 +254,14 @@ def targets(rows, ideal):
     for model, sizes in (("vitb14_reg", ("224x224", "392x504", "518x518")),
                          ("vitl14_reg", ("392x504",))):
         for size in sizes:
-            lo, o = get("lostd", model, size, 2), get("ort", model, size, 2)
+            lo, o = find(rows, "lostd", model, size, 2), find(rows, "ort", model, size, 2)
             if lo and o:
                 r = ms(o) / ms(lo)
                 row("%s %s, 2 threads >= 1.15x ONNX Runtime" % (model, size),
                     "%.3fx (%.1f / %.1f ms)" % (r, ms(o), ms(lo)), r >= 1.15)
     for env in ("set", "unset"):
-        bf, o = (get("lostd_bf16", "vits14_reg", "392x504", 2, env),
-                 get("ort", "vits14_reg", "392x504", 2, env))
+        bf, o = (find(rows, "lostd_bf16", "vits14_reg", "392x504", 2, env),
+                 find(rows, "ort", "vits14_reg", "392x504", 2, env))
         if bf and o:
             r = ms(o) / ms(bf)
             row("bf16 key row%s >= 2.0x ONNX Runtime" % (
@@ -466,7 +465,8 @@ def main():
           "arithmetic bound: no forward of that many FLOPs can take less time).",
           "", "## Machine", ""]
     md += machine(rows, lostd)
-    tg = targets(rows, daemon(rows, ncores)[1])
+    d, ideal, one, ones = daemon(rows, ncores)
+    tg = targets(rows, ideal)
     if tg:
         md += ["", "## Targets (the performance issue's, read off the rows below, compared "
                "unrounded)", ""] + tg
@@ -507,7 +507,6 @@ def main():
     if ml:
         md += ["", "## Model load (the checkpoint in the page cache: read through once, "
                "then each run a fresh `lostd bench` that maps, validates and packs it)", ""] + ml
-    d, ideal, one, ones = daemon(rows, ncores)
     if len(d) > 2:
         md += ["", "## Daemon (`lostd serve`, ViT-S/14-reg, VOC07_000236.jpg 500x381 POSTed "
                "as image/jpeg, wrk on 127.0.0.1, closed loop, 30 s or 400 responses per run)",
