@@ -197,7 +197,7 @@ static void free_threads(struct vit_work *w)
     w->n_threads = 0;
 }
 
-enum epi { EPI_NONE, EPI_GELU, EPI_QUICKGELU, EPI_RESIDUAL, EPI_SWIGLU };
+enum epi { EPI_NONE, EPI_GELU, EPI_QUICKGELU, EPI_RESIDUAL, EPI_SWIGLU, EPI_ADD };
 static void gemm_par(struct vit_work *w, int m, int n, int k, const float *A, int lda,
                      const float *Bp, const unsigned short *Bh, const float *bias, float *C,
                      int ldc, enum epi epi, const float *gamma, float *h);
@@ -693,6 +693,7 @@ struct gemm_job {
     enum epi epi;
     const float *gamma; /* EPI_RESIDUAL: h += gamma * C */
     float *h;
+    const float *add; /* EPI_ADD: C += add (rows ldc apart, as C's) */
     /* EPI_RESIDUAL: then LayerNorm of the same rows of h into ln_out (the
      * next step's input), while they are in cache; ln_w NULL = none. */
     const float *ln_w, *ln_b;
@@ -829,6 +830,9 @@ static void gemm_epilogue(const struct gemm_job *j, int r0, int r1)
         for (int r = 0; r < r1 - r0; r++)
             kern_swiglu_row(C + (size_t)r * j->ldc, C + (size_t)r * j->ldc + j->n / 2, j->n / 2);
         break;
+    case EPI_ADD:
+        kern_residual(C, j->add + (size_t)r0 * j->ldc, NULL, r1 - r0, j->n);
+        break;
     case EPI_RESIDUAL:
         kern_residual(j->h + (size_t)r0 * j->ldc, C, j->gamma, r1 - r0, j->n);
         if (j->ln_w)
@@ -901,7 +905,7 @@ static void gemm_run(struct gemm_job *j)
     team_run(j->w->team, j->n_row * j->n_col, gemm_task, j);
     if (j->w->n_threads > 1)
         update_rates(j->w);
-    if (j->n_col > 1 && (j->epi == EPI_SWIGLU || j->epi == EPI_RESIDUAL))
+    if (j->n_col > 1 && (j->epi == EPI_SWIGLU || j->epi == EPI_RESIDUAL || j->epi == EPI_ADD))
         team_run(j->w->team, j->n_row, gemm_epilogue_task, j);
 }
 
@@ -1249,6 +1253,29 @@ double vit_forward_flop(const struct model *m, int n_patch, unsigned want)
     return 2 * N * K * D + (c->depth - 1) * block + last;
 }
 
+/* Patch row r of the image x [3, h, w_px] as gw rows of cols, each the
+ * patch's 3 P P pixels in (channel, y, x) order: the patch embedding's A. */
+struct im2col_job {
+    const float *x;
+    float *cols;
+    int h, w_px, gw, P;
+};
+
+static void im2col_task(void *ctx, int r, int th)
+{
+    (void)th;
+    const struct im2col_job *j = ctx;
+    int P = j->P, K = 3 * P * P;
+    for (int cc = 0; cc < j->gw; cc++) {
+        float *col = j->cols + ((size_t)r * j->gw + cc) * K;
+        for (int ch = 0; ch < 3; ch++)
+            for (int ky = 0; ky < P; ky++)
+                memcpy(col + (ch * P + ky) * P,
+                       j->x + ((size_t)ch * j->h + (size_t)r * P + ky) * j->w_px + (size_t)cc * P,
+                       sizeof *col * P);
+    }
+}
+
 int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h, int w_px,
                 const struct vit_opts *opts, struct vit_out *out, struct err *e)
 {
@@ -1273,31 +1300,31 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     int N = gh * gw, T = 1 + R + N;
     if (w->timing)
         w->t_mark = clock_now_ms();
-    /* 2.1 patch embedding as im2col . Wpe^T */
-    int K = 3 * P * P;
-    for (int r = 0; r < gh; r++)
-        for (int cc = 0; cc < gw; cc++) {
-            float *col = w->cols + ((size_t)r * gw + cc) * K;
-            for (int ch = 0; ch < 3; ch++)
-                for (int ky = 0; ky < P; ky++)
-                    memcpy(col + (ch * P + ky) * P,
-                           x + ((size_t)ch * h + (size_t)r * P + ky) * w_px + (size_t)cc * P,
-                           sizeof *col * P);
-        }
+    /* 2.1 patch embedding as im2col . Wpe^T, 2.2 CLS + positions, then
+     * registers (no position) */
+    position_table(m, w, gh, gw);
     float *hp = w->h + (size_t)(1 + R) * D;
-    if (w->fast)
-        gemm_par(w, N, D, K, w->cols, K, m->patch_p, NULL, m->patch_b, hp, D, EPI_NONE, NULL,
-                 NULL);
-    else
-        linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
+    struct im2col_job ij = {.x = x, .cols = w->cols, .h = h, .w_px = w_px, .gw = gw, .P = P};
+    team_run(w->team, gh, im2col_task, &ij);
+    /* the positions added in the product's epilogue while its rows are in
+     * cache, unless the patch embeddings alone are wanted too; the same
+     * sums either way: (cols . Wpe^T + b) + pos */
+    int fused = w->fast && !(want & VIT_WANT_PATCH_EMBED);
+    if (w->fast) {
+        struct gemm_job j = {.w = w, .m = N, .n = D, .k = 3 * P * P, .lda = 3 * P * P,
+                             .ldc = D, .A = w->cols, .Bp = m->patch_p, .bias = m->patch_b,
+                             .C = hp, .epi = fused ? EPI_ADD : EPI_NONE, .add = w->pos + D};
+        gemm_run(&j);
+    } else {
+        linear(w->cols, N, 3 * P * P, m->patch_w, m->patch_b, D, hp);
+    }
     if (want & VIT_WANT_PATCH_EMBED)
         memcpy(w->pe, hp, sizeof *hp * (size_t)N * D);
-    /* 2.2 CLS + positions, then registers (no position) */
-    position_table(m, w, gh, gw);
+    if (!fused)
+        for (size_t i = 0; i < (size_t)N * D; i++)
+            hp[i] += w->pos[D + i];
     for (int i = 0; i < D; i++)
         w->h[i] = m->cls[i] + w->pos[i];
-    for (size_t i = 0; i < (size_t)N * D; i++)
-        hp[i] += w->pos[D + i];
     if (R)
         memcpy(w->h + D, m->reg, sizeof *w->h * (size_t)R * D);
     if (c->ln_pre)
