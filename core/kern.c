@@ -513,13 +513,20 @@ static inline struct next_a next_a_block(const float *A, int lda, int m, int k, 
     return na;
 }
 
+/* The tile of rows [ir, ir + KERN_MR) of a block of `rows` rows at a
+ * (stride lda, kc floats each), clipped to the block; nothing past it. */
+static inline void prefetch_tile(const float *a, size_t lda, int rows, int ir, int kc)
+{
+    if (ir < rows)
+        prefetch_rows(a + (size_t)ir * lda, lda, rows - ir < KERN_MR ? rows - ir : KERN_MR, kc);
+}
+
 /* The next block's rows of the tile at row ir, fetched during this block's
  * last panel of B, so that its first panel finds them in cache. */
 static inline void prefetch_next_tile(const struct next_a *na, int ir)
 {
-    if (na && ir < na->rows)
-        prefetch_rows(na->a + (size_t)ir * na->lda, na->lda,
-                      na->rows - ir < KERN_MR ? na->rows - ir : KERN_MR, na->kc);
+    if (na)
+        prefetch_tile(na->a, na->lda, na->rows, ir, na->kc);
 }
 
 /* The blocked product behind kern_gemm and kern_gemm_nn: panel jp of B at
@@ -563,10 +570,8 @@ static void gemm_blocks(int m, int n, int k, const float *A, int lda, const floa
                     const float *a = ab + ir * la;
                     float *c = C + (size_t)(i0 + ir) * ldc + j0;
                     const char *pfa = pf.next + (size_t)t * pf.per * 64;
-                    if (jp == 0 && ir + KERN_MR < mc) /* the next tile's rows */
-                        prefetch_rows(ab + (ir + KERN_MR) * la, la,
-                                      mc - ir - KERN_MR < KERN_MR ? mc - ir - KERN_MR : KERN_MR,
-                                      kc);
+                    if (jp == 0) /* the next tile's rows */
+                        prefetch_tile(ab, la, mc, ir + KERN_MR, kc);
                     if (jp == np - 1)
                         prefetch_next_tile(&na, ir);
                     if (mr == KERN_MR && nr == KERN_NR)

@@ -14,6 +14,7 @@
 #include "team_impl.h"
 #include "vit_impl.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -693,7 +694,7 @@ struct gemm_job {
     enum epi epi;
     const float *gamma; /* EPI_RESIDUAL: h += gamma * C */
     float *h;
-    const float *add; /* EPI_ADD: C += add (rows ldc apart, as C's) */
+    const float *add; /* EPI_ADD: C += add, whole rows (ldc == n) */
     /* EPI_RESIDUAL: then LayerNorm of the same rows of h into ln_out (the
      * next step's input), while they are in cache; ln_w NULL = none. */
     const float *ln_w, *ln_b;
@@ -830,7 +831,8 @@ static void gemm_epilogue(const struct gemm_job *j, int r0, int r1)
         for (int r = 0; r < r1 - r0; r++)
             kern_swiglu_row(C + (size_t)r * j->ldc, C + (size_t)r * j->ldc + j->n / 2, j->n / 2);
         break;
-    case EPI_ADD:
+    case EPI_ADD: /* (kern_residual: both row strides n) */
+        assert(j->ldc == j->n);
         kern_residual(C, j->add + (size_t)r0 * j->ldc, NULL, r1 - r0, j->n);
         break;
     case EPI_RESIDUAL:
@@ -1303,6 +1305,7 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
     /* 2.1 patch embedding as im2col . Wpe^T, 2.2 CLS + positions, then
      * registers (no position) */
     position_table(m, w, gh, gw);
+    int K = 3 * P * P;
     float *hp = w->h + (size_t)(1 + R) * D;
     struct im2col_job ij = {.x = x, .cols = w->cols, .h = h, .w_px = w_px, .gw = gw, .P = P};
     team_run(w->team, gh, im2col_task, &ij);
@@ -1311,12 +1314,12 @@ int vit_forward(const struct model *m, struct vit_work *w, const float *x, int h
      * sums either way: (cols . Wpe^T + b) + pos */
     int fused = w->fast && !(want & VIT_WANT_PATCH_EMBED);
     if (w->fast) {
-        struct gemm_job j = {.w = w, .m = N, .n = D, .k = 3 * P * P, .lda = 3 * P * P,
+        struct gemm_job j = {.w = w, .m = N, .n = D, .k = K, .lda = K,
                              .ldc = D, .A = w->cols, .Bp = m->patch_p, .bias = m->patch_b,
                              .C = hp, .epi = fused ? EPI_ADD : EPI_NONE, .add = w->pos + D};
         gemm_run(&j);
     } else {
-        linear(w->cols, N, 3 * P * P, m->patch_w, m->patch_b, D, hp);
+        linear(w->cols, N, K, m->patch_w, m->patch_b, D, hp);
     }
     if (want & VIT_WANT_PATCH_EMBED)
         memcpy(w->pe, hp, sizeof *hp * (size_t)N * D);
